@@ -1,0 +1,82 @@
+/**
+ * The models used by the examples, the benchmarks and the tests. Every initializer is seeded, so a
+ * model built twice with the same seed has the same weights on any backend.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+
+const glorot = (seed: number) => tfl.initializers.glorotUniform({ seed });
+
+/**
+ * The CNN of Grementieri & Fioresi (and of the Keras MNIST example): conv32-conv64 (3×3, ReLU),
+ * 2×2 max-pool, dense128 (ReLU), dense10 with softmax. 1,199,882 weights on 28×28×1 inputs.
+ */
+export function mnistCnn(seed = 1, { filters = [32, 64], hidden = 128 } = {}): tfl.LayersModel {
+  const m = tfl.sequential({ name: 'mnist_cnn' });
+  m.add(tfl.layers.conv2d({ name: 'conv1', inputShape: [28, 28, 1], filters: filters[0] as number, kernelSize: 3, activation: 'relu', kernelInitializer: glorot(seed) }));
+  m.add(tfl.layers.conv2d({ name: 'conv2', filters: filters[1] as number, kernelSize: 3, activation: 'relu', kernelInitializer: glorot(seed + 1) }));
+  m.add(tfl.layers.maxPooling2d({ name: 'pool', poolSize: 2 }));
+  m.add(tfl.layers.flatten({ name: 'flatten' }));
+  m.add(tfl.layers.dense({ name: 'fc1', units: hidden, activation: 'relu', kernelInitializer: glorot(seed + 2) }));
+  m.add(tfl.layers.dense({ name: 'fc2', units: 10, activation: 'softmax', kernelInitializer: glorot(seed + 3) }));
+  return m;
+}
+
+function convBn(x: tfl.SymbolicTensor, filters: number, kernelSize: number, strides: number, name: string, seed: number): tfl.SymbolicTensor {
+  const c = tfl.layers
+    .conv2d({ name: `${name}_conv`, filters, kernelSize, strides, padding: 'same', useBias: false, kernelInitializer: tfl.initializers.heNormal({ seed }) })
+    .apply(x) as tfl.SymbolicTensor;
+  return tfl.layers.batchNormalization({ name: `${name}_bn` }).apply(c) as tfl.SymbolicTensor;
+}
+
+/**
+ * A small CIFAR ResNet (functional API): a 3×3 conv-BN-ReLU stem, then one residual block per
+ * width (conv-BN-ReLU-conv-BN plus a 1×1 conv-BN shortcut when the shape changes, add, ReLU),
+ * global average pooling and a dense logits layer (no softmax: the model outputs logits).
+ * `widths = [16, 32, 64]` is the ResNet-8-sized model of the benchmarks.
+ */
+export function cifarResnet(seed = 1, { widths = [16, 32, 64], inputShape = [32, 32, 3] } = {}): tfl.LayersModel {
+  const input = tfl.input({ shape: inputShape, name: 'image' });
+  let s = seed;
+  let x = tfl.layers.reLU({ name: 'stem_relu' }).apply(convBn(input, widths[0] as number, 3, 1, 'stem', s++)) as tfl.SymbolicTensor;
+  let channels = widths[0] as number;
+  widths.forEach((w, i) => {
+    const stride = i === 0 ? 1 : 2;
+    const name = `block${i + 1}`;
+    let h = tfl.layers.reLU({ name: `${name}_relu1` }).apply(convBn(x, w, 3, stride, `${name}_a`, s++)) as tfl.SymbolicTensor;
+    h = convBn(h, w, 3, 1, `${name}_b`, s++);
+    const shortcut = stride !== 1 || w !== channels ? convBn(x, w, 1, stride, `${name}_short`, s++) : x;
+    x = tfl.layers.reLU({ name: `${name}_relu2` }).apply(tfl.layers.add({ name: `${name}_add` }).apply([h, shortcut])) as tfl.SymbolicTensor;
+    channels = w;
+  });
+  const pooled = tfl.layers.globalAveragePooling2d({ name: 'gap' }).apply(x) as tfl.SymbolicTensor;
+  const logits = tfl.layers.dense({ name: 'logits', units: 10, kernelInitializer: glorot(s++) }).apply(pooled) as tfl.SymbolicTensor;
+  return tfl.model({ inputs: input, outputs: logits, name: 'cifar_resnet' });
+}
+
+/** A dense net on vectors: `inputDim` → tanh hidden layers → `classes` logits (no softmax). */
+export function denseNet(inputDim: number, hidden: number[], classes: number, seed = 1): tfl.LayersModel {
+  const m = tfl.sequential({ name: 'dense_net' });
+  hidden.forEach((units, i) =>
+    m.add(tfl.layers.dense({ name: `hidden${i + 1}`, units, activation: 'tanh', kernelInitializer: glorot(seed + i), ...(i === 0 ? { inputShape: [inputDim] } : {}) })),
+  );
+  m.add(tfl.layers.dense({ name: 'logits', units: classes, kernelInitializer: glorot(seed + hidden.length), ...(hidden.length === 0 ? { inputShape: [inputDim] } : {}) }));
+  return m;
+}
+
+/** Gives a model's BatchNorm layers non-trivial moving statistics, as after training (seeded). */
+export function randomizeBatchNorm(model: tfl.LayersModel, seed = 7): void {
+  let s = seed;
+  for (const layer of model.layers) {
+    if (layer.getClassName() !== 'BatchNormalization') continue;
+    const values = layer.getWeights().map((w, i) =>
+      tf.tidy(() => {
+        // gamma, beta, moving mean, moving variance
+        const r = tf.randomUniform(w.shape, 0, 1, 'float32', s++);
+        return i === 3 ? tf.add(0.5, r) : i === 0 ? tf.add(0.75, tf.mul(0.5, r)) : tf.sub(tf.mul(0.4, r), 0.2);
+      }),
+    );
+    layer.setWeights(values);
+    tf.dispose(values);
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * Gradient kernels that tfjs lacks or runs slowly, registered on request (never at import time).
+ *
+ * `Conv2DBackpropFilter` — the filter gradient of a convolution — is missing on `wasm` and runs
+ * ~20× slower than a convolution on `cpu`. tfjs needs it even for input Jacobians whenever a conv
+ * has a linear activation (every conv before a BatchNorm), because its fused conv always computes
+ * the filter gradient. infogeo's kernel rewrites it as one forward convolution over transposed
+ * tensors, run by the backend's own (XNNPACK on wasm) `Conv2D` kernel:
+ *
+ *   dW[a, b, ci, co] = Σ_{n,i,j} x[n, i·s_h + a − p_t, j·s_w + b − p_l, ci] · dy[n, i, j, co]
+ *
+ * is a stride-1 convolution of xᵀ = x transposed to `[Ci, H, W, N]` (input channels as the batch,
+ * samples as channels) with the filter dyᵀ = dy transposed to `[oh, ow, N, Co]`, dilated by the
+ * stride, with explicit padding chosen so that the output is `[Ci, fh, fw, Co]`; one more transpose
+ * gives `[fh, fw, Ci, Co]`.
+ *
+ * @module
+ */
+import { backend_util, getKernel, registerKernel, unregisterKernel } from '@tensorflow/tfjs-core';
+import type { KernelBackend, KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
+
+const KERNEL = 'Conv2DBackpropFilter';
+const BP_INPUT = 'Conv2DBackpropInput';
+const MARK = Symbol.for('infogeo.kernel');
+
+/** The backends {@link registerGradientKernels} patches by default. */
+export const PATCHED_BACKENDS = ['cpu', 'wasm'] as const;
+
+function runKernel(backendName: string, name: string, backend: KernelBackend, inputs: Record<string, TensorInfo>, attrs: NamedAttrMap): TensorInfo {
+  const config = getKernel(name, backendName);
+  if (config === undefined) throw new Error(`Kernel '${name}' not registered for backend '${backendName}'`);
+  const out = config.kernelFunc({ inputs, backend, attrs });
+  return (Array.isArray(out) ? out[0] : out) as TensorInfo;
+}
+
+/** Builds the kernel function for one backend. Exported for the tests. @internal */
+export function conv2DBackpropFilterViaConv(backendName: string): KernelFunc {
+  return ({ inputs, backend: anyBackend, attrs }) => {
+    const backend = anyBackend as KernelBackend;
+    const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
+    const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as {
+      strides: [number, number] | number;
+      pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
+      dataFormat: 'NHWC' | 'NCHW';
+      dimRoundingMode?: 'floor' | 'round' | 'ceil';
+      filterShape: [number, number, number, number];
+    };
+    if (dataFormat === 'NCHW') {
+      throw new Error(`infogeo ${KERNEL}: only NHWC (channelsLast) is supported, got NCHW.`);
+    }
+    const info = backend_util.computeConv2DInfo(
+      x.shape as [number, number, number, number],
+      filterShape,
+      strides,
+      1,
+      pad,
+      dimRoundingMode,
+      false,
+      'channelsLast',
+    );
+    const [, H, W] = x.shape as [number, number, number, number];
+    const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw, outHeight: oh, outWidth: ow } = info;
+    const top = info.padInfo.top;
+    const left = info.padInfo.left;
+    // Padding after the input so that the dilated filter slides exactly fh (fw) times; negative
+    // means trailing input rows (columns) that no output reads: crop them instead.
+    let bottom = fh + (oh - 1) * sh - H - top;
+    let right = fw + (ow - 1) * sw - W - left;
+    const temps: TensorInfo[] = [];
+    const run = (name: string, ins: Record<string, TensorInfo>, at: NamedAttrMap) => {
+      const t = runKernel(backendName, name, backend, ins, at);
+      temps.push(t);
+      return t;
+    };
+    try {
+      let xT = run('Transpose', { x }, { perm: [3, 1, 2, 0] }); // [Ci, H, W, N]
+      if (bottom < 0 || right < 0) {
+        const [ci, , , n] = xT.shape as number[];
+        xT = run('Slice', { x: xT }, { begin: [0, 0, 0, 0], size: [ci as number, H + Math.min(bottom, 0), W + Math.min(right, 0), n as number] });
+        bottom = Math.max(bottom, 0);
+        right = Math.max(right, 0);
+      }
+      const dyT = run('Transpose', { x: dy }, { perm: [1, 2, 0, 3] }); // [oh, ow, N, Co]
+      const conv = run(
+        'Conv2D',
+        { x: xT, filter: dyT },
+        {
+          strides: [1, 1],
+          pad: [[0, 0], [top, bottom], [left, right], [0, 0]],
+          dataFormat: 'NHWC',
+          dilations: [sh, sw],
+          dimRoundingMode: undefined as unknown as string,
+        } as unknown as NamedAttrMap,
+      ); // [Ci, fh, fw, Co]
+      return runKernel(backendName, 'Transpose', backend, { x: conv }, { perm: [1, 2, 0, 3] });
+    } finally {
+      for (const t of temps) backend.disposeData(t.dataId);
+    }
+  };
+}
+
+/**
+ * Builds a `Conv2DBackpropInput` for stride-1 convolutions (every 3×3 "same" or "valid" conv of a
+ * LeNet or a ResNet block) as one forward convolution: for stride 1,
+ *
+ *   dx[n, r, c, ci] = Σ_{a,b,co} dy[n, r + p_t − a, c + p_l − b, co] · W[a, b, ci, co]
+ *
+ * is the convolution of dy with W rotated by 180° and its channel axes swapped, padded by
+ * fh − 1 − p_t on top (fw − 1 − p_l on the left). On `wasm` this runs on XNNPACK instead of the
+ * backend's plain loop (~10× faster). Strided convolutions go to `fallback`, the kernel that was
+ * registered before. @internal
+ */
+export function conv2DBackpropInputViaConv(backendName: string, fallback: KernelConfig | undefined): KernelFunc {
+  return (args) => {
+    const { inputs, backend: anyBackend, attrs } = args;
+    const backend = anyBackend as KernelBackend;
+    const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
+    const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as {
+      strides: [number, number] | number;
+      pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
+      dataFormat: 'NHWC' | 'NCHW';
+      dimRoundingMode?: 'floor' | 'round' | 'ceil';
+      inputShape: [number, number, number, number];
+    };
+    const [sh, sw] = typeof strides === 'number' ? [strides, strides] : strides;
+    if (sh !== 1 || sw !== 1 || dataFormat === 'NCHW') {
+      if (fallback === undefined) throw new Error(`Kernel '${BP_INPUT}' not registered for backend '${backendName}'`);
+      return fallback.kernelFunc(args);
+    }
+    const filterShape = filter.shape as [number, number, number, number];
+    const info = backend_util.computeConv2DInfo(inputShape, filterShape, 1, 1, pad, dimRoundingMode, false, 'channelsLast');
+    const { filterHeight: fh, filterWidth: fw, outHeight: oh, outWidth: ow } = info;
+    const [, H, W] = inputShape;
+    const top = fh - 1 - info.padInfo.top;
+    const left = fw - 1 - info.padInfo.left;
+    const bottom = H - oh + fh - 1 - top;
+    const right = W - ow + fw - 1 - left;
+    if (top < 0 || left < 0 || bottom < 0 || right < 0) {
+      if (fallback === undefined) throw new Error(`Kernel '${BP_INPUT}' not registered for backend '${backendName}'`);
+      return fallback.kernelFunc(args);
+    }
+    const temps: TensorInfo[] = [];
+    const run = (name: string, ins: Record<string, TensorInfo>, at: NamedAttrMap) => {
+      const t = runKernel(backendName, name, backend, ins, at);
+      temps.push(t);
+      return t;
+    };
+    try {
+      const rotated = run('Reverse', { x: filter }, { dims: [0, 1] });
+      const swapped = run('Transpose', { x: rotated }, { perm: [0, 1, 3, 2] }); // [fh, fw, Co, Ci]
+      return runKernel(backendName, 'Conv2D', backend, { x: dy, filter: swapped }, {
+        strides: [1, 1],
+        pad: [[0, 0], [top, bottom], [left, right], [0, 0]],
+        dataFormat: 'NHWC',
+        dilations: [1, 1],
+        dimRoundingMode: undefined as unknown as string,
+      } as unknown as NamedAttrMap);
+    } finally {
+      for (const t of temps) backend.disposeData(t.dataId);
+    }
+  };
+}
+
+/**
+ * Registers infogeo's exact, fast convolution gradient kernels for the `cpu` and `wasm` backends
+ * (or the ones named): `Conv2DBackpropFilter` (missing on `wasm`, slow on `cpu`) and, for stride-1
+ * convolutions, `Conv2DBackpropInput` (both as forward convolutions; strided ones keep the
+ * backend's kernel). With them, models with BatchNorm (ResNets) can be differentiated on `wasm`,
+ * and input Jacobians and weight gradients of conv nets run several times faster.
+ *
+ * Call it once, after importing the backend packages and before differentiating. It is idempotent.
+ * It changes tfjs's global kernel registry (which is why importing infogeo does not do it).
+ *
+ * @param backends - backend names to patch. @defaultValue `['cpu', 'wasm']`
+ * @returns a function that restores the kernels that were registered before.
+ *
+ * @example
+ * ```ts
+ * import '@tensorflow/tfjs-backend-wasm';
+ * import { registerGradientKernels } from 'infogeo';
+ * registerGradientKernels();
+ * ```
+ */
+export function registerGradientKernels(backends: readonly string[] = PATCHED_BACKENDS): () => void {
+  const restores: (() => void)[] = [];
+  for (const backendName of backends) {
+    const builders: [string, (previous: KernelConfig | undefined) => KernelFunc][] = [
+      [KERNEL, () => conv2DBackpropFilterViaConv(backendName)],
+      [BP_INPUT, (previous) => conv2DBackpropInputViaConv(backendName, previous)],
+    ];
+    for (const [kernelName, build] of builders) {
+      const previous = getKernel(kernelName, backendName) as (KernelConfig & { [MARK]?: true }) | undefined;
+      if (previous?.[MARK]) continue;
+      if (previous) unregisterKernel(kernelName, backendName);
+      const config = { kernelName, backendName, kernelFunc: build(previous), [MARK]: true as const };
+      registerKernel(config);
+      restores.push(() => {
+        if (getKernel(kernelName, backendName) === config) unregisterKernel(kernelName, backendName);
+        if (previous) registerKernel(previous);
+      });
+    }
+  }
+  return () => restores.reverse().forEach((r) => r());
+}

@@ -1,0 +1,54 @@
+/**
+ * `infogeo/wasm`: an opt-in helper that starts the tfjs WebAssembly backend, the fastest backend
+ * available in Node without native binaries. This is the only module of infogeo that imports a
+ * backend; the main entry `infogeo` imports none.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+
+/** Options of {@link useWasmBackend}. */
+export interface WasmBackendOptions {
+  /**
+   * Folder (or URL prefix, ending in `/`) that serves the `.wasm` files of
+   * `@tensorflow/tfjs-backend-wasm`. In Node it defaults to that package's own `dist/` folder; in a
+   * browser pass the URL where your bundler or server puts them.
+   */
+  wasmPaths?: string;
+}
+
+async function nodeWasmDir(): Promise<string | undefined> {
+  const proc = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  if (!proc?.versions?.node) return undefined;
+  const { createRequire } = await import('node:module');
+  const { dirname } = await import('node:path');
+  const require = createRequire(import.meta.url);
+  return dirname(require.resolve('@tensorflow/tfjs-backend-wasm')) + '/';
+}
+
+/**
+ * Makes `wasm` the active tfjs backend and waits until it is ready. In Node it points the backend
+ * at the package's own `.wasm` files. Pair it with `registerGradientKernels()` to differentiate
+ * models with BatchNorm (ResNets) and to get weight gradients of conv nets.
+ *
+ * @param options - see {@link WasmBackendOptions}.
+ * @returns the backend name, `'wasm'`.
+ * @throws Error if the backend cannot start (for example the `.wasm` files are not found).
+ *
+ * @example
+ * ```ts
+ * import { registerGradientKernels } from 'infogeo';
+ * import { useWasmBackend } from 'infogeo/wasm';
+ * await useWasmBackend();
+ * registerGradientKernels();
+ * ```
+ */
+export async function useWasmBackend(options: WasmBackendOptions = {}): Promise<string> {
+  const dir = options.wasmPaths ?? (await nodeWasmDir());
+  if (dir !== undefined) setWasmPaths(dir);
+  const ok = await tf.setBackend('wasm');
+  if (!ok) throw new Error("useWasmBackend: tf.setBackend('wasm') failed; check that the .wasm files are reachable.");
+  await tf.ready();
+  return tf.getBackend();
+}

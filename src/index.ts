@@ -1,0 +1,32 @@
+/**
+ * infogeo — the geometry a trained classifier imposes on its data, for any TensorFlow.js
+ * `LayersModel`, on any tfjs backend.
+ *
+ * Everything rests on one batched Jacobian core:
+ * - {@link inputJacobian}: ∂ log p/∂x (or logits, or any layer's features), per sample;
+ * - {@link weightJacobian}: per-sample rows ∂ log p_c/∂w over the trainable weights;
+ * - {@link vjp} and {@link jvp}: batched vector products with the input Jacobian.
+ *
+ * infogeo imports no backend and registers nothing when imported. In Node, start the `wasm`
+ * backend with `useWasmBackend()` from `infogeo/wasm` (or import `@tensorflow/tfjs-backend-cpu`),
+ * then call {@link registerGradientKernels} once.
+ *
+ * Every function returns tensors that the caller owns and must dispose; none disposes its inputs.
+ *
+ * @packageDocumentation
+ */
+
+export { InfogeoError, LayerNotFoundError, ShapeError, UnsupportedModelError, ValueError } from './errors.js';
+
+export { wrapClassifier } from './model/classifier.js';
+export type { Classifier, ClassifierOptions, LogitsSource, ModelOutput, Target } from './model/classifier.js';
+
+export { inputJacobian } from './jacobian/input.js';
+export type { InputJacobianOptions, JacobianStrategy } from './jacobian/input.js';
+export { weightJacobian } from './jacobian/weight.js';
+export type { WeightJacobianOptions, WeightJacobianResult, WeightSlice } from './jacobian/weight.js';
+export { jvp, vjp } from './jacobian/products.js';
+export type { JvpMethod, JvpOptions, VjpOptions } from './jacobian/products.js';
+export type { Progress, RunOptions } from './jacobian/chunks.js';
+
+export { registerGradientKernels } from './backends/gradientKernels.js';

@@ -1,0 +1,136 @@
+/**
+ * Chunked execution shared by every batched public function: a memory budget that decides how many
+ * samples go through one backward pass, progress reports and cancellation between chunks.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { ValueError } from '../errors.js';
+
+/** Progress of a long call, reported after each chunk. */
+export interface Progress {
+  /** Samples finished so far. */
+  done: number;
+  /** Samples in the call. */
+  total: number;
+}
+
+/** Options every long-running function takes. */
+export interface RunOptions {
+  /**
+   * Upper bound, in MiB, on the transient memory of one backward pass (activations and their
+   * gradients, estimated from the layers' output sizes). The batch is cut into chunks that fit.
+   * The returned tensors are not counted: their size is what you asked for. On `wasm` the heap
+   * grows to its high-water mark and never shrinks, so this is also the heap you keep.
+   * @defaultValue 256
+   */
+  memoryBudgetMB?: number;
+  /** Called after each chunk with the number of samples done. */
+  onProgress?: (progress: Progress) => void;
+  /** Cancels the call between chunks; the promise rejects with `signal.reason`. */
+  signal?: AbortSignal;
+}
+
+export const DEFAULT_BUDGET_MB = 256;
+
+/**
+ * Bytes that one sample costs in one backward pass: every layer's output is kept for the backward
+ * pass and has a gradient of the same size, so twice the float32 size of all activations, plus the
+ * input and its gradient.
+ */
+export function bytesPerSamplePass(model: LayersModel): number {
+  let floats = 0;
+  const visit = (m: LayersModel) => {
+    for (const layer of m.layers) {
+      const nested = layer as unknown as Partial<LayersModel>;
+      if (Array.isArray(nested.layers)) {
+        visit(layer as unknown as LayersModel);
+        continue;
+      }
+      const shapes = layer.outputShape;
+      const list = Array.isArray(shapes[0]) || shapes.length === 0 ? (shapes as (number | null)[][]) : [shapes as (number | null)[]];
+      for (const s of list) floats += s.slice(1).reduce<number>((a, d) => a * (d ?? 1), 1);
+    }
+  };
+  visit(model);
+  const inputFloats = (model.inputs[0]?.shape ?? []).slice(1).reduce<number>((a, d) => a * (d ?? 1), 1);
+  return 4 * 2 * (floats + inputFloats);
+}
+
+/** Reads and checks the budget option, in bytes. */
+export function budgetBytes(options: RunOptions, fn: string): number {
+  const mb = options.memoryBudgetMB ?? DEFAULT_BUDGET_MB;
+  if (!(typeof mb === 'number' && Number.isFinite(mb) && mb > 0)) {
+    throw new ValueError(`${fn}: memoryBudgetMB must be a positive number, got ${String(mb)}.`);
+  }
+  return mb * 1024 * 1024;
+}
+
+/** Lets the event loop run (so an abort or a progress redraw can happen) between chunks. */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/**
+ * Runs `work` on consecutive slices of `x` (at most `chunk` samples each) and concatenates each of
+ * its outputs along axis 0. `work` may be async (to yield between the backward passes of a chunk)
+ * and owns nothing: the slice is disposed here, and on abort or error every partial result too.
+ * Returns one tensor per output of `work`, owned by the caller.
+ */
+export async function runChunks(
+  x: tf.Tensor,
+  chunk: number,
+  options: RunOptions,
+  work: (xc: tf.Tensor, start: number) => tf.Tensor[] | Promise<tf.Tensor[]>,
+): Promise<tf.Tensor[]> {
+  const B = x.shape[0] as number;
+  const parts: tf.Tensor[][] = [];
+  try {
+    options.signal?.throwIfAborted();
+    for (let start = 0; start < B; start += chunk) {
+      const size = Math.min(chunk, B - start);
+      const xc = size === B ? x : tf.slice(x, start, size);
+      try {
+        parts.push(await work(xc, start));
+      } finally {
+        if (xc !== x) xc.dispose();
+      }
+      options.onProgress?.({ done: start + size, total: B });
+      if (start + size < B) await pause(options.signal);
+    }
+  } catch (e) {
+    parts.forEach((p) => tf.dispose(p));
+    throw e;
+  }
+  const first = parts[0] as tf.Tensor[];
+  if (parts.length === 1) return first;
+  const joined = first.map((_, k) => tf.concat(parts.map((p) => p[k] as tf.Tensor), 0));
+  parts.forEach((p) => tf.dispose(p));
+  return joined;
+}
+
+/** Yields to the event loop, then throws `signal.reason` if the call was aborted meanwhile. */
+export async function pause(signal: AbortSignal | undefined): Promise<void> {
+  await yieldToEventLoop();
+  signal?.throwIfAborted();
+}
+
+/**
+ * Runs `step(i)` for i = 0..count−1, each inside `tf.tidy`, yielding to the event loop between
+ * steps (so that a long chunk can be aborted), and returns the kept results. On abort or error the
+ * results so far are disposed.
+ */
+export async function tidySteps(count: number, signal: AbortSignal | undefined, step: (i: number) => tf.Tensor): Promise<tf.Tensor[]> {
+  const out: tf.Tensor[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      if (i > 0) await pause(signal);
+      out.push(tf.tidy(() => step(i)));
+    }
+    return out;
+  } catch (e) {
+    tf.dispose(out);
+    throw e;
+  }
+}

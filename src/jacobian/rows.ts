@@ -1,0 +1,74 @@
+/**
+ * The one primitive under every Jacobian: rows of vector-Jacobian products over a batch, and the
+ * exact softmax chain rule that turns C−1 logit rows into the C log-probability rows.
+ *
+ * tfjs has no vmap, no forward mode and no tape reuse: each `tf.grad` call runs the forward pass
+ * again, so a Jacobian with R rows costs R backward passes (or fewer, larger ones when rows are
+ * tiled into the batch). Everything here is synchronous and meant to run inside `tf.tidy`.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * Rows of vector-Jacobian products. For `f: [b, ...in] → [b, m]` and cotangent rows `U: [R, m]`,
+ * returns `J: [b, R, ...in]` with `J[i, r] = Σⱼ U[r, j] ∂f(x)[i, j]/∂x[i]`.
+ *
+ * Rows are processed `rowsPerPass` at a time: each group is one backward pass over the batch tiled
+ * `rowsPerPass` times (1 = a plain loop over rows; R = the whole Jacobian in one pass).
+ */
+export function vjpRows(f: (x: tf.Tensor) => tf.Tensor2D, x: tf.Tensor, U: tf.Tensor2D, rowsPerPass: number): tf.Tensor {
+  return tf.tidy(() => {
+    const b = x.shape[0] as number;
+    const inShape = x.shape.slice(1);
+    const n = inShape.reduce((a, d) => a * d, 1);
+    const [R, m] = U.shape;
+    const grad = tf.grad((z: tf.Tensor) => f(z));
+    const blocks: tf.Tensor[] = [];
+    for (let r0 = 0; r0 < R; r0 += rowsPerPass) {
+      const k = Math.min(rowsPerPass, R - r0);
+      blocks.push(
+        tf.tidy(() => {
+          const Uk = tf.slice(U, [r0, 0], [k, m]);
+          const dy = tf.reshape(tf.tile(tf.expandDims(Uk, 1), [1, b, 1]), [k * b, m]);
+          const xt = k === 1 ? x : tf.tile(x, [k, ...inShape.map(() => 1)]);
+          return tf.reshape(grad(xt, dy), [k, b, n]);
+        }),
+      );
+    }
+    const all = blocks.length === 1 ? (blocks[0] as tf.Tensor) : tf.concat(blocks, 0); // [R, b, n]
+    return tf.reshape(tf.transpose(all, [1, 0, 2]), [b, R, ...inShape]);
+  });
+}
+
+/** Cotangent rows e_c − e_{C−1}, c = 0..C−2: shape `[C−1, C]`. */
+export function logitDifferenceRows(C: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const eye = tf.eye(C - 1, C);
+    const lastCol = tf.concat([tf.zeros([C - 1, C - 1]), tf.fill([C - 1, 1], -1)], 1);
+    return tf.add(eye, lastCol) as tf.Tensor2D;
+  });
+}
+
+/**
+ * The exact softmax chain rule. Given `D: [b, C−1, ...rest]` with `D[i, c] = ∇s_c − ∇s_{C−1}`
+ * (rows for the cotangents of {@link logitDifferenceRows}) and probabilities `p: [b, C]`, returns
+ * the log-probability Jacobian `[b, C, ...rest]`:
+ *
+ *   ∇log p_i = ∇s_i − Σ_k p_k ∇s_k = D_i − Σ_{k<C−1} p_k D_k   (with D_{C−1} = 0),
+ *
+ * exact because Σ_k p_k = 1 (the ∇s_{C−1} terms cancel).
+ */
+export function softmaxChain(D: tf.Tensor, p: tf.Tensor2D): tf.Tensor {
+  return tf.tidy(() => {
+    const b = D.shape[0] as number;
+    const Cm1 = D.shape[1] as number;
+    const rest = D.shape.slice(2);
+    const n = rest.reduce((a, d) => a * d, 1);
+    const Df = tf.reshape(D, [b, Cm1, n]) as tf.Tensor3D;
+    const pHead = tf.reshape(tf.slice(p, [0, 0], [b, Cm1]), [b, 1, Cm1]) as tf.Tensor3D;
+    const mean = tf.matMul(pHead, Df); // [b, 1, n]
+    const full = tf.concat([Df, tf.zeros([b, 1, n])], 1); // [b, C, n]
+    return tf.reshape(tf.sub(full, mean), [b, Cm1 + 1, ...rest]);
+  });
+}

@@ -1,0 +1,87 @@
+/**
+ * Which gradient kernels a model needs on the active backend, checked before any work starts, so
+ * that a missing kernel is reported with the layer that needs it instead of deep inside `tf.grad`.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { UnsupportedModelError } from '../errors.js';
+
+/** What is differentiated: the input (input Jacobians, VJPs) or the trainable weights. */
+export type DiffMode = 'input' | 'weights';
+
+const BP_INPUT = 'Conv2DBackpropInput';
+const BP_FILTER = 'Conv2DBackpropFilter';
+const DW_INPUT = 'DepthwiseConv2dNativeBackpropInput';
+const DW_FILTER = 'DepthwiseConv2dNativeBackpropFilter';
+
+/**
+ * Kernels the backward pass of a layer runs. A `Conv2D` with a linear activation (every conv before
+ * a BatchNorm) goes through tfjs's fused conv, whose gradient always computes the filter gradient,
+ * even when only d/dx is asked for; a conv with a non-linear activation does not.
+ */
+function kernelsFor(className: string, config: Record<string, unknown>, mode: DiffMode): string[] {
+  const linear = config['activation'] === 'linear' || config['activation'] == null;
+  switch (className) {
+    case 'Conv2D':
+      return mode === 'weights' || linear ? [BP_INPUT, BP_FILTER] : [BP_INPUT];
+    case 'Conv1D':
+      return mode === 'weights' ? [BP_INPUT, BP_FILTER] : [BP_INPUT];
+    case 'Conv2DTranspose':
+      return mode === 'weights' ? ['Conv2D', BP_FILTER] : ['Conv2D'];
+    case 'DepthwiseConv2D':
+      return mode === 'weights' ? [DW_INPUT, DW_FILTER] : [DW_INPUT];
+    case 'SeparableConv2D':
+      return mode === 'weights' ? [DW_INPUT, DW_FILTER, BP_INPUT, BP_FILTER] : [DW_INPUT, BP_INPUT];
+    default:
+      return [];
+  }
+}
+
+function collectLayers(model: LayersModel): { name: string; className: string; config: Record<string, unknown> }[] {
+  const out: { name: string; className: string; config: Record<string, unknown> }[] = [];
+  for (const layer of model.layers) {
+    const nested = layer as unknown as Partial<LayersModel>;
+    if (Array.isArray(nested.layers)) {
+      out.push(...collectLayers(layer as unknown as LayersModel));
+    } else {
+      out.push({ name: layer.name, className: layer.getClassName(), config: layer.getConfig() as Record<string, unknown> });
+    }
+  }
+  return out;
+}
+
+/**
+ * Throws an {@link UnsupportedModelError} naming the first layer whose backward pass needs a
+ * kernel that the active backend lacks (for example `Conv2DBackpropFilter` on `wasm`).
+ */
+export function assertDifferentiable(model: LayersModel, mode: DiffMode, fn: string): void {
+  const backend = tf.getBackend();
+  for (const layer of collectLayers(model)) {
+    for (const kernel of kernelsFor(layer.className, layer.config, mode)) {
+      if (tf.getKernel(kernel, backend) === undefined) {
+        const hint =
+          kernel === BP_FILTER
+            ? ` Call registerGradientKernels() from 'infogeo' once after setting the backend: it adds a fast, exact ${BP_FILTER}.`
+            : ` No infogeo kernel covers it yet; use the 'cpu' backend for this model.`;
+        throw new UnsupportedModelError(
+          `${fn}: layer '${layer.name}' (${layer.className}) cannot be differentiated with respect to the ` +
+            `${mode === 'input' ? 'input' : 'weights'} on the '${backend}' backend: kernel '${kernel}' is not registered.${hint}`,
+        );
+      }
+    }
+  }
+}
+
+/** Rethrows tfjs's "Kernel 'X' not registered for backend 'Y'" as an {@link UnsupportedModelError}. */
+export function rethrowKernelError(e: unknown, fn: string): never {
+  const msg = e instanceof Error ? e.message : String(e);
+  const m = /Kernel '(\w+)' not registered for backend '(\w+)'/.exec(msg);
+  if (m) {
+    throw new UnsupportedModelError(
+      `${fn}: the backward pass needs kernel '${m[1]}', which the '${m[2]}' backend does not have (${msg}).`,
+    );
+  }
+  throw e;
+}

@@ -1,0 +1,162 @@
+/** The model adapter: softmax detection, logits, features, and every typed error. */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { describe, expect, it } from 'vitest';
+import {
+  inputJacobian,
+  InfogeoError,
+  LayerNotFoundError,
+  ShapeError,
+  UnsupportedModelError,
+  ValueError,
+  wrapClassifier,
+} from '../src/index.js';
+import { cifarResnet, denseNet } from '../examples/models.js';
+import { expectClose, randn, withoutKernel } from './helpers.js';
+
+const seed = (s: number) => tfl.initializers.glorotUniform({ seed: s });
+
+function denseSoftmax(): tfl.Sequential {
+  const m = tfl.sequential();
+  m.add(tfl.layers.dense({ inputShape: [5], units: 8, activation: 'tanh', kernelInitializer: seed(1) }));
+  m.add(tfl.layers.dense({ units: 4, activation: 'softmax', kernelInitializer: seed(2), biasInitializer: 'ones' }));
+  return m;
+}
+
+function headThen(layer: tfl.layers.Layer): tfl.LayersModel {
+  const input = tfl.input({ shape: [5] });
+  const h = tfl.layers.dense({ units: 4, kernelInitializer: seed(3) }).apply(input) as tfl.SymbolicTensor;
+  return tfl.model({ inputs: input, outputs: layer.apply(h) as tfl.SymbolicTensor });
+}
+
+describe('wrapClassifier: finding the logits', () => {
+  const x = randn([3, 5], 11);
+
+  it('a Dense layer with a softmax activation: uses its pre-activation', () => {
+    const m = denseSoftmax();
+    const clf = wrapClassifier(m);
+    expect(clf.logitsSource).toBe('pre-softmax');
+    expect(clf.numClasses).toBe(4);
+    expect(clf.inputShape).toEqual([5]);
+    const p = m.predict(x) as tf.Tensor;
+    expectClose(tf.softmax(clf.logits(x)), p, { rtol: 1e-6 });
+    expectClose(clf.logProbs(x), tf.log(p), { rtol: 1e-6 });
+    // the logits are not the probabilities
+    expect(tf.max(tf.abs(tf.sub(clf.logits(x), p))).dataSync()[0]).toBeGreaterThan(0.1);
+  });
+
+  it('a final Softmax layer and a final Activation("softmax") layer are skipped', () => {
+    for (const last of [tfl.layers.softmax(), tfl.layers.activation({ activation: 'softmax' })]) {
+      const m = headThen(last);
+      const clf = wrapClassifier(m);
+      expect(clf.logitsSource).toBe('pre-softmax');
+      expectClose(clf.probs(x), m.predict(x) as tf.Tensor, { rtol: 1e-6 });
+    }
+  });
+
+  it('a logits model is used as it is, and modelOutput "logits" keeps a softmax output', () => {
+    const m = denseNet(5, [6], 3);
+    const clf = wrapClassifier(m);
+    expect(clf.logitsSource).toBe('output');
+    expectClose(clf.logits(x), m.predict(x) as tf.Tensor, { rtol: 0 });
+    const forced = wrapClassifier(denseSoftmax(), { modelOutput: 'logits' });
+    expect(forced.logitsSource).toBe('output');
+  });
+
+  it('modelOutput "probabilities" without a detectable softmax uses log p', () => {
+    const m = denseSoftmax();
+    m.add(tfl.layers.reshape({ targetShape: [4] })); // hides the softmax behind another layer
+    expect(wrapClassifier(m).logitsSource).toBe('output');
+    const clf = wrapClassifier(m, { modelOutput: 'probabilities' });
+    expect(clf.logitsSource).toBe('log-probabilities');
+    expectClose(clf.logProbs(x), tf.log(m.predict(x) as tf.Tensor), { rtol: 1e-5 });
+  });
+
+  it('features(layer) is the flattened output of that layer', () => {
+    const m = denseSoftmax();
+    const clf = wrapClassifier(m);
+    const name = m.layers[0]!.name;
+    const sub = tfl.model({ inputs: m.inputs, outputs: m.layers[0]!.output as tfl.SymbolicTensor });
+    expectClose(clf.features(name)(x), sub.predict(x) as tf.Tensor, { rtol: 0 });
+    expect(clf.target({ layer: name }).width).toBe(8);
+  });
+
+  it('creating the functions allocates no tensors', () => {
+    const m = denseSoftmax();
+    m.predict(x); // build everything first
+    const before = tf.memory().numTensors;
+    const clf = wrapClassifier(m);
+    clf.features(m.layers[0]!.name);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('typed errors', () => {
+  const x = randn([2, 5], 12);
+
+  it('several inputs, several outputs, a non-[B, C] output, C < 2', () => {
+    const a = tfl.input({ shape: [5] });
+    const b = tfl.input({ shape: [5] });
+    const twoIn = tfl.model({ inputs: [a, b], outputs: tfl.layers.dense({ units: 3 }).apply(tfl.layers.concatenate().apply([a, b])) as tfl.SymbolicTensor });
+    const twoOut = tfl.model({ inputs: a, outputs: [tfl.layers.dense({ units: 3 }).apply(a), tfl.layers.dense({ units: 3 }).apply(a)] as tfl.SymbolicTensor[] });
+    const img = tfl.input({ shape: [6, 6, 1] });
+    const spatial = tfl.model({ inputs: img, outputs: tfl.layers.conv2d({ filters: 3, kernelSize: 3 }).apply(img) as tfl.SymbolicTensor });
+    const one = denseNet(5, [], 1);
+    expect(() => wrapClassifier(twoIn)).toThrow(/2 inputs/);
+    expect(() => wrapClassifier(twoOut)).toThrow(/2 outputs/);
+    expect(() => wrapClassifier(spatial)).toThrow(/must be \[B, C\]/);
+    expect(() => wrapClassifier(one)).toThrow(/C >= 2/);
+    for (const m of [twoIn, twoOut, spatial, one]) expect(() => wrapClassifier(m)).toThrow(UnsupportedModelError);
+  });
+
+  it('input batch of the wrong rank, shape or dtype, or not a tensor', async () => {
+    const m = denseNet(5, [4], 3);
+    await expect(inputJacobian(m, randn([5], 1))).rejects.toThrow(ShapeError);
+    await expect(inputJacobian(m, randn([2, 6], 1))).rejects.toThrow(/shape \[null,5\]/);
+    await expect(inputJacobian(m, tf.zeros([0, 5]))).rejects.toThrow(ShapeError);
+    await expect(inputJacobian(m, tf.ones([2, 5], 'int32'))).rejects.toThrow(/float32/);
+    await expect(inputJacobian(m, [[1, 2, 3, 4, 5]] as unknown as tf.Tensor)).rejects.toThrow(ShapeError);
+  });
+
+  it('non-finite inputs', async () => {
+    const m = denseNet(5, [4], 3);
+    await expect(inputJacobian(m, tf.tensor2d([[1, 2, NaN, 4, 5]]))).rejects.toThrow(ValueError);
+    await expect(inputJacobian(m, tf.tensor2d([[1, 2, Infinity, 4, 5]]))).rejects.toThrow(/NaN or Infinity/);
+  });
+
+  it('an unknown layer name lists the valid ones', async () => {
+    const m = denseNet(5, [4], 3);
+    const err = await inputJacobian(m, x, { target: { layer: 'nope' } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LayerNotFoundError);
+    expect(err).toBeInstanceOf(ValueError);
+    expect((err as LayerNotFoundError).validNames).toEqual(['hidden1', 'logits']);
+    expect((err as Error).message).toContain("'hidden1', 'logits'");
+  });
+
+  it('bad options', async () => {
+    const m = denseNet(5, [4], 3);
+    await expect(inputJacobian(m, x, { strategy: 'magic' as never })).rejects.toThrow(ValueError);
+    await expect(inputJacobian(m, x, { strategy: 'softmax-chain', target: 'logits' })).rejects.toThrow(/only applies/);
+    await expect(inputJacobian(m, x, { memoryBudgetMB: 0 })).rejects.toThrow(/memoryBudgetMB/);
+    await expect(inputJacobian(m, x, { modelOutput: 'softmax' as never })).rejects.toThrow(ValueError);
+    await expect(inputJacobian(m, x, { target: 'probs' as never })).rejects.toThrow(ValueError);
+  });
+
+  it('a layer that the backend cannot differentiate is named, with the fix', async () => {
+    const m = cifarResnet(1, { widths: [4], inputShape: [8, 8, 3] });
+    const xi = randn([1, 8, 8, 3], 3);
+    const err = await withoutKernel('Conv2DBackpropFilter', () => inputJacobian(m, xi).catch((e: unknown) => e));
+    expect(err).toBeInstanceOf(UnsupportedModelError);
+    expect(err).toBeInstanceOf(InfogeoError);
+    expect((err as Error).message).toMatch(/layer 'stem_conv' \(Conv2D\).*Conv2DBackpropFilter.*registerGradientKernels/);
+  });
+
+  it('depthwise convolutions without backprop kernels are refused by layer name', async () => {
+    const input = tfl.input({ shape: [6, 6, 2] });
+    const h = tfl.layers.depthwiseConv2d({ name: 'dw', kernelSize: 3 }).apply(input) as tfl.SymbolicTensor;
+    const out = tfl.layers.dense({ units: 3 }).apply(tfl.layers.flatten().apply(h)) as tfl.SymbolicTensor;
+    const m = tfl.model({ inputs: input, outputs: out });
+    const err = await withoutKernel('DepthwiseConv2dNativeBackpropInput', () => inputJacobian(m, randn([1, 6, 6, 2], 1)).catch((e: unknown) => e));
+    expect((err as Error).message).toMatch(/layer 'dw' \(DepthwiseConv2D\).*DepthwiseConv2dNativeBackpropInput/);
+  });
+});

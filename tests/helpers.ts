@@ -1,0 +1,52 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { expect } from 'vitest';
+
+/**
+ * Asserts max|a − b| ≤ atol + rtol·max|b| (a norm-wise relative test: float32 Jacobian entries span
+ * many orders of magnitude, so an element-wise relative test would be dominated by entries that
+ * are pure rounding noise).
+ */
+export function expectClose(
+  a: ArrayLike<number> | tf.Tensor,
+  b: ArrayLike<number> | tf.Tensor,
+  { rtol = 1e-5, atol = 0, label = '' }: { rtol?: number; atol?: number; label?: string } = {},
+): number {
+  const av = a instanceof tf.Tensor ? a.dataSync() : a;
+  const bv = b instanceof tf.Tensor ? b.dataSync() : b;
+  expect(av.length, `${label} length`).toBe(bv.length);
+  let maxErr = 0;
+  let maxRef = 0;
+  for (let i = 0; i < av.length; i++) {
+    maxErr = Math.max(maxErr, Math.abs((av[i] as number) - (bv[i] as number)));
+    maxRef = Math.max(maxRef, Math.abs(bv[i] as number));
+  }
+  expect(Number.isFinite(maxErr), `${label} finite`).toBe(true);
+  expect(maxErr, `${label}: max error ${maxErr} vs scale ${maxRef}`).toBeLessThanOrEqual(atol + rtol * maxRef);
+  return maxErr / (maxRef || 1);
+}
+
+/** Runs `fn` and asserts that it leaves exactly `returned(result)` new tensors behind. */
+export async function expectNoLeak<T>(fn: () => Promise<T> | T, returned: (r: T) => tf.Tensor[]): Promise<T> {
+  const before = tf.memory().numTensors;
+  const result = await fn();
+  const out = returned(result);
+  expect(tf.memory().numTensors, 'tensors left behind').toBe(before + out.length);
+  return result;
+}
+
+/** Seeded standard-normal batch. */
+export function randn(shape: number[], seed: number, scale = 1): tf.Tensor {
+  return tf.randomNormal(shape, 0, scale, 'float32', seed);
+}
+
+/** Runs fn with one kernel removed from the active backend, then puts it back. */
+export async function withoutKernel<T>(kernelName: string, fn: () => Promise<T>): Promise<T> {
+  const backend = tf.getBackend();
+  const saved = tf.getKernel(kernelName, backend);
+  if (saved) tf.unregisterKernel(kernelName, backend);
+  try {
+    return await fn();
+  } finally {
+    if (saved) tf.registerKernel(saved);
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * infogeo's convolution gradient kernels against two oracles: a brute-force float64 loop written
+ * from the definition, and the stock `cpu` kernels of tfjs (run directly on the cpu backend).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { KernelBackend, TensorInfo } from '@tensorflow/tfjs-core';
+import { describe, expect, it } from 'vitest';
+// The stock cpu kernels, as shipped by tfjs (deep import: they are replaced in the registry).
+import { conv2DBackpropFilterConfig } from '@tensorflow/tfjs-backend-cpu/dist/kernels/Conv2DBackpropFilter.js';
+import { conv2DBackpropInputConfig } from '@tensorflow/tfjs-backend-cpu/dist/kernels/Conv2DBackpropInput.js';
+import { registerGradientKernels } from '../src/index.js';
+import { expectClose, randn } from './helpers.js';
+
+type Case = { name: string; x: [number, number, number, number]; f: [number, number]; co: number; s: number | [number, number]; pad: 'valid' | 'same' };
+const CASES: Case[] = [
+  { name: '3x3 valid s1', x: [2, 9, 9, 3], f: [3, 3], co: 4, s: 1, pad: 'valid' },
+  { name: '3x3 same s1', x: [2, 8, 8, 2], f: [3, 3], co: 5, s: 1, pad: 'same' },
+  { name: '3x3 same s2 (even H)', x: [2, 8, 8, 3], f: [3, 3], co: 4, s: 2, pad: 'same' },
+  { name: '3x3 valid s2 (trailing row unused)', x: [3, 10, 10, 2], f: [3, 3], co: 3, s: 2, pad: 'valid' },
+  { name: '1x1 same s2 (ResNet shortcut)', x: [2, 8, 8, 4], f: [1, 1], co: 3, s: 2, pad: 'same' },
+  { name: '5x3 same s(3,1) non-square', x: [1, 7, 9, 2], f: [5, 3], co: 2, s: [3, 1], pad: 'same' },
+  { name: '2x4 valid s1 non-square', x: [2, 6, 7, 2], f: [2, 4], co: 3, s: 1, pad: 'valid' },
+];
+
+/** The convolution's geometry, computed independently of tfjs (TensorFlow's SAME/VALID rules). */
+function geometry(c: Case) {
+  const [sh, sw] = typeof c.s === 'number' ? [c.s, c.s] : c.s;
+  const [, H, W] = c.x;
+  const [fh, fw] = c.f;
+  const oh = c.pad === 'same' ? Math.ceil(H / sh) : Math.floor((H - fh) / sh) + 1;
+  const ow = c.pad === 'same' ? Math.ceil(W / sw) : Math.floor((W - fw) / sw) + 1;
+  const pt = c.pad === 'same' ? Math.floor(Math.max(0, (oh - 1) * sh + fh - H) / 2) : 0;
+  const pl = c.pad === 'same' ? Math.floor(Math.max(0, (ow - 1) * sw + fw - W) / 2) : 0;
+  return { sh, sw, oh, ow, pt, pl };
+}
+
+/** dW and dx of sum(conv(x, w) · dy) by the definition, in float64. */
+function bruteForce(c: Case, x: Float32Array, w: Float32Array, dy: Float32Array) {
+  const [N, H, W, Ci] = c.x;
+  const [fh, fw] = c.f;
+  const Co = c.co;
+  const { sh, sw, oh, ow, pt, pl } = geometry(c);
+  const dW = new Float64Array(fh * fw * Ci * Co);
+  const dx = new Float64Array(N * H * W * Ci);
+  for (let n = 0; n < N; n++)
+    for (let i = 0; i < oh; i++)
+      for (let j = 0; j < ow; j++)
+        for (let a = 0; a < fh; a++)
+          for (let b = 0; b < fw; b++) {
+            const r = i * sh + a - pt;
+            const q = j * sw + b - pl;
+            if (r < 0 || r >= H || q < 0 || q >= W) continue;
+            for (let ci = 0; ci < Ci; ci++)
+              for (let co = 0; co < Co; co++) {
+                const g = dy[((n * oh + i) * ow + j) * Co + co] as number;
+                const xi = ((n * H + r) * W + q) * Ci + ci;
+                const wi = ((a * fw + b) * Ci + ci) * Co + co;
+                dW[wi] = (dW[wi] as number) + (x[xi] as number) * g;
+                dx[xi] = (dx[xi] as number) + (w[wi] as number) * g;
+              }
+          }
+  return { dW, dx, oh, ow };
+}
+
+/** Runs a stock cpu kernel on plain arrays, on the cpu backend, whatever backend is active. */
+function stockCpu(config: typeof conv2DBackpropFilterConfig, inputs: Record<string, { shape: number[]; values: Float32Array }>, attrs: object) {
+  const backend = tf.findBackend('cpu') as KernelBackend & {
+    makeTensorInfo(shape: number[], dtype: string, values: Float32Array): TensorInfo;
+    readSync(dataId: object): Float32Array;
+    disposeData(dataId: object): boolean;
+  };
+  const infos: Record<string, TensorInfo> = {};
+  for (const [k, v] of Object.entries(inputs)) infos[k] = backend.makeTensorInfo(v.shape, 'float32', v.values);
+  const out = config.kernelFunc({ inputs: infos, backend, attrs: attrs as never }) as TensorInfo;
+  const values = Float32Array.from(backend.readSync(out.dataId) as Float32Array);
+  for (const t of [...Object.values(infos), out]) backend.disposeData(t.dataId);
+  return values;
+}
+
+describe('registered convolution gradient kernels', () => {
+  for (const c of CASES) {
+    it(`dW and dx match a float64 loop and tfjs's cpu kernels: ${c.name}`, () => {
+      const x = randn(c.x, 1) as tf.Tensor4D;
+      const w = randn([...c.f, c.x[3], c.co], 2) as tf.Tensor4D;
+      const y = tf.conv2d(x, w, c.s, c.pad);
+      const { oh, ow } = geometry(c);
+      expect(y.shape).toEqual([c.x[0], oh, ow, c.co]);
+      const dy = randn(y.shape, 3) as tf.Tensor4D;
+      const loss = (xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, c.s, c.pad), dy));
+      const [dx, dW] = tf.grads(loss)([x, w]);
+      expect(dW!.shape).toEqual(w.shape);
+      expect(dx!.shape).toEqual(x.shape);
+      const ref = bruteForce(c, x.dataSync() as Float32Array, w.dataSync() as Float32Array, dy.dataSync() as Float32Array);
+      // Each entry is a sum of up to N·oh·ow (dW) or fh·fw·Co (dx) products of N(0,1) numbers;
+      // float32 accumulation error is ~1e-7 relative per term, so 1e-5 of the largest entry is ample.
+      expectClose(dW!, ref.dW, { rtol: 1e-5, label: 'dW vs loop' });
+      expectClose(dx!, ref.dx, { rtol: 1e-5, label: 'dx vs loop' });
+      const attrs = { strides: c.s, pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined };
+      const stockDW = stockCpu(
+        conv2DBackpropFilterConfig,
+        { x: { shape: c.x, values: x.dataSync() as Float32Array }, dy: { shape: dy.shape, values: dy.dataSync() as Float32Array } },
+        { ...attrs, filterShape: w.shape },
+      );
+      const stockDx = stockCpu(
+        conv2DBackpropInputConfig,
+        { dy: { shape: dy.shape, values: dy.dataSync() as Float32Array }, filter: { shape: w.shape, values: w.dataSync() as Float32Array } },
+        { ...attrs, inputShape: x.shape },
+      );
+      expectClose(dW!, stockDW, { rtol: 1e-5, label: 'dW vs stock cpu' });
+      expectClose(dx!, stockDx, { rtol: 1e-5, label: 'dx vs stock cpu' });
+      tf.dispose([x, w, y, dy, dx!, dW!]);
+    });
+  }
+
+  it('registration is idempotent and leaks no tensors', () => {
+    const before = tf.memory().numTensors;
+    const restore = registerGradientKernels(); // already registered by the test setup: a no-op
+    expect(tf.getKernel('Conv2DBackpropFilter', tf.getBackend())).toBeDefined();
+    restore();
+    expect(tf.getKernel('Conv2DBackpropFilter', tf.getBackend())).toBeDefined();
+    const x = randn([2, 8, 8, 3], 4) as tf.Tensor4D;
+    const w = randn([3, 3, 3, 4], 5) as tf.Tensor4D;
+    const g = tf.grad((ww: tf.Tensor) => tf.sum(tf.conv2d(x, ww as tf.Tensor4D, 2, 'same')))(w);
+    tf.dispose([x, w, g]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('restore() puts back the kernels that were registered before', () => {
+    const backend = 'infogeo-test-backend';
+    const stock = { kernelName: 'Conv2DBackpropFilter', backendName: backend, kernelFunc: () => ({ dataId: {}, shape: [], dtype: 'float32' as const }) };
+    tf.registerKernel(stock);
+    const restore = registerGradientKernels([backend]);
+    expect(tf.getKernel('Conv2DBackpropFilter', backend)).not.toBe(stock);
+    expect(tf.getKernel('Conv2DBackpropInput', backend)).toBeDefined();
+    restore();
+    expect(tf.getKernel('Conv2DBackpropFilter', backend)).toBe(stock);
+    expect(tf.getKernel('Conv2DBackpropInput', backend)).toBeUndefined();
+    tf.unregisterKernel('Conv2DBackpropFilter', backend);
+  });
+});

@@ -1,0 +1,20 @@
+import { defineConfig } from 'vitest/config';
+
+// Every test file runs twice: once on the pure-JS `cpu` backend and once on `wasm` (with infogeo's
+// gradient kernels registered). The backend is chosen by the project's setup file.
+const shared = {
+  include: ['tests/**/*.test.ts'],
+  testTimeout: 180_000,
+  hookTimeout: 180_000,
+};
+
+export default defineConfig({
+  test: {
+    pool: 'forks',
+    reporters: ['default'],
+    projects: [
+      { test: { ...shared, name: 'cpu', setupFiles: ['tests/setup/cpu.ts'] } },
+      { test: { ...shared, name: 'wasm', setupFiles: ['tests/setup/wasm.ts'] } },
+    ],
+  },
+});
