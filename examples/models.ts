@@ -55,7 +55,7 @@ export function cifarResnet(seed = 1, { widths = [16, 32, 64], inputShape = [32,
 }
 
 /** A dense net on vectors: `inputDim` → tanh hidden layers → `classes` logits (no softmax). */
-export function denseNet(inputDim: number, hidden: number[], classes: number, seed = 1): tfl.LayersModel {
+export function denseNet(inputDim: number, hidden: number[], classes: number, seed = 1): tfl.Sequential {
   const m = tfl.sequential({ name: 'dense_net' });
   hidden.forEach((units, i) =>
     m.add(tfl.layers.dense({ name: `hidden${i + 1}`, units, activation: 'tanh', kernelInitializer: glorot(seed + i), ...(i === 0 ? { inputShape: [inputDim] } : {}) })),

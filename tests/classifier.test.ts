@@ -151,6 +151,20 @@ describe('typed errors', () => {
     expect((err as Error).message).toMatch(/layer 'stem_conv' \(Conv2D\).*Conv2DBackpropFilter.*registerGradientKernels/);
   });
 
+  it('a kernel that fails inside the backward pass is reported as unsupported, without leaks', async () => {
+    const input = tfl.input({ shape: [6, 6, 1] });
+    const pooled = tfl.layers.maxPooling2d({ poolSize: 2 }).apply(input) as tfl.SymbolicTensor;
+    const m = tfl.model({ inputs: input, outputs: tfl.layers.dense({ units: 3 }).apply(tfl.layers.flatten().apply(pooled)) as tfl.SymbolicTensor });
+    const xi = randn([2, 6, 6, 1], 4);
+    (await inputJacobian(m, xi)).dispose(); // builds the model's weights first
+    const before = tf.memory().numTensors;
+    const err = await withoutKernel('MaxPoolGrad', () => inputJacobian(m, xi).catch((e: unknown) => e));
+    expect(err).toBeInstanceOf(UnsupportedModelError);
+    expect((err as Error).message).toMatch(/needs kernel 'MaxPoolGrad'/);
+    expect(tf.memory().numTensors).toBe(before);
+    xi.dispose();
+  });
+
   it('depthwise convolutions without backprop kernels are refused by layer name', async () => {
     const input = tfl.input({ shape: [6, 6, 2] });
     const h = tfl.layers.depthwiseConv2d({ name: 'dw', kernelSize: 3 }).apply(input) as tfl.SymbolicTensor;

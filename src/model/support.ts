@@ -74,8 +74,43 @@ export function assertDifferentiable(model: LayersModel, mode: DiffMode, fn: str
   }
 }
 
-/** Rethrows tfjs's "Kernel 'X' not registered for backend 'Y'" as an {@link UnsupportedModelError}. */
+/** Layer classes whose backward pass has no gradient of its own in tfjs 4.22 (no second order). */
+const FIRST_ORDER_ONLY: Record<string, string> = {
+  MaxPooling1D: 'MaxPoolGrad',
+  MaxPooling2D: 'MaxPoolGrad',
+  MaxPooling3D: 'MaxPool3DGrad',
+  AveragePooling1D: 'AvgPoolGrad',
+  AveragePooling2D: 'AvgPoolGrad',
+  AveragePooling3D: 'AvgPool3DGrad',
+};
+
+/** The first layer whose backward pass cannot be differentiated again, or undefined. */
+export function firstOrderOnlyLayer(model: LayersModel): { name: string; className: string; op: string } | undefined {
+  for (const layer of collectLayers(model)) {
+    const op = FIRST_ORDER_ONLY[layer.className];
+    if (op !== undefined) return { name: layer.name, className: layer.className, op };
+  }
+  return undefined;
+}
+
+/**
+ * Frees what a failed `tf.grad` left behind. tfjs keeps the tensors saved for the backward pass
+ * on its tape and frees them only when the backward pass succeeds; after an error inside it
+ * (a missing kernel, a missing gradient) they would leak.
+ */
+export function releaseFailedTape(): void {
+  const state = (tf.engine() as unknown as { state?: { gradientDepth?: number; activeTape?: { saved?: tf.Tensor[] }[] | null } }).state;
+  if (!state || state.gradientDepth !== 0 || !Array.isArray(state.activeTape)) return;
+  for (const node of state.activeTape) for (const t of node.saved ?? []) t.dispose();
+  state.activeTape = null;
+}
+
+/**
+ * Rethrows tfjs's "Kernel 'X' not registered for backend 'Y'" as an {@link UnsupportedModelError}
+ * (other errors as they are), after freeing what a failed backward pass left behind.
+ */
 export function rethrowKernelError(e: unknown, fn: string): never {
+  releaseFailedTape();
   const msg = e instanceof Error ? e.message : String(e);
   const m = /Kernel '(\w+)' not registered for backend '(\w+)'/.exec(msg);
   if (m) {

@@ -1,0 +1,109 @@
+/** vjp and jvp against the full Jacobian from inputJacobian (itself checked against FD). */
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { inputJacobian, jvp, ShapeError, UnsupportedModelError, ValueError, vjp } from '../src/index.js';
+import type { Target } from '../src/index.js';
+import { cifarResnet, denseNet, mnistCnn, randomizeBatchNorm } from '../examples/models.js';
+import { expectClose, expectNoLeak, randn } from './helpers.js';
+
+const B = 2;
+
+type Case = {
+  name: string;
+  build: () => tfl.LayersModel;
+  shape: number[];
+  target: Target;
+  m: number;
+  /** Whether every op of the model has a second-order gradient in tfjs 4.22 (max-pool has none). */
+  secondOrder: boolean;
+};
+const CASES: Case[] = [
+  { name: 'dense tanh net, hidden layer', build: () => denseNet(6, [5, 4], 3, 4), shape: [6], target: { layer: 'hidden2' }, m: 4, secondOrder: true },
+  {
+    name: 'ResNet with BatchNorm, log-probabilities',
+    build: () => {
+      const r = cifarResnet(4, { widths: [4, 8], inputShape: [16, 16, 3] });
+      randomizeBatchNorm(r);
+      return r;
+    },
+    shape: [16, 16, 3],
+    target: 'logProbs',
+    m: 10,
+    secondOrder: true,
+  },
+  { name: 'MNIST CNN (max-pool), logits', build: () => mnistCnn(5, { filters: [4, 8], hidden: 16 }), shape: [28, 28, 1], target: 'logits', m: 10, secondOrder: false },
+];
+
+for (const c of CASES) {
+  describe(`vjp / jvp on the ${c.name}`, () => {
+    let model: tfl.LayersModel;
+    let x: tf.Tensor;
+    let J: tf.Tensor; // [B, m, n]
+    const n = c.shape.reduce((a, d) => a * d, 1);
+    beforeAll(async () => {
+      model = c.build();
+      x = randn([B, ...c.shape], 51);
+      J = await inputJacobian(model, x, { target: c.target, flatten: true, strategy: 'loop' });
+    });
+
+    it('vjp(u) = uᵀJ per sample, without leaks', async () => {
+      const u = randn([B, c.m], 52);
+      const g = await expectNoLeak(() => vjp(model, x, u, { target: c.target }), (t) => [t]);
+      expect(g.shape).toEqual([B, ...c.shape]);
+      const ref = tf.tidy(() => tf.squeeze(tf.matMul(tf.reshape(u, [B, 1, c.m]) as tf.Tensor3D, J as tf.Tensor3D), [1]));
+      // The same backward pass with a summed cotangent: float32 rounding only.
+      expectClose(g, ref, { rtol: 1e-5 });
+      tf.dispose([u, g, ref]);
+    });
+
+    it('jvp(v) = J v, one direction and k = 2 directions per sample, without leaks', async () => {
+      // Directions inside J's row space carry the full gradient signal (see inputJacobian.test.ts).
+      const v = tf.tidy(() => {
+        const w = randn([B, 2, c.m], 53) as tf.Tensor3D;
+        const d = tf.matMul(w, J as tf.Tensor3D); // [B, 2, n]
+        return tf.reshape(tf.div(d, tf.norm(d, 'euclidean', 2, true)), [B, 2, ...c.shape]);
+      });
+      const ref = tf.tidy(() => tf.matMul(J as tf.Tensor3D, tf.reshape(v, [B, 2, n]) as tf.Tensor3D, false, true)); // [B, m, 2]
+      const ref0 = tf.tidy(() => tf.squeeze(tf.slice(ref, [0, 0, 0], [-1, -1, 1]), [2]));
+      const refK = tf.tidy(() => tf.transpose(ref, [0, 2, 1]));
+      const v0 = tf.tidy(() => tf.reshape(tf.slice(v, [0, 0], [B, 1]), [B, ...c.shape]));
+      const one = await expectNoLeak(() => jvp(model, x, v0, { target: c.target }), (t) => [t]);
+      const two = await expectNoLeak(() => jvp(model, x, v, { target: c.target }), (t) => [t]);
+      expect(one.shape).toEqual([B, c.m]);
+      expect(two.shape).toEqual([B, 2, c.m]);
+      // 'auto' is exact (double VJP: float32 rounding, 1e-5) when every op has a second-order
+      // gradient; otherwise it falls back to central differences, whose measured float32 error on
+      // these ReLU/max-pool nets is ~0.1–0.2 % of |J v| (inputJacobian.test.ts): bound 1 %.
+      const rtol = c.secondOrder ? 1e-5 : 1e-2;
+      expectClose(one, ref0, { rtol, label: 'one direction' });
+      expectClose(two, refK, { rtol, label: 'two directions' });
+      const central = await jvp(model, x, v, { target: c.target, method: 'central' });
+      expectClose(central, refK, { rtol: 1e-2, label: 'central' });
+      if (c.secondOrder) {
+        const exact = await jvp(model, x, v, { target: c.target, method: 'double-vjp' });
+        expectClose(exact, refK, { rtol: 1e-5, label: 'double-vjp' });
+        exact.dispose();
+      } else {
+        const before = tf.memory().numTensors;
+        await expect(jvp(model, x, v, { target: c.target, method: 'double-vjp' })).rejects.toThrow(UnsupportedModelError);
+        expect(tf.memory().numTensors).toBe(before);
+      }
+      tf.dispose([v, ref, ref0, refK, v0, one, two, central]);
+    });
+  });
+}
+
+describe('vjp / jvp typed errors', () => {
+  const model = denseNet(4, [3], 2, 1);
+  const x = randn([2, 4], 1);
+  it('shapes and options', async () => {
+    await expect(vjp(model, x, tf.zeros([2, 3]))).rejects.toThrow(ShapeError);
+    await expect(vjp(model, x, tf.zeros([1, 2]))).rejects.toThrow(/\[2,2\]/);
+    await expect(jvp(model, x, tf.zeros([2, 5]))).rejects.toThrow(ShapeError);
+    await expect(jvp(model, x, tf.zeros([3, 4]))).rejects.toThrow(ShapeError);
+    await expect(jvp(model, x, tf.zeros([2, 4], 'int32'))).rejects.toThrow(/float32/);
+    await expect(jvp(model, x, tf.zeros([2, 4]), { eps: 0 })).rejects.toThrow(ValueError);
+    await expect(jvp(model, x, tf.zeros([2, 4]), { method: 'forward' as never })).rejects.toThrow(ValueError);
+  });
+});
