@@ -11,7 +11,9 @@ const shared = {
 export default defineConfig({
   test: {
     pool: 'forks',
-    reporters: ['default'],
+    // The JSON report feeds the closing "N passed, N failed" line of .ci/run.
+    reporters: ['default', 'json'],
+    outputFile: { json: 'test-results.json' },
     projects: [
       { test: { ...shared, name: 'cpu', setupFiles: ['tests/setup/cpu.ts'] } },
       { test: { ...shared, name: 'wasm', setupFiles: ['tests/setup/wasm.ts'] } },

@@ -16,8 +16,8 @@
  *
  * @module
  */
-import { backend_util, getKernel, registerKernel, unregisterKernel } from '@tensorflow/tfjs-core';
-import type { KernelBackend, KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
+import { add, backend_util, getGradient, getKernel, mul, registerGradient, registerKernel, reshape, rsqrt, scalar, sub, sum, unregisterKernel } from '@tensorflow/tfjs-core';
+import type { GradConfig, KernelBackend, KernelConfig, KernelFunc, NamedAttrMap, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
 
 const KERNEL = 'Conv2DBackpropFilter';
 const BP_INPUT = 'Conv2DBackpropInput';
@@ -162,11 +162,48 @@ export function conv2DBackpropInputViaConv(backendName: string, fallback: Kernel
 }
 
 /**
+ * The gradient of `FusedBatchNorm` (every BatchNorm layer), the same math as tfjs's but with
+ * broadcasting where tfjs's materialises `tile(1/√(var + ε))` to the full activation shape, and
+ * with every term computed only when asked for (tfjs computes `x − mean` and `dy·scale`, two full
+ * activations, on every backward pass, even when only ∂/∂x is wanted). On a ResNet-8 on wasm the
+ * `Tile` alone was 40 % of the backward pass.
+ *
+ *   ∂/∂x = dy·γ/√(σ² + ε),  ∂/∂μ = −Σ dy·γ/√(σ² + ε),  ∂/∂σ² = Σ −½ (σ² + ε)^{−3/2} (x − μ) dy·γ,
+ *   ∂/∂γ = Σ dy (x − μ)/√(σ² + ε),  ∂/∂β = Σ dy,
+ *
+ * sums over the broadcast (batch and spatial) axes when the statistics are per channel. @internal
+ */
+export const batchNormGradConfig: GradConfig = {
+  kernelName: 'FusedBatchNorm',
+  inputsToSave: ['x', 'mean', 'variance', 'scale'],
+  gradFunc: (dy, saved, attrs) => {
+    const g = dy as Tensor;
+    const { varianceEpsilon } = attrs as unknown as { varianceEpsilon: number };
+    const [x, mean, variance, scale] = saved as [Tensor, Tensor, Tensor, Tensor | undefined];
+    const gamma = scale ?? scalar(1);
+    const reduce = (t: Tensor) => reshape(mean.rank === 1 ? sum(t, backend_util.getReductionAxes(mean.shape, x.shape)) : t, mean.shape);
+    const invStd = () => rsqrt(add(variance, scalar(varianceEpsilon)));
+    return {
+      x: () => reshape(mul(g, mul(invStd(), gamma)), x.shape),
+      mean: () => reduce(mul(g, mul(invStd(), mul(gamma, scalar(-1))))),
+      variance: () => {
+        const s = invStd();
+        return reduce(mul(mul(sub(x, mean), g), mul(mul(mul(s, mul(s, s)), scalar(-0.5)), gamma)));
+      },
+      scale: () => reduce(mul(g, mul(sub(x, mean), invStd()))),
+      offset: () => reduce(g),
+    };
+  },
+};
+
+/**
  * Registers infogeo's exact, fast convolution gradient kernels for the `cpu` and `wasm` backends
- * (or the ones named): `Conv2DBackpropFilter` (missing on `wasm`, slow on `cpu`) and, for stride-1
- * convolutions, `Conv2DBackpropInput` (both as forward convolutions; strided ones keep the
- * backend's kernel). With them, models with BatchNorm (ResNets) can be differentiated on `wasm`,
- * and input Jacobians and weight gradients of conv nets run several times faster.
+ * (or the ones named): `Conv2DBackpropFilter` (missing on `wasm`, ~20× too slow on `cpu`) and, on
+ * `wasm` only, `Conv2DBackpropInput` for stride-1 convolutions (strided ones keep the backend's
+ * kernel), both as forward convolutions; and a BatchNorm gradient without tfjs's wasted full-size
+ * `tile` (see {@link batchNormGradConfig}; gradients are shared by all backends). With them, models
+ * with BatchNorm (ResNets) can be differentiated on `wasm`, input Jacobians of conv nets run
+ * several times faster there, and weight gradients of conv nets are fast on both.
  *
  * Call it once, after importing the backend packages and before differentiating. It is idempotent.
  * It changes tfjs's global kernel registry (which is why importing infogeo does not do it).
@@ -184,10 +221,9 @@ export function conv2DBackpropInputViaConv(backendName: string, fallback: Kernel
 export function registerGradientKernels(backends: readonly string[] = PATCHED_BACKENDS): () => void {
   const restores: (() => void)[] = [];
   for (const backendName of backends) {
-    const builders: [string, (previous: KernelConfig | undefined) => KernelFunc][] = [
-      [KERNEL, () => conv2DBackpropFilterViaConv(backendName)],
-      [BP_INPUT, (previous) => conv2DBackpropInputViaConv(backendName, previous)],
-    ];
+    const builders: [string, (previous: KernelConfig | undefined) => KernelFunc][] = [[KERNEL, () => conv2DBackpropFilterViaConv(backendName)]];
+    // Measured: ~10× faster than wasm's own loop; on cpu no faster than cpu's kernel, so not there.
+    if (backendName === 'wasm') builders.push([BP_INPUT, (previous) => conv2DBackpropInputViaConv(backendName, previous)]);
     for (const [kernelName, build] of builders) {
       const previous = getKernel(kernelName, backendName) as (KernelConfig & { [MARK]?: true }) | undefined;
       if (previous?.[MARK]) continue;
@@ -199,6 +235,13 @@ export function registerGradientKernels(backends: readonly string[] = PATCHED_BA
         if (previous) registerKernel(previous);
       });
     }
+  }
+  const previousGrad = getGradient('FusedBatchNorm') as (GradConfig & { [MARK]?: true }) | undefined;
+  if (!previousGrad?.[MARK]) {
+    registerGradient({ ...batchNormGradConfig, [MARK]: true } as GradConfig);
+    restores.push(() => {
+      if (previousGrad) registerGradient(previousGrad);
+    });
   }
   return () => restores.reverse().forEach((r) => r());
 }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs the packed tarball with its peers into an empty project and uses it from ESM and CJS.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+tarball="$(cd "$root" && npm pack --silent --pack-destination "$tmp" | tail -n 1)"
+echo "packed: $tarball ($(du -k "$tmp/$tarball" | cut -f1) KiB)"
+tar -tzf "$tmp/$tarball" | sed 's/^/  /'
+cd "$tmp"
+npm init -y >/dev/null
+npm install --no-audit --no-fund "./$tarball" @tensorflow/tfjs-core@4.22.0 @tensorflow/tfjs-layers@4.22.0 \
+  @tensorflow/tfjs-backend-cpu@4.22.0 @tensorflow/tfjs-backend-wasm@4.22.0 >/dev/null
+
+cat > smoke.mjs <<'JS'
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { inputJacobian, registerGradientKernels, ShapeError } from 'infogeo';
+import { useWasmBackend } from 'infogeo/wasm';
+tf.env().set('PROD', true);
+await useWasmBackend();
+registerGradientKernels();
+const input = tfl.input({ shape: [8, 8, 1] });
+const c = tfl.layers.conv2d({ filters: 4, kernelSize: 3, useBias: false }).apply(input);
+const h = tfl.layers.batchNormalization().apply(c);
+const out = tfl.layers.dense({ units: 3, activation: 'softmax' }).apply(tfl.layers.flatten().apply(h));
+const model = tfl.model({ inputs: input, outputs: out });
+const J = await inputJacobian(model, tf.randomNormal([2, 8, 8, 1]));
+if (J.shape.join() !== '2,3,8,8,1') throw new Error(`bad shape ${J.shape}`);
+let threw = false;
+try { await inputJacobian(model, tf.zeros([2, 5])); } catch (e) { threw = e instanceof ShapeError; }
+if (!threw) throw new Error('expected a ShapeError');
+console.log(`ESM ok: backend ${tf.getBackend()}, Jacobian ${J.shape}`);
+JS
+
+cat > smoke.cjs <<'JS'
+const tf = require('@tensorflow/tfjs-core');
+const tfl = require('@tensorflow/tfjs-layers');
+require('@tensorflow/tfjs-backend-cpu');
+const { inputJacobian, weightJacobian } = require('infogeo');
+tf.env().set('PROD', true);
+(async () => {
+  await tf.setBackend('cpu');
+  const model = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [4], units: 3 })] });
+  const x = tf.randomNormal([2, 4]);
+  const J = await inputJacobian(model, x);
+  const W = await weightJacobian(model, x);
+  if (J.shape.join() !== '2,3,4' || W.jacobian.shape.join() !== '2,3,15') throw new Error('bad shapes');
+  console.log(`CJS ok: backend ${tf.getBackend()}, Jacobian ${J.shape}, weight Jacobian ${W.jacobian.shape}`);
+})().catch((e) => { console.error(e); process.exit(1); });
+JS
+
+node smoke.mjs
+node smoke.cjs

@@ -1,0 +1,54 @@
+/**
+ * One benchmark configuration, in its own process (peak RSS is per process, and the wasm heap never
+ * shrinks): `tsx bench/jacobian-worker.ts <backend> <model> <B> <strategy> <minSeconds>`.
+ * Prints one JSON line.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { inputJacobian, registerGradientKernels } from '../src/index.js';
+import type { JacobianStrategy } from '../src/index.js';
+import { useWasmBackend } from '../src/backends/wasm.js';
+import { BENCH_MODELS } from './models.js';
+
+const [backend = 'wasm', modelName = 'mnist-cnn', bArg = '8', strategy = 'auto', minSecondsArg = '3'] = process.argv.slice(2);
+tf.env().set('PROD', true);
+if (backend === 'wasm') await useWasmBackend();
+else await tf.setBackend(backend);
+registerGradientKernels();
+
+const spec = BENCH_MODELS[modelName];
+if (!spec) throw new Error(`unknown model ${modelName}`);
+const model = spec.build();
+const B = Number(bArg);
+const x = tf.randomNormal([B, ...spec.inputShape], 0, 1, 'float32', 1);
+const opts = { strategy: strategy as JacobianStrategy };
+
+// Warm-up on one sample: kernel set-up and the first-call costs of tfjs.
+const x1 = tf.slice(x, 0, 1);
+(await inputJacobian(model, x1, opts)).dispose();
+x1.dispose();
+
+const times: number[] = [];
+const start = performance.now();
+while (times.length < 5 && (times.length === 0 || performance.now() - start < Number(minSecondsArg) * 1000)) {
+  const t0 = performance.now();
+  const J = await inputJacobian(model, x, opts);
+  await J.data(); // make sure the work is done (async backends)
+  times.push(performance.now() - t0);
+  J.dispose();
+}
+times.sort((a, b) => a - b);
+const median = times[Math.floor(times.length / 2)] as number;
+const rows = B * 10;
+console.log(
+  JSON.stringify({
+    backend,
+    model: modelName,
+    B,
+    strategy,
+    reps: times.length,
+    medianMs: Math.round(median * 10) / 10,
+    rowsPerSec: Math.round((rows / median) * 1000 * 10) / 10,
+    peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+  }),
+);

@@ -1,0 +1,152 @@
+/**
+ * `npm run bench`: input-Jacobian throughput and peak memory of the Jacobian core, per backend,
+ * model, batch size and strategy, with PyTorch on the same machine side by side when Debian's
+ * python3-torch is installed. Writes bench/results/jacobian.json and bench/results/jacobian.md.
+ *
+ * Options: --quick (B ∈ {1, 8}, wasm only, strategy auto), --backends wasm,cpu, --models a,b,
+ * --batches 1,8,32 (cpu, ~20× slower than wasm, defaults to 1,8), --strategies
+ * auto,loop,tiled,softmax-chain, --seconds N (time per configuration).
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BENCH_MODELS } from './models.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const opt = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] ? (args[i + 1] as string) : fallback;
+};
+const backends = opt('backends', quick ? 'wasm' : 'wasm,cpu').split(',');
+const models = opt('models', Object.keys(BENCH_MODELS).join(',')).split(',');
+const batches = opt('batches', quick ? '1,8' : '1,8,32').split(',').map(Number);
+const batchesFor = (backend: string) => (backend === 'cpu' && !args.includes('--batches') ? batches.filter((b) => b <= 8) : batches);
+const strategies = opt('strategies', quick ? 'auto' : 'auto,loop,tiled,softmax-chain').split(',');
+const seconds = opt('seconds', quick ? '1' : '3');
+const TORCH_PYTHON = '/usr/bin/python3';
+const TORCH_THREADS = 2;
+
+type Row = { backend: string; model: string; B: number; strategy: string; medianMs: number; rowsPerSec: number; peakRssMB: number; reps: number };
+type TorchRow = { model: string; B: number; strategy: string; rowsPerSec: number; medianMs: number; peakRssMB: number; torch: string; error?: string };
+
+function runWorker(backend: string, model: string, B: number, strategy: string): Row | undefined {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'jacobian-worker.ts'), backend, model, String(B), strategy, seconds], {
+    encoding: 'utf8',
+    timeout: 20 * 60 * 1000,
+  });
+  const line = r.stdout.trim().split('\n').pop();
+  if (r.status !== 0 || !line?.startsWith('{')) {
+    console.error(`  failed: ${backend} ${model} B=${B} ${strategy}\n${r.stderr.slice(-2000)}`);
+    return undefined;
+  }
+  return JSON.parse(line) as Row;
+}
+
+function torchAvailable(): string | undefined {
+  const r = spawnSync(TORCH_PYTHON, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+function runTorch(model: string): TorchRow[] {
+  const r = spawnSync(TORCH_PYTHON, [join(here, 'torch_jacobian.py'), model, String(TORCH_THREADS), ...batches.map(String)], {
+    encoding: 'utf8',
+    timeout: 20 * 60 * 1000,
+  });
+  if (r.status !== 0) {
+    console.error(`  PyTorch failed on ${model}:\n${r.stderr.slice(-2000)}`);
+    return [];
+  }
+  return r.stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as TorchRow);
+}
+
+const machine = {
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cores: cpus().length,
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  node: process.version,
+  tfjs: '4.22.0',
+  date: new Date().toISOString().slice(0, 10),
+};
+console.log(`infogeo bench: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}`);
+
+const rows: Row[] = [];
+for (const model of models) {
+  for (const backend of backends) {
+    for (const B of batchesFor(backend)) {
+      for (const strategy of strategies) {
+        process.stdout.write(`  ${model} ${backend} B=${B} ${strategy} ... `);
+        const row = runWorker(backend, model, B, strategy);
+        if (row) {
+          rows.push(row);
+          console.log(`${row.rowsPerSec} rows/s, ${row.peakRssMB} MB`);
+        }
+      }
+    }
+  }
+}
+
+const torchVersion = torchAvailable();
+const torchRows: TorchRow[] = [];
+if (torchVersion) {
+  console.log(`PyTorch ${torchVersion} (${TORCH_PYTHON}, ${TORCH_THREADS} threads):`);
+  for (const model of models) {
+    for (const r of runTorch(model)) {
+      torchRows.push(r);
+      console.log(`  ${model} B=${r.B} ${r.strategy}: ${r.error ?? `${r.rowsPerSec} rows/s`}`);
+    }
+  }
+} else {
+  console.log(`PyTorch: not found (${TORCH_PYTHON} cannot import torch); skipped. Install it with: apt-get install -y python3-torch`);
+}
+
+const bestTorch = (model: string, B: number) =>
+  torchRows.filter((r) => r.model === model && r.B === B && !r.error).sort((a, b) => b.rowsPerSec - a.rowsPerSec)[0];
+
+const lines: string[] = [];
+lines.push('# Jacobian core benchmark', '');
+lines.push(
+  `Input Jacobian of the log-probabilities (10 rows per image), float32. Machine: ${machine.cpu}, ` +
+    `${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}, tfjs ${machine.tfjs}, ${machine.date}. ` +
+    `wasm runs one thread (SIMD, no threads in Node); infogeo's gradient kernels registered. ` +
+    `Median of up to 5 runs (at least one, ${seconds} s per configuration) after a one-image warm-up; ` +
+    `each configuration in a fresh process, so peak RSS is its own. Command: \`npm run bench${quick ? ':quick' : ''}\`.`,
+  '',
+);
+if (torchVersion) {
+  lines.push(
+    `PyTorch ${torchVersion} (Debian python3-torch) on the same machine in the same run, ${TORCH_THREADS} threads, eval mode; ` +
+      `best of a retain-graph loop (one forward, 10 backward passes) and functorch vmap(jacrev). ` +
+      `"× slower" = PyTorch rows/s ÷ infogeo rows/s.`,
+    '',
+  );
+} else {
+  lines.push('PyTorch was not installed when this ran (`apt-get install -y python3-torch`), so there is no ratio.', '');
+}
+for (const model of models) {
+  lines.push(`## ${BENCH_MODELS[model]?.label ?? model}`, '');
+  lines.push('| backend | strategy | B | rows/s | images/s | peak RSS (MB) | PyTorch rows/s | × slower than PyTorch |');
+  lines.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of rows.filter((x) => x.model === model)) {
+    const t = bestTorch(model, r.B);
+    lines.push(
+      `| ${r.backend} | ${r.strategy} | ${r.B} | ${r.rowsPerSec} | ${(r.rowsPerSec / 10).toFixed(1)} | ${r.peakRssMB} | ` +
+        `${t ? `${t.rowsPerSec} (${t.strategy})` : '—'} | ${t ? (t.rowsPerSec / r.rowsPerSec).toFixed(1) : '—'} |`,
+    );
+  }
+  lines.push('');
+}
+
+const out = join(here, 'results');
+mkdirSync(out, { recursive: true });
+const suffix = quick ? '-quick' : '';
+writeFileSync(join(out, `jacobian${suffix}.json`), JSON.stringify({ machine, seconds, infogeo: rows, torch: { version: torchVersion ?? null, threads: TORCH_THREADS, rows: torchRows } }, null, 2) + '\n');
+writeFileSync(join(out, `jacobian${suffix}.md`), lines.join('\n'));
+console.log(`\nwrote bench/results/jacobian${suffix}.json and .md`);
