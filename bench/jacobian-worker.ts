@@ -8,6 +8,8 @@ import '@tensorflow/tfjs-backend-cpu';
 import { inputJacobian, registerGradientKernels } from '../src/index.js';
 import type { JacobianStrategy } from '../src/index.js';
 import { useWasmBackend } from '../src/backends/wasm.js';
+import { planInputJacobian } from '../src/jacobian/input.js';
+import { wrapClassifier } from '../src/model/classifier.js';
 import { BENCH_MODELS } from './models.js';
 
 const [backend = 'wasm', modelName = 'mnist-cnn', bArg = '8', strategy = 'auto', minSecondsArg = '3'] = process.argv.slice(2);
@@ -46,6 +48,8 @@ console.log(
     model: modelName,
     B,
     strategy,
+    plan: planInputJacobian(wrapClassifier(model), B, opts),
+    kernels: { Conv2DBackpropFilter: 'infogeo', Conv2DBackpropInput: backend === 'wasm' ? 'infogeo (stride 1)' : 'tfjs', FusedBatchNormGrad: 'infogeo' },
     reps: times.length,
     medianMs: Math.round(median * 10) / 10,
     rowsPerSec: Math.round((rows / median) * 1000 * 10) / 10,

@@ -33,69 +33,77 @@ function runKernel(backendName: string, name: string, backend: KernelBackend, in
   return (Array.isArray(out) ? out[0] : out) as TensorInfo;
 }
 
+/** The attributes of tfjs's two convolution backprop kernels. */
+interface ConvBackpropAttrs {
+  strides: [number, number] | number;
+  pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
+  dataFormat: 'NHWC' | 'NCHW';
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  filterShape: [number, number, number, number];
+  inputShape: [number, number, number, number];
+}
+
+type Run = (name: string, inputs: Record<string, TensorInfo>, attrs: NamedAttrMap) => TensorInfo;
+
+/**
+ * Calls `body` with a `run` that executes the backend's own kernels; the outputs of `run` are
+ * scratch, freed when `body` returns. `body` returns its result through `keep` (a kernel call
+ * whose output is not freed).
+ */
+function withScratch(backendName: string, backend: KernelBackend, body: (run: Run, keep: Run) => TensorInfo): TensorInfo {
+  const temps: TensorInfo[] = [];
+  const keep: Run = (name, inputs, attrs) => runKernel(backendName, name, backend, inputs, attrs);
+  const run: Run = (name, inputs, attrs) => {
+    const t = keep(name, inputs, attrs);
+    temps.push(t);
+    return t;
+  };
+  try {
+    return body(run, keep);
+  } finally {
+    for (const t of temps) backend.disposeData(t.dataId);
+  }
+}
+
+/** Attributes of a stride-1 NHWC `Conv2D` with explicit padding. */
+function conv2DAttrs(top: number, bottom: number, left: number, right: number, dilations: [number, number]): NamedAttrMap {
+  return {
+    strides: [1, 1],
+    pad: [[0, 0], [top, bottom], [left, right], [0, 0]],
+    dataFormat: 'NHWC',
+    dilations,
+    dimRoundingMode: undefined,
+  } as unknown as NamedAttrMap;
+}
+
 /** Builds the kernel function for one backend. Exported for the tests. @internal */
 export function conv2DBackpropFilterViaConv(backendName: string): KernelFunc {
   return ({ inputs, backend: anyBackend, attrs }) => {
     const backend = anyBackend as KernelBackend;
     const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
-    const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as {
-      strides: [number, number] | number;
-      pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
-      dataFormat: 'NHWC' | 'NCHW';
-      dimRoundingMode?: 'floor' | 'round' | 'ceil';
-      filterShape: [number, number, number, number];
-    };
+    const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as ConvBackpropAttrs;
     if (dataFormat === 'NCHW') {
       throw new Error(`infogeo ${KERNEL}: only NHWC (channelsLast) is supported, got NCHW.`);
     }
-    const info = backend_util.computeConv2DInfo(
-      x.shape as [number, number, number, number],
-      filterShape,
-      strides,
-      1,
-      pad,
-      dimRoundingMode,
-      false,
-      'channelsLast',
-    );
     const [, H, W] = x.shape as [number, number, number, number];
+    const info = backend_util.computeConv2DInfo([x.shape[0] as number, H, W, x.shape[3] as number], filterShape, strides, 1, pad, dimRoundingMode, false, 'channelsLast');
     const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw, outHeight: oh, outWidth: ow } = info;
     const top = info.padInfo.top;
     const left = info.padInfo.left;
     // Padding after the input so that the dilated filter slides exactly fh (fw) times; negative
     // means trailing input rows (columns) that no output reads: crop them instead.
-    let bottom = fh + (oh - 1) * sh - H - top;
-    let right = fw + (ow - 1) * sw - W - left;
-    const temps: TensorInfo[] = [];
-    const run = (name: string, ins: Record<string, TensorInfo>, at: NamedAttrMap) => {
-      const t = runKernel(backendName, name, backend, ins, at);
-      temps.push(t);
-      return t;
-    };
-    try {
+    const bottom = fh + (oh - 1) * sh - H - top;
+    const right = fw + (ow - 1) * sw - W - left;
+    return withScratch(backendName, backend, (run, keep) => {
       let xT = run('Transpose', { x }, { perm: [3, 1, 2, 0] }); // [Ci, H, W, N]
       if (bottom < 0 || right < 0) {
         const [ci, , , n] = xT.shape as number[];
         xT = run('Slice', { x: xT }, { begin: [0, 0, 0, 0], size: [ci as number, H + Math.min(bottom, 0), W + Math.min(right, 0), n as number] });
-        bottom = Math.max(bottom, 0);
-        right = Math.max(right, 0);
       }
       const dyT = run('Transpose', { x: dy }, { perm: [1, 2, 0, 3] }); // [oh, ow, N, Co]
-      const conv = run(
-        'Conv2D',
-        { x: xT, filter: dyT },
-        {
-          strides: [1, 1],
-          pad: [[0, 0], [top, bottom], [left, right], [0, 0]],
-          dataFormat: 'NHWC',
-          dilations: [sh, sw],
-          dimRoundingMode: undefined as unknown as string,
-        } as unknown as NamedAttrMap,
-      ); // [Ci, fh, fw, Co]
-      return runKernel(backendName, 'Transpose', backend, { x: conv }, { perm: [1, 2, 0, 3] });
-    } finally {
-      for (const t of temps) backend.disposeData(t.dataId);
-    }
+      const conv = run('Conv2D', { x: xT, filter: dyT }, conv2DAttrs(top, Math.max(bottom, 0), left, Math.max(right, 0), [sh, sw])); // [Ci, fh, fw, Co]
+      return keep('Transpose', { x: conv }, { perm: [1, 2, 0, 3] });
+    });
   };
 }
 
@@ -115,18 +123,8 @@ export function conv2DBackpropInputViaConv(backendName: string, fallback: Kernel
     const { inputs, backend: anyBackend, attrs } = args;
     const backend = anyBackend as KernelBackend;
     const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
-    const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as {
-      strides: [number, number] | number;
-      pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
-      dataFormat: 'NHWC' | 'NCHW';
-      dimRoundingMode?: 'floor' | 'round' | 'ceil';
-      inputShape: [number, number, number, number];
-    };
+    const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as ConvBackpropAttrs;
     const [sh, sw] = typeof strides === 'number' ? [strides, strides] : strides;
-    if (sh !== 1 || sw !== 1 || dataFormat === 'NCHW') {
-      if (fallback === undefined) throw new Error(`Kernel '${BP_INPUT}' not registered for backend '${backendName}'`);
-      return fallback.kernelFunc(args);
-    }
     const filterShape = filter.shape as [number, number, number, number];
     const info = backend_util.computeConv2DInfo(inputShape, filterShape, 1, 1, pad, dimRoundingMode, false, 'channelsLast');
     const { filterHeight: fh, filterWidth: fw, outHeight: oh, outWidth: ow } = info;
@@ -135,29 +133,15 @@ export function conv2DBackpropInputViaConv(backendName: string, fallback: Kernel
     const left = fw - 1 - info.padInfo.left;
     const bottom = H - oh + fh - 1 - top;
     const right = W - ow + fw - 1 - left;
-    if (top < 0 || left < 0 || bottom < 0 || right < 0) {
+    if (sh !== 1 || sw !== 1 || dataFormat === 'NCHW' || Math.min(top, left, bottom, right) < 0) {
       if (fallback === undefined) throw new Error(`Kernel '${BP_INPUT}' not registered for backend '${backendName}'`);
       return fallback.kernelFunc(args);
     }
-    const temps: TensorInfo[] = [];
-    const run = (name: string, ins: Record<string, TensorInfo>, at: NamedAttrMap) => {
-      const t = runKernel(backendName, name, backend, ins, at);
-      temps.push(t);
-      return t;
-    };
-    try {
+    return withScratch(backendName, backend, (run, keep) => {
       const rotated = run('Reverse', { x: filter }, { dims: [0, 1] });
       const swapped = run('Transpose', { x: rotated }, { perm: [0, 1, 3, 2] }); // [fh, fw, Co, Ci]
-      return runKernel(backendName, 'Conv2D', backend, { x: dy, filter: swapped }, {
-        strides: [1, 1],
-        pad: [[0, 0], [top, bottom], [left, right], [0, 0]],
-        dataFormat: 'NHWC',
-        dilations: [1, 1],
-        dimRoundingMode: undefined as unknown as string,
-      } as unknown as NamedAttrMap);
-    } finally {
-      for (const t of temps) backend.disposeData(t.dataId);
-    }
+      return keep('Conv2D', { x: dy, filter: swapped }, conv2DAttrs(top, bottom, left, right, [1, 1]));
+    });
   };
 }
 

@@ -45,7 +45,7 @@ export interface InputJacobianOptions extends ClassifierOptions, RunOptions {
   flatten?: boolean;
 }
 
-/** A resolved plan: what one chunk does. Exposed for the benchmark and the tests. */
+/** A resolved plan: what one chunk does (the benchmark records it). */
 export interface JacobianPlan {
   strategy: Exclude<JacobianStrategy, 'auto'>;
   /** Output rows R. */
@@ -86,17 +86,6 @@ export function planInputJacobian(clf: Classifier, B: number, options: InputJaco
   return { strategy, rows: width, rowsPerPass, samplesPerChunk };
 }
 
-/**
- * The Jacobian of one chunk, synchronously (call inside `tf.tidy`). Internal building block of
- * {@link inputJacobian}, also used by the geometry modules.
- * @internal
- */
-export function inputJacobianChunk(clf: Classifier, x: tf.Tensor, target: Target, plan: JacobianPlan): tf.Tensor {
-  const { f, U, chain } = rowsOf(clf, target, plan);
-  const D = vjpRows(f, x, U, plan.rowsPerPass);
-  return chain ? softmaxChain(D, clf.probs(x)) : D;
-}
-
 /** The function differentiated and its cotangent rows for a plan. */
 function rowsOf(clf: Classifier, target: Target, plan: JacobianPlan) {
   if (plan.strategy === 'softmax-chain') return { f: clf.logits, U: logitDifferenceRows(clf.numClasses), chain: true };
@@ -104,8 +93,8 @@ function rowsOf(clf: Classifier, target: Target, plan: JacobianPlan) {
   return { f: fn, U: tf.eye(width) as tf.Tensor2D, chain: false };
 }
 
-/** Same as {@link inputJacobianChunk}, yielding to the event loop between backward passes. */
-async function inputJacobianChunkAsync(clf: Classifier, x: tf.Tensor, target: Target, plan: JacobianPlan, signal?: AbortSignal): Promise<tf.Tensor> {
+/** The Jacobian of one chunk, yielding to the event loop between backward passes. */
+async function jacobianOfChunk(clf: Classifier, x: tf.Tensor, target: Target, plan: JacobianPlan, signal?: AbortSignal): Promise<tf.Tensor> {
   const { f, U, chain } = rowsOf(clf, target, plan); // U is one new tensor, disposed below
   const R = U.shape[0];
   const blocks = await tidySteps(Math.ceil(R / plan.rowsPerPass), signal, (i) => {
@@ -161,7 +150,7 @@ export async function inputJacobian(model: LayersModel, x: tf.Tensor, options: I
   assertDifferentiable(model, 'input', fn);
   try {
     const [J] = await runChunks(x, plan.samplesPerChunk, options, async (xc) => {
-      const Jc = await inputJacobianChunkAsync(clf, xc, target, plan, options.signal);
+      const Jc = await jacobianOfChunk(clf, xc, target, plan, options.signal);
       if (!options.flatten) return [Jc];
       const flat = tf.reshape(Jc, [xc.shape[0] as number, plan.rows, clf.inputSize]);
       Jc.dispose();
