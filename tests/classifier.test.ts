@@ -72,6 +72,17 @@ describe('wrapClassifier: finding the logits', () => {
     expectClose(clf.logProbs(x), tf.log(m.predict(x) as tf.Tensor), { rtol: 1e-5 });
   });
 
+  it('another layer with a softmax activation (here a SimpleRNN) is read as probabilities under "auto"', () => {
+    const input = tfl.input({ shape: [4, 2] });
+    const rnn = tfl.layers.simpleRNN({ units: 3, activation: 'softmax', kernelInitializer: seed(5), recurrentInitializer: 'glorotUniform' });
+    const m = tfl.model({ inputs: input, outputs: rnn.apply(input) as tfl.SymbolicTensor });
+    const clf = wrapClassifier(m);
+    expect(clf.logitsSource).toBe('log-probabilities');
+    const xs = randn([2, 4, 2], 13);
+    expectClose(clf.logProbs(xs), tf.log(m.predict(xs) as tf.Tensor), { rtol: 1e-5 });
+    expect(wrapClassifier(m, { modelOutput: 'logits' }).logitsSource).toBe('output');
+  });
+
   it('features(layer) is the flattened output of that layer', () => {
     const m = denseSoftmax();
     const clf = wrapClassifier(m);

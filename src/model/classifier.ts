@@ -21,7 +21,9 @@ export interface ClassifierOptions {
    * What the model outputs.
    * - `'auto'` (default): if the model ends in a softmax (a `Dense` layer with
    *   `activation: 'softmax'`, a `Softmax` layer or an `Activation('softmax')` layer), that softmax
-   *   is skipped and its input is used as the logits; otherwise the output is taken as logits.
+   *   is skipped and its input is used as the logits; if it ends in another kind of layer with
+   *   `activation: 'softmax'`, the output is read as probabilities (as `'probabilities'` below);
+   *   otherwise the output is taken as logits.
    * - `'logits'`: the output is used as logits as it is, even if it ends in a softmax.
    * - `'probabilities'`: the output is a probability vector; a trailing softmax is skipped as in
    *   `'auto'`, and if none can be found, `log(max(p, 1e-30))` is used as logits (less accurate for
@@ -152,8 +154,9 @@ export function wrapClassifier(model: LayersModel, options: ClassifierOptions = 
   const last = output.sourceLayer;
   const lastClass = last.getClassName();
   const lastConfig = last.getConfig() as Record<string, unknown>;
-  let trailingSoftmax: 'dense' | 'layer' | null = null;
+  let trailingSoftmax: 'dense' | 'layer' | 'other' | null = null;
   if (lastClass === 'Dense' && layerActivation(lastConfig) === 'softmax') trailingSoftmax = 'dense';
+  else if (!SOFTMAX_LAYER_CLASSES.has(lastClass) && layerActivation(lastConfig) === 'softmax') trailingSoftmax = 'other';
   else if (
     SOFTMAX_LAYER_CLASSES.has(lastClass) &&
     (lastClass === 'Softmax' ? [-1, 1, undefined].includes(lastConfig['axis'] as number | undefined) : layerActivation(lastConfig) === 'softmax')
@@ -164,8 +167,8 @@ export function wrapClassifier(model: LayersModel, options: ClassifierOptions = 
   let logitsSource: LogitsSource;
   let logits: (x: tf.Tensor) => tf.Tensor2D;
   const full = (x: tf.Tensor) => applyOne(model, x) as tf.Tensor2D;
-  if (modelOutput === 'logits' || trailingSoftmax === null) {
-    if (modelOutput === 'probabilities') {
+  if (modelOutput === 'logits' || trailingSoftmax === null || trailingSoftmax === 'other') {
+    if (modelOutput === 'probabilities' || (modelOutput === 'auto' && trailingSoftmax === 'other')) {
       logitsSource = 'log-probabilities';
       logits = (x) => tf.log(tf.maximum(full(x), 1e-30)) as tf.Tensor2D;
     } else {
