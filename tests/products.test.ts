@@ -104,6 +104,8 @@ describe('vjp / jvp typed errors', () => {
     await expect(jvp(model, x, tf.zeros([3, 4]))).rejects.toThrow(ShapeError);
     await expect(jvp(model, x, tf.zeros([2, 4], 'int32'))).rejects.toThrow(/float32/);
     await expect(jvp(model, x, tf.zeros([2, 4]), { eps: 0 })).rejects.toThrow(ValueError);
+    await expect(jvp(model, x, tf.fill([2, 4], NaN))).rejects.toThrow(/'tangent' contains NaN/);
+    await expect(vjp(model, x, tf.fill([2, 2], Infinity))).rejects.toThrow(/'cotangent' contains NaN/);
     await expect(jvp(model, x, tf.zeros([2, 4]), { method: 'forward' as never })).rejects.toThrow(ValueError);
   });
 });

@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { fmtShape, ShapeError, UnsupportedModelError, ValueError } from '../errors.js';
-import { checkBatch, wrapClassifier } from '../model/classifier.js';
+import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { ClassifierOptions, Target } from '../model/classifier.js';
 import { assertDifferentiable, firstOrderOnlyLayer, rethrowKernelError } from '../model/support.js';
 import { budgetBytes, bytesPerSamplePass, runChunks } from './chunks.js';
@@ -46,6 +46,7 @@ export async function vjp(model: LayersModel, x: tf.Tensor, cotangent: tf.Tensor
       `${fn}: argument 'cotangent' must have shape [${B},${width}], got ${cotangent instanceof tf.Tensor ? fmtShape(cotangent.shape) : typeof cotangent}.`,
     );
   }
+  assertFinite(cotangent, fn, 'cotangent');
   const chunk = Math.max(1, Math.floor(budgetBytes(options, fn) / bytesPerSamplePass(model)));
   assertDifferentiable(model, 'input', fn);
   const grad = tf.grad((z: tf.Tensor) => f(z));
@@ -136,6 +137,7 @@ export async function jvp(model: LayersModel, x: tf.Tensor, tangent: tf.Tensor, 
     );
   }
   if (tangent.dtype !== 'float32') throw new ShapeError(`${fn}: argument 'tangent' must be float32, got ${tangent.dtype}.`);
+  assertFinite(tangent, fn, 'tangent');
   const method = options.method ?? 'auto';
   if (!['auto', 'double-vjp', 'central'].includes(method)) {
     throw new ValueError(`${fn}: method must be 'auto', 'double-vjp' or 'central'; got '${String(method)}'.`);
@@ -153,19 +155,18 @@ export async function jvp(model: LayersModel, x: tf.Tensor, tangent: tf.Tensor, 
         `which layer '${blocker.name}' (${blocker.className}) runs in it. Use method 'central' or 'auto'.`,
     );
   }
-  const use = method === 'auto' ? (blocker === undefined ? 'double-vjp' : 'central') : method;
-  const run = (m: 'double-vjp' | 'central') =>
-    runChunks(x, chunk, options, (xc, start) => tf.tidy(() => {
+  const resolved = method === 'auto' ? (blocker === undefined ? 'double-vjp' : 'central') : method;
+  try {
+    const [out] = await runChunks(x, chunk, options, (xc, start) => tf.tidy(() => {
       const b = xc.shape[0] as number;
       // Tile the k directions into the batch: [k·b, ...], direction-major.
       const tc = tf.slice(tangent, start, b);
       const v = k > 0 ? tf.reshape(tf.transpose(tc, [1, 0, ...inShape.map((_, i) => i + 2)]), [k * b, ...inShape]) : tc;
       const xt = k > 0 ? tf.tile(xc, [k, ...inShape.map(() => 1)]) : xc;
-      const out = m === 'double-vjp' ? jvpDoubleVjp(f, xt, v, width) : jvpCentral(f, xt, v, eps);
-      return [k > 0 ? tf.transpose(tf.reshape(out, [k, b, width]), [1, 0, 2]) : out];
+      const jv = resolved === 'double-vjp' ? jvpDoubleVjp(f, xt, v, width) : jvpCentral(f, xt, v, eps);
+      return [k > 0 ? tf.transpose(tf.reshape(jv, [k, b, width]), [1, 0, 2]) : jv];
     }));
-  try {
-    return (await run(use))[0] as tf.Tensor;
+    return out as tf.Tensor;
   } catch (e) {
     return rethrowKernelError(e, fn);
   }

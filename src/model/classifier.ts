@@ -266,6 +266,11 @@ export function checkBatch(clf: Classifier, x: tf.Tensor, fn: string, argName = 
   if (x.dtype !== 'float32') {
     throw new ShapeError(`${fn}: argument '${argName}' must be float32, got ${x.dtype}.`);
   }
-  const finite = tf.tidy(() => tf.all(tf.isFinite(x)).dataSync()[0]);
+  assertFinite(x, fn, argName);
+}
+
+/** @throws {@link ValueError} if `t` contains NaN or ±Infinity (reads the data once). */
+export function assertFinite(t: tf.Tensor, fn: string, argName: string): void {
+  const finite = tf.tidy(() => tf.all(tf.isFinite(t)).dataSync()[0]);
   if (!finite) throw new ValueError(`${fn}: argument '${argName}' contains NaN or Infinity.`);
 }
