@@ -117,7 +117,8 @@ lines.push(
     `${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}, tfjs ${machine.tfjs}, ${machine.date}. ` +
     `wasm runs one thread (SIMD, no threads in Node); infogeo's gradient kernels registered. ` +
     `Median of up to 5 runs (at least one, ${seconds} s per configuration) after a one-image warm-up; ` +
-    `each configuration in a fresh process, so peak RSS is its own. Command: \`npm run bench${quick ? ':quick' : ''}\`.`,
+    `each configuration in a fresh process, so peak RSS is its own. On a shared 2-core machine the rates vary by ` +
+    `about ±15 % from run to run ('auto' and 'softmax-chain' run the same plan at B ≥ 8). Command: \`npm run bench${quick ? ':quick' : ''}\`.`,
   '',
 );
 if (torchVersion) {
