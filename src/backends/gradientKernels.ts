@@ -185,7 +185,7 @@ export const batchNormGradConfig: GradConfig = {
  * (or the ones named): `Conv2DBackpropFilter` (missing on `wasm`, ~20× too slow on `cpu`) and, on
  * `wasm` only, `Conv2DBackpropInput` for stride-1 convolutions (strided ones keep the backend's
  * kernel), both as forward convolutions; and a BatchNorm gradient without tfjs's wasted full-size
- * `tile` (see {@link batchNormGradConfig}; gradients are shared by all backends). With them, models
+ * `tile` (gradients are shared by all backends). With them, models
  * with BatchNorm (ResNets) can be differentiated on `wasm`, input Jacobians of conv nets run
  * several times faster there, and weight gradients of conv nets are fast on both.
  *
