@@ -2,6 +2,11 @@
  * infogeo — the geometry a trained classifier imposes on its data, for any TensorFlow.js
  * `LayersModel`, on any tfjs backend.
  *
+ * Geometry (Grementieri & Fioresi, "Model-centric data manifold"):
+ * - {@link localDataMatrix}: G(x) = E_{y~p}[∇ₓlog p ∇ₓlog pᵀ] per sample, as a low-rank factor;
+ * - {@link localFisher} and {@link datasetFisher}: the same in weight space;
+ * - {@link distributionProjector}: projections onto the leaf tangent D_x and across it.
+ *
  * Everything rests on one batched Jacobian core:
  * - {@link inputJacobian}: ∂ log p/∂x (or logits, or any layer's features), per sample;
  * - {@link weightJacobian}: per-sample rows ∂ log p_c/∂w over the trainable weights;
@@ -28,5 +33,12 @@ export type { WeightJacobianOptions, WeightJacobianResult, WeightSlice } from '.
 export { jvp, vjp } from './jacobian/products.js';
 export type { JvpMethod, JvpOptions, VjpOptions } from './jacobian/products.js';
 export type { Progress, RunOptions } from './jacobian/chunks.js';
+
+export { localDataMatrix, distributionProjector } from './infogeo/dataMatrix.js';
+export type { DistributionProjectorOptions, LocalDataMatrixOptions, LocalDataMatrixResult } from './infogeo/dataMatrix.js';
+export { datasetFisher, localFisher } from './infogeo/fisher.js';
+export type { DatasetFisherOptions, DatasetFisherResult, LocalFisherOptions, LocalFisherResult } from './infogeo/fisher.js';
+export { LowRankPSD, RowSpaceProjector } from './linalg/lowRankPSD.js';
+export type { RankOptions } from './linalg/lowRankPSD.js';
 
 export { registerGradientKernels } from './backends/gradientKernels.js';

@@ -94,8 +94,10 @@ function rowsOf(clf: Classifier, target: Target, plan: JacobianPlan) {
 }
 
 /** The Jacobian of one chunk, yielding to the event loop between backward passes. */
-async function jacobianOfChunk(clf: Classifier, x: tf.Tensor, target: Target, plan: JacobianPlan, signal?: AbortSignal): Promise<tf.Tensor> {
-  const { f, U, chain } = rowsOf(clf, target, plan); // U is one new tensor, disposed below
+async function jacobianOfChunk(clf: Classifier, x: tf.Tensor, target: Target, plan: JacobianPlan, signal?: AbortSignal, applyChain = true): Promise<tf.Tensor> {
+  const rows = rowsOf(clf, target, plan); // rows.U is one new tensor, disposed below
+  const { f, U } = rows;
+  const chain = rows.chain && applyChain;
   const R = U.shape[0];
   const blocks = await tidySteps(Math.ceil(R / plan.rowsPerPass), signal, (i) => {
     const r0 = i * plan.rowsPerPass;
@@ -157,6 +159,30 @@ export async function inputJacobian(model: LayersModel, x: tf.Tensor, options: I
       return [flat];
     });
     return J as tf.Tensor;
+  } catch (e) {
+    return rethrowKernelError(e, fn);
+  }
+}
+
+/**
+ * The logit-difference rows D[b, c] = ∇ₓ s_c(x_b) − ∇ₓ s_{C−1}(x_b), c < C − 1: `[B, C−1, n]`
+ * (caller owns). Their span is exactly D_x = span{∇ₓ log p_c}, since ∇log p_c − ∇log p_{C−1} = D_c,
+ * and, unlike the C rows ∇log p_c, they carry no dependent row whose float32 residue could pass
+ * for a direction. @internal
+ */
+export async function logitDifferenceJacobian(model: LayersModel, x: tf.Tensor, options: ClassifierOptions & RunOptions, fn: string): Promise<tf.Tensor3D> {
+  const clf = wrapClassifier(model, options, fn);
+  checkBatch(clf, x, fn);
+  const plan = planInputJacobian(clf, x.shape[0] as number, { ...options, target: 'logProbs', strategy: 'auto' }, fn);
+  assertDifferentiable(model, 'input', fn);
+  try {
+    const [D] = await runChunks(x, plan.samplesPerChunk, options, async (xc) => {
+      const Dc = await jacobianOfChunk(clf, xc, 'logProbs', plan, options.signal, false);
+      const flat = tf.reshape(Dc, [xc.shape[0] as number, clf.numClasses - 1, clf.inputSize]);
+      Dc.dispose();
+      return [flat];
+    });
+    return D as tf.Tensor3D;
   } catch (e) {
     return rethrowKernelError(e, fn);
   }

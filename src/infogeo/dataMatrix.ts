@@ -1,0 +1,111 @@
+/**
+ * The local data matrix G(x) and the distribution (leaf tangent) D_x of Grementieri & Fioresi.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+import type { ClassifierOptions } from '../model/classifier.js';
+import { wrapClassifier } from '../model/classifier.js';
+import type { RunOptions } from '../jacobian/chunks.js';
+import { logitDifferenceJacobian } from '../jacobian/input.js';
+import { checkRtol, LowRankPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
+import type { RankOptions } from '../linalg/lowRankPSD.js';
+import { DEFAULT_RTOL, multinomialCovSqrt, orthonormalRows } from '../linalg/rows.js';
+
+/** Options of {@link localDataMatrix}. */
+export interface LocalDataMatrixOptions extends ClassifierOptions, RunOptions {}
+
+/** Result of {@link localDataMatrix}. Dispose `G` and `probs`. */
+export interface LocalDataMatrixResult {
+  /** G(x_b) for each sample, as a factor with C − 1 rows, `[B, C−1, n]` (see {@link localDataMatrix}). */
+  G: LowRankPSD;
+  /** p(x_b), `[B, C]`. */
+  probs: tf.Tensor2D;
+}
+
+/**
+ * The local data matrix of Grementieri & Fioresi for each sample of a batch,
+ *
+ *   G(x) = Σ_c p_c(x) ∇ₓ log p_c(x) ∇ₓ log p_c(x)ᵀ = Jᵀ diag(p) J,   J = ∂ log p/∂x ∈ ℝ^{C×n},
+ *
+ * the Fisher information of the model's predictive distribution with respect to the input
+ * (equivalently J_sᵀ (diag p − ppᵀ) J_s with J_s the logit Jacobian). It is PSD with rank ≤ C − 1
+ * (Σ_c p_c ∇log p_c = 0), tr G = Σ_c p_c ‖∇log p_c‖², and KL(p(x + δ) ‖ p(x)) = ½ δᵀ G δ + O(‖δ‖³)
+ * (the papers print it without the ½).
+ *
+ * The factor has C − 1 rows: A = S D, with D_c = ∇ₓ s_c − ∇ₓ s_{C−1} (c < C − 1, computed as
+ * backward passes with cotangents e_c − e_{C−1}) and S a square root of the leading block of
+ * diag p − ppᵀ (float64). The other choice, diag(√p) ∂log p/∂x with C rows, carries a row that is
+ * a combination of the others only up to float32 rounding, and that residue is amplified by
+ * 1/√p_c for an improbable class (measured on a 4-class linear model: Gram–Schmidt on the C rows
+ * ∂log p/∂x found a 4th direction in the 3-dimensional D_x of one sample). With C − 1 rows, the
+ * rank and the small eigenvalues are not polluted by it. G is never
+ * formed as n × n.
+ *
+ * @param model - a classifier `LayersModel` (see {@link inputJacobian}).
+ * @param x - input batch `[B, ...inputShape]`, float32.
+ * @returns G as a {@link LowRankPSD} and p; the caller owns both (dispose them).
+ * @throws as {@link inputJacobian}.
+ *
+ * @example
+ * ```ts
+ * const { G, probs } = await localDataMatrix(model, x);
+ * console.log(await G.trace(), await G.rank());   // tr G(x_b), rank ≤ C − 1
+ * const { values } = await G.eig();               // nonzero eigenvalues, float64
+ * G.dispose(); probs.dispose();
+ * ```
+ */
+export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options: LocalDataMatrixOptions = {}): Promise<LocalDataMatrixResult> {
+  const fn = 'localDataMatrix';
+  const D = await logitDifferenceJacobian(model, x, options, fn);
+  const clf = wrapClassifier(model, options, fn);
+  const probs = tf.tidy(() => clf.probs(x));
+  const [B, m] = D.shape as [number, number, number];
+  const p = await probs.data();
+  const S = new Float32Array(B * m * m);
+  for (let b = 0; b < B; b++) S.set(multinomialCovSqrt(p.subarray(b * (m + 1), (b + 1) * (m + 1)), m + 1), b * m * m);
+  const factor = tf.tidy(() => tf.matMul(tf.tensor3d(S, [B, m, m]), D) as tf.Tensor3D);
+  D.dispose();
+  return { G: new LowRankPSD(factor), probs };
+}
+
+/** Options of {@link distributionProjector}. */
+export interface DistributionProjectorOptions extends LocalDataMatrixOptions, RankOptions {}
+
+/**
+ * For each sample, an orthonormal basis of the distribution
+ *
+ *   D_x = span{∇ₓ log p_c(x)} = rowspace(∂ log p/∂x)   (= range G(x) where every p_c > 0),
+ *
+ * the tangent space of the data leaf through x. The basis comes from the C − 1 logit differences
+ * ∇ₓ s_c − ∇ₓ s_{C−1}, which span exactly D_x (∇log p_c − ∇log p_{C−1} = ∇s_c − ∇s_{C−1}), by
+ * twice-iterated modified Gram–Schmidt in float64 with a relative rank cut: rank ≤ C − 1, never
+ * assumed to be C − 1 (and not inflated by the float32 residue of the dependent row of
+ * ∂log p/∂x). `project(v)` moves along the leaf, `projectKernel(v)` across leaves (onto ker G).
+ * Rescaling the class gradients (the reference code normalises them) spans the same space.
+ *
+ * @param model - a classifier `LayersModel`.
+ * @param x - input batch `[B, ...inputShape]`, float32.
+ * @returns the projector; the caller owns it (`dispose()`).
+ * @throws as {@link inputJacobian}; {@link ValueError} for `rtol` outside [0, 1).
+ *
+ * @example
+ * ```ts
+ * const P = await distributionProjector(model, x);
+ * const along = P.project(tf.sub(target, x));   // the horizontal direction of Algorithm 4.1
+ * const across = P.projectKernel(noise);        // a direction that keeps p to first order
+ * console.log(P.rank);                          // e.g. [9, 9, ...]
+ * P.dispose();
+ * ```
+ */
+export async function distributionProjector(model: LayersModel, x: tf.Tensor, options: DistributionProjectorOptions = {}): Promise<RowSpaceProjector> {
+  const fn = 'distributionProjector';
+  const rtol = checkRtol(options.rtol ?? DEFAULT_RTOL, fn);
+  const D = await logitDifferenceJacobian(model, x, options, fn);
+  const [B, m, n] = D.shape as [number, number, number];
+  const data = await D.data();
+  D.dispose();
+  const bases = Array.from({ length: B }, (_, b) => orthonormalRows(data.subarray(b * m * n, (b + 1) * m * n), m, n, rtol));
+  return new RowSpaceProjector(bases, n);
+}

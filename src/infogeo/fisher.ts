@@ -1,0 +1,170 @@
+/**
+ * The local Fisher information F(x) in weight space, per sample and over a data set.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { ValueError } from '../errors.js';
+import type { ClassifierOptions } from '../model/classifier.js';
+import { wrapClassifier } from '../model/classifier.js';
+import type { Progress } from '../jacobian/chunks.js';
+import { pause } from '../jacobian/chunks.js';
+import type { WeightSlice } from '../jacobian/weight.js';
+import { weightJacobian } from '../jacobian/weight.js';
+import { LowRankPSD } from '../linalg/lowRankPSD.js';
+
+/** Options of {@link localFisher}. */
+export interface LocalFisherOptions extends ClassifierOptions {
+  /** Only the trainable weights of these layers. @defaultValue all layers */
+  layers?: string[];
+  /** Called after each sample. */
+  onProgress?: (progress: Progress) => void;
+  /** Cancels the call between samples. */
+  signal?: AbortSignal;
+}
+
+/** Result of {@link localFisher}. Dispose `F` and `probs`. */
+export interface LocalFisherResult {
+  /** F(x_b) for each sample, as the factor diag(√p) ∂log p/∂w (`[B, C, d]`). */
+  F: LowRankPSD;
+  /** p(x_b), `[B, C]`. */
+  probs: tf.Tensor2D;
+  /** Where each weight tensor sits among the d columns. */
+  slices: WeightSlice[];
+}
+
+async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions, fn: string) {
+  const { jacobian, slices } = await weightJacobian(model, x, { ...options, target: 'logProbs' });
+  const clf = wrapClassifier(model, options, fn);
+  const [factor, probs] = tf.tidy(() => {
+    const p = clf.probs(x);
+    return [tf.mul(jacobian, tf.expandDims(tf.sqrt(p), 2)) as tf.Tensor3D, p];
+  });
+  jacobian.dispose();
+  return { factor, probs, slices };
+}
+
+/**
+ * The local Fisher information in weight space for each sample of a batch,
+ *
+ *   F(x) = Σ_c p_c(x) ∇_w log p_c(x) ∇_w log p_c(x)ᵀ = Bᵀ B,   B = diag(√p) ∂ log p/∂w ∈ ℝ^{C×d},
+ *
+ * with the expectation over the model's own predictive distribution (not the labels). PSD, rank
+ * ≤ C − 1, and KL(p(x; w + δw) ‖ p(x; w)) = ½ δwᵀ F δw + O(‖δw‖³). Cost: C − 1 backward passes per
+ * sample (see {@link weightJacobian}); F is never formed as d × d.
+ *
+ * @param model - a classifier `LayersModel`; on `wasm`, conv layers need `registerGradientKernels()`.
+ * @param x - input batch `[B, ...inputShape]`, float32.
+ * @returns F as a {@link LowRankPSD}, p and the weight slices; dispose `F` and `probs`.
+ * @throws as {@link weightJacobian}.
+ *
+ * @example
+ * ```ts
+ * const { F, probs } = await localFisher(model, x, { layers: ['fc2'] });
+ * console.log(await F.trace());
+ * F.dispose(); probs.dispose();
+ * ```
+ */
+export async function localFisher(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions = {}): Promise<LocalFisherResult> {
+  const { factor, probs, slices } = await fisherFactor(model, x, options, 'localFisher');
+  return { F: new LowRankPSD(factor), probs, slices };
+}
+
+/** Options of {@link datasetFisher}. */
+export interface DatasetFisherOptions extends LocalFisherOptions {
+  /** Samples per weight-Jacobian call when `data` is one tensor. @defaultValue 32 */
+  batchSize?: number;
+  /**
+   * Upper bound on the stacked factor (N·C·d float32 numbers), in MiB; past it the call throws
+   * instead of exhausting memory. Choose fewer samples or `layers` for large models.
+   * @defaultValue 1024
+   */
+  maxFactorMB?: number;
+}
+
+/** Result of {@link datasetFisher}. Dispose `F`. */
+export interface DatasetFisherResult {
+  /** The mean Fisher as one matrix (B = 1), factor `[1, N·C, d]`. */
+  F: LowRankPSD;
+  /** N, the number of samples. */
+  count: number;
+  slices: WeightSlice[];
+}
+
+/**
+ * The Fisher information of a data set, the mean of the local Fishers,
+ *
+ *   F = (1/N) Σ_x F(x) = Σ_x (B_x/√N)ᵀ (B_x/√N),
+ *
+ * kept as the stacked factor of N·C rows (trace, matvec and the top eigenpairs through
+ * {@link LowRankPSD}; eigenpairs cost about 2·(N·C)²·d flops). The data are streamed: `data` is a
+ * tensor `[N, ...inputShape]` (cut into `batchSize` chunks) or an iterable / async iterable of
+ * batches (each disposed by you after the call, not by infogeo).
+ *
+ * @returns the mean Fisher as a {@link LowRankPSD} with one matrix; dispose `F`.
+ * @throws {@link ValueError} when the stacked factor would exceed `maxFactorMB`, or for no data;
+ *   otherwise as {@link weightJacobian}.
+ *
+ * @example
+ * ```ts
+ * const { F, count } = await datasetFisher(model, xTrain, { layers: ['fc2'] });
+ * const { values } = await F.eig();   // the Fisher spectrum of the last layer
+ * F.dispose();
+ * ```
+ */
+export async function datasetFisher(
+  model: LayersModel,
+  data: tf.Tensor | Iterable<tf.Tensor> | AsyncIterable<tf.Tensor>,
+  options: DatasetFisherOptions = {},
+): Promise<DatasetFisherResult> {
+  const fn = 'datasetFisher';
+  const batchSize = options.batchSize ?? 32;
+  if (!(Number.isInteger(batchSize) && batchSize > 0)) throw new ValueError(`${fn}: batchSize must be a positive integer, got ${String(batchSize)}.`);
+  const maxBytes = (options.maxFactorMB ?? 1024) * 2 ** 20;
+  const parts: tf.Tensor3D[] = [];
+  let slices: WeightSlice[] = [];
+  let count = 0;
+  let bytes = 0;
+  const total = data instanceof tf.Tensor ? (data.shape[0] as number) : undefined;
+  const batches = async function* () {
+    if (data instanceof tf.Tensor) {
+      for (let s = 0; s < (total as number); s += batchSize) {
+        const b = tf.slice(data, s, Math.min(batchSize, (total as number) - s));
+        try {
+          yield b;
+        } finally {
+          b.dispose();
+        }
+      }
+    } else {
+      yield* data as AsyncIterable<tf.Tensor>;
+    }
+  };
+  try {
+    for await (const batch of batches()) {
+      const { factor, probs, slices: s } = await fisherFactor(model, batch, { ...options, onProgress: undefined }, fn);
+      probs.dispose();
+      parts.push(factor);
+      slices = s;
+      count += batch.shape[0] as number;
+      bytes += factor.size * 4;
+      if (bytes > maxBytes) {
+        throw new ValueError(
+          `${fn}: the stacked factor passed maxFactorMB = ${options.maxFactorMB ?? 1024} after ${count} samples ` +
+            `(${factor.shape[1]} rows × ${factor.shape[2]} weights each); use fewer samples or the 'layers' option.`,
+        );
+      }
+      options.onProgress?.({ done: count, total: total ?? count });
+      await pause(options.signal);
+    }
+    if (count === 0) throw new ValueError(`${fn}: no samples in 'data'.`);
+    const factor = tf.tidy(() => {
+      const stacked = tf.concat(parts.map((p) => tf.reshape(p, [-1, p.shape[2]])));
+      return tf.expandDims(tf.mul(stacked, 1 / Math.sqrt(count)), 0) as tf.Tensor3D;
+    });
+    return { F: new LowRankPSD(factor), count, slices };
+  } finally {
+    tf.dispose(parts);
+  }
+}

@@ -1,0 +1,265 @@
+/**
+ * localDataMatrix and distributionProjector against closed forms (linear softmax model), the
+ * second-order expansion of the KL divergence, a trained CNN on real MNIST, saturation, and an
+ * ImageNet-sized input.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { Matrix } from 'ml-matrix';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { distributionProjector, inputJacobian, localDataMatrix, LowRankPSD, ShapeError, ValueError, wrapClassifier } from '../src/index.js';
+import { RowSpaceProjector } from '../src/linalg/lowRankPSD.js';
+import { orthonormalRows } from '../src/linalg/rows.js';
+import { loadMnist, MNIST_MEAN, MNIST_STD } from '../examples/data/mnist.js';
+import { denseNet, mnistCnn } from '../examples/models.js';
+import { expectClose, expectNoLeak, randn } from './helpers.js';
+
+/** A linear softmax model s = xW + b with the given scale of W. */
+function linearModel(n: number, C: number, scale = 1, seed = 1) {
+  const model = denseNet(n, [], C, seed);
+  const [W, b] = tf.tidy(() => [tf.mul(randn([n, C], seed + 10), scale), randn([C], seed + 11)]);
+  model.layers[0]!.setWeights([W!, b!]);
+  tf.dispose([W!, b!]);
+  return { model, W: Matrix.from1DArray(n, C, Array.from(model.layers[0]!.getWeights()[0]!.dataSync())) };
+}
+
+/** log softmax in float64 of float32 logits. */
+function logSoftmax64(s: ArrayLike<number>, off: number, C: number): Float64Array {
+  let m = -Infinity;
+  for (let c = 0; c < C; c++) m = Math.max(m, s[off + c] as number);
+  let z = 0;
+  for (let c = 0; c < C; c++) z += Math.exp((s[off + c] as number) - m);
+  return Float64Array.from({ length: C }, (_, c) => (s[off + c] as number) - m - Math.log(z));
+}
+
+/** KL(p(x + δ) ‖ p(x)) per sample, in float64 from float32 logits. */
+function klShift(logits: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor, delta: tf.Tensor): Float64Array {
+  const [s0, s1] = tf.tidy(() => [logits(x).dataSync(), logits(tf.add(x, delta)).dataSync()]);
+  const [B, C] = [x.shape[0] as number, s0!.length / (x.shape[0] as number)];
+  return Float64Array.from({ length: B }, (_, b) => {
+    const l0 = logSoftmax64(s0!, b * C, C);
+    const l1 = logSoftmax64(s1!, b * C, C);
+    let kl = 0;
+    for (let c = 0; c < C; c++) kl += Math.exp(l1[c] as number) * ((l1[c] as number) - (l0[c] as number));
+    return kl;
+  });
+}
+
+describe('localDataMatrix on a linear softmax model (closed forms)', () => {
+  const n = 6;
+  const C = 4;
+  const { model, W } = linearModel(n, C);
+  const x = randn([3, n], 2);
+
+  it('G = W (diag p − ppᵀ) Wᵀ and tr G = Σ_c p_c ‖W_c − W p‖², rank C − 1', async () => {
+    const { G, probs } = await localDataMatrix(model, x);
+    expect(G.factor.shape).toEqual([3, C - 1, n]);
+    const P = probs.arraySync() as number[][];
+    const dense = G.toDense().arraySync() as number[][][];
+    const tr = await G.trace();
+    for (let b = 0; b < 3; b++) {
+      const p = P[b]!;
+      const cov = Matrix.diag(p).sub(Matrix.columnVector(p).mmul(Matrix.rowVector(p)));
+      const ref = W.mmul(cov).mmul(W.transpose());
+      // Float32 Jacobian of O(1) numbers against float64: ~1e-6 relative.
+      expectClose(dense[b]!.flat(), ref.to1DArray(), { rtol: 1e-5, label: 'G' });
+      const Wp = W.mmul(Matrix.columnVector(p));
+      let t = 0;
+      for (let c = 0; c < C; c++) t += (p[c] as number) * W.getColumnVector(c).sub(Wp).norm() ** 2;
+      expect(Math.abs((tr[b] as number) - t)).toBeLessThan(1e-5 * t);
+    }
+    expect(await G.rank()).toEqual([C - 1, C - 1, C - 1]);
+    G.dispose();
+    probs.dispose();
+  });
+
+  it('D_x = span{W_i − W_j} does not depend on x, and a kernel step leaves p unchanged', async () => {
+    const P = await distributionProjector(model, x);
+    expect(P.rank).toEqual([3, 3, 3]);
+    const other = randn([3, n], 7);
+    const Q = await distributionProjector(model, other);
+    const v = randn([3, n], 8);
+    expectClose(P.project(v), Q.project(v), { rtol: 1e-5, label: 'same subspace at another x' });
+    // W_0 − W_1 lies in D_x.
+    const d01 = tf.tidy(() => tf.tile(tf.reshape(tf.tensor1d(W.getColumn(0).map((w, i) => w - W.get(i, 1))), [1, n]), [3, 1]));
+    expectClose(P.project(d01), d01, { rtol: 1e-5, label: 'W_0 − W_1 ∈ D_x' });
+    // A large step across the leaves: logit differences, hence p, do not change.
+    const step = tf.tidy(() => tf.mul(P.projectKernel(v), 10));
+    const clf = wrapClassifier(model);
+    expectClose(tf.tidy(() => clf.probs(tf.add(x, step))), tf.tidy(() => clf.probs(x)), { atol: 1e-6, label: 'p after a kernel step' });
+    tf.dispose([other, v, d01, step]);
+    P.dispose();
+    Q.dispose();
+  });
+});
+
+describe('the second-order expansion KL(p(x + δ) ‖ p(x)) = ½ δᵀ G δ + O(‖δ‖³)', () => {
+  it('holds with the ½ (which the papers omit) on a smooth net', async () => {
+    const model = denseNet(8, [16], 5, 4);
+    const x = randn([4, 8], 3);
+    const clf = wrapClassifier(model);
+    const { G, probs } = await localDataMatrix(model, x);
+    const dir = tf.tidy(() => {
+      const d = randn([4, 8], 9);
+      return tf.div(d, tf.norm(d, 'euclidean', 1, true));
+    });
+    const errors: number[] = [];
+    for (const h of [4e-2, 2e-2]) {
+      const delta = tf.mul(dir, h);
+      const kl = klShift(clf.logits, x, delta);
+      const quad = await G.quadForm(delta);
+      const ratios = Array.from(kl, (k, b) => k / (0.5 * (quad[b] as number)));
+      errors.push(Math.max(...ratios.map((r) => Math.abs(r - 1))));
+      delta.dispose();
+    }
+    // The third-order term makes the ratio 1 + O(h): measured ≈ 1–3 % at h = 0.04, half at 0.02.
+    // Without the ½ the ratio would be 0.5.
+    expect(errors[0]).toBeLessThan(0.05);
+    expect(errors[1]!).toBeLessThan(0.6 * errors[0]!);
+    tf.dispose([x, dir, probs]);
+    G.dispose();
+  });
+});
+
+describe('on a CNN trained on real MNIST', () => {
+  let model: tfl.LayersModel;
+  let x: tf.Tensor;
+  let trainAcc = 0;
+  beforeAll(async () => {
+    const train = loadMnist('train', { limit: 512 });
+    const test = loadMnist('test', { limit: 4 });
+    const norm = (px: Float32Array, k: number) => tf.tidy(() => tf.div(tf.sub(tf.tensor4d(px, [k, 28, 28, 1]), MNIST_MEAN), MNIST_STD));
+    model = mnistCnn(7, { filters: [8, 16], hidden: 32 });
+    model.compile({ optimizer: tf.train.adam(2e-3), loss: 'sparseCategoricalCrossentropy', metrics: ['accuracy'] });
+    const xs = norm(train.images, train.count);
+    const ys = tf.tensor1d(Array.from(train.labels), 'float32');
+    const h = await model.fit(xs, ys, { epochs: 4, batchSize: 64, verbose: 0 });
+    trainAcc = h.history['acc']!.at(-1) as number;
+    tf.dispose([xs, ys]);
+    x = norm(test.images, test.count);
+  });
+
+  it('rank G ≤ C − 1: with the C-row factor diag(√p) ∂log p/∂x the C-th eigenvalue vanishes and the others are those of G', async () => {
+    expect(trainAcc).toBeGreaterThan(0.5); // it learned (chance: 0.1)
+    const { G, probs } = await localDataMatrix(model, x);
+    (await G.rank()).forEach((r) => expect(r).toBeLessThanOrEqual(9));
+    // An independent factorisation of the same G, straight from the definition: C rows.
+    const J = await inputJacobian(model, x, { flatten: true, strategy: 'loop' });
+    const full = new LowRankPSD(tf.tidy(() => tf.mul(J, tf.expandDims(tf.sqrt(probs), 2)) as tf.Tensor3D));
+    const { values: v10, vectors: e10 } = await full.eig({ rtol: 0 });
+    const { values: v9, vectors: e9 } = await G.eig({ rtol: 0 });
+    v10.forEach((v, b) => {
+      expect(v.length).toBe(10);
+      // The 10th direction of the C-row factor is float32 rounding: its eigenvalue is ~(1e-6)² of
+      // the largest or less, far below anything real.
+      expect((v[9] as number) / (v[0] as number)).toBeLessThan(1e-9);
+      // The 9 others are G's eigenvalues (two float32 factorisations, compared in float64).
+      const top = v.slice(0, v9[b]!.length);
+      expectClose(v9[b]!.slice(0, 5), top.slice(0, 5), { rtol: 1e-4, label: `eigenvalues of sample ${b}` });
+    });
+    // tr G = Σ eigenvalues.
+    const tr = await G.trace();
+    v9.forEach((v, b) => expect(Math.abs(v.reduce((a, e) => a + e, 0) - (tr[b] as number))).toBeLessThan(1e-4 * (tr[b] as number)));
+    tf.dispose([J, e10, e9, probs]);
+    full.dispose();
+    G.dispose();
+  });
+
+  it('batched results equal per-sample results; nothing leaks', async () => {
+    const { G, probs } = await expectNoLeak(() => localDataMatrix(model, x), (r) => [r.G.factor, r.probs]);
+    const P = await expectNoLeak(() => distributionProjector(model, x), (p) => [p.basis]);
+    const v = randn([4, 28, 28, 1], 3);
+    const Pv = P.project(v);
+    for (let b = 0; b < 4; b++) {
+      const xb = tf.slice(x, b, 1);
+      const one = await localDataMatrix(model, xb);
+      expectClose(one.G.factor, tf.slice(G.factor, b, 1), { rtol: 2e-5, label: `factor ${b}` });
+      const Pb = await distributionProjector(model, xb);
+      expect(Pb.rank[0]).toBe(P.rank[b]);
+      expectClose(Pb.project(tf.slice(v, b, 1)), tf.slice(Pv, b, 1), { rtol: 1e-4, label: `projection ${b}` });
+      tf.dispose([xb, one.probs]);
+      one.G.dispose();
+      Pb.dispose();
+    }
+    tf.dispose([v, Pv, probs]);
+    G.dispose();
+    P.dispose();
+  });
+
+  it('the projector is invariant to rescaling the class gradients (the reference normalises them)', async () => {
+    const J = await inputJacobian(model, tf.slice(x, 0, 1), { flatten: true });
+    const rows = J.dataSync();
+    const scaled = Float64Array.from(rows, (v, i) => v * [0.01, 3, 1, 250, 0.5, 7, 1, 2, 0.1, 40][Math.floor(i / 784)]!);
+    const a = new RowSpaceProjector([orthonormalRows(rows, 10, 784)], 784);
+    const b = new RowSpaceProjector([orthonormalRows(scaled, 10, 784)], 784);
+    expect(a.rank).toEqual(b.rank);
+    const v = randn([1, 784], 4);
+    const pa = a.project(v);
+    const pb = b.project(v);
+    // Both are P v for the same subspace; the rescaling only changes rounding (float32 basis).
+    expectClose(pa, pb, { rtol: 1e-4 });
+    tf.dispose([J, v, pa, pb]);
+    a.dispose();
+    b.dispose();
+  });
+});
+
+describe('saturation', () => {
+  it('huge logits: G → 0 with a smaller rank, no NaN, and tangent + kernel = identity', async () => {
+    const { model } = linearModel(6, 4, 2e3, 5);
+    const x = randn([2, 6], 6);
+    const { G, probs } = await localDataMatrix(model, x);
+    expect(Math.max(...(probs.dataSync() as Float32Array))).toBeGreaterThan(1 - 1e-6);
+    const tr = await G.trace();
+    tr.forEach((t) => expect(Number.isFinite(t)).toBe(true));
+    const ranks = await G.rank();
+    ranks.forEach((r) => expect(r).toBeLessThan(3));
+    const P = await distributionProjector(model, x);
+    const v = randn([2, 6], 7);
+    const sum = tf.tidy(() => tf.add(P.project(v), P.projectKernel(v)));
+    expect(tf.tidy(() => tf.any(tf.isNaN(sum)).dataSync()[0])).toBe(0);
+    expectClose(sum, v, { rtol: 1e-6 });
+    tf.dispose([x, probs, v, sum]);
+    G.dispose();
+    P.dispose();
+  });
+});
+
+describe('ImageNet-sized inputs (224×224×3 = 150,528 numbers)', () => {
+  it('trace, eigenpairs and the projector without an n × n matrix', async () => {
+    const input = tfl.input({ shape: [224, 224, 3] });
+    const c = tfl.layers.conv2d({ filters: 8, kernelSize: 7, strides: 4, activation: 'relu', kernelInitializer: tfl.initializers.heNormal({ seed: 1 }) }).apply(input) as tfl.SymbolicTensor;
+    const g = tfl.layers.globalAveragePooling2d({}).apply(c) as tfl.SymbolicTensor;
+    const out = tfl.layers.dense({ units: 10, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: 2 }) }).apply(g) as tfl.SymbolicTensor;
+    const model = tfl.model({ inputs: input, outputs: out });
+    const x = randn([1, 224, 224, 3], 1);
+    const bytesBefore = tf.memory().numBytes;
+    const { G, probs } = await localDataMatrix(model, x);
+    expect(G.dim).toBe(150528);
+    const [tr] = await G.trace();
+    const { values, vectors } = await G.eig();
+    expect(values[0]!.length).toBeLessThanOrEqual(9);
+    expect(Math.abs(values[0]!.reduce((a, e) => a + e, 0) - (tr as number))).toBeLessThan(1e-4 * (tr as number));
+    const P = await distributionProjector(model, x);
+    const v = randn([1, 224, 224, 3], 2);
+    const k = P.projectKernel(v);
+    expect(Math.abs((await G.quadForm(k))[0] as number)).toBeLessThan(1e-8 * (tr as number) * (tf.sum(tf.square(v)).dataSync()[0] as number));
+    // What is held: factor, eigenvectors, basis (10 × n floats each, ~6 MB) and a few vectors;
+    // one n × n float32 matrix would be 90 GB.
+    expect(tf.memory().numBytes - bytesBefore).toBeLessThan(64 * 2 ** 20);
+    expect(() => G.toDense()).toThrow(/force/);
+    tf.dispose([x, probs, vectors, v, k]);
+    G.dispose();
+    P.dispose();
+  });
+});
+
+describe('typed errors', () => {
+  it('bad inputs and options', async () => {
+    const { model } = linearModel(6, 4);
+    await expect(localDataMatrix(model, randn([2, 5], 1))).rejects.toThrow(ShapeError);
+    await expect(distributionProjector(model, randn([2, 6], 1), { rtol: -1 })).rejects.toThrow(ValueError);
+    await expect(distributionProjector(model, tf.fill([1, 6], NaN))).rejects.toThrow(/NaN/);
+    expect(() => new LowRankPSD(tf.zeros([1, 2, 3], 'int32') as tf.Tensor3D)).toThrow(ShapeError);
+  });
+});
