@@ -61,13 +61,22 @@ export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options:
   const D = await logitDifferenceJacobian(model, x, options, fn);
   const clf = wrapClassifier(model, options, fn);
   const probs = tf.tidy(() => clf.probs(x));
-  const [B, m] = D.shape as [number, number, number];
+  const factor = await multinomialFactor(D, probs);
+  D.dispose();
+  return { G: new LowRankPSD(factor), probs };
+}
+
+/**
+ * S_b D_b for each sample, with S_b a square root of the leading block of diag p_b − p_b p_bᵀ
+ * (float64, see `multinomialCovSqrt`) and D the logit-difference rows `[B, C−1, k]`: the factor
+ * of Dᵀ (diag p − ppᵀ) D with C − 1 rows. Returns a new tensor; disposes nothing. @internal
+ */
+export async function multinomialFactor(D: tf.Tensor3D, probs: tf.Tensor2D): Promise<tf.Tensor3D> {
+  const [B, m] = D.shape;
   const p = await probs.data();
   const S = new Float32Array(B * m * m);
   for (let b = 0; b < B; b++) S.set(multinomialCovSqrt(p.subarray(b * (m + 1), (b + 1) * (m + 1)), m + 1), b * m * m);
-  const factor = tf.tidy(() => tf.matMul(tf.tensor3d(S, [B, m, m]), D) as tf.Tensor3D);
-  D.dispose();
-  return { G: new LowRankPSD(factor), probs };
+  return tf.tidy(() => tf.matMul(tf.tensor3d(S, [B, m, m]), D) as tf.Tensor3D);
 }
 
 /** Options of {@link distributionProjector}. */

@@ -11,8 +11,9 @@ import { wrapClassifier } from '../model/classifier.js';
 import type { Progress } from '../jacobian/chunks.js';
 import { pause } from '../jacobian/chunks.js';
 import type { WeightSlice } from '../jacobian/weight.js';
-import { weightJacobian } from '../jacobian/weight.js';
+import { logitDifferenceWeightJacobian } from '../jacobian/weight.js';
 import { LowRankPSD } from '../linalg/lowRankPSD.js';
+import { multinomialFactor } from './dataMatrix.js';
 
 /** Options of {@link localFisher}. */
 export interface LocalFisherOptions extends ClassifierOptions {
@@ -26,7 +27,7 @@ export interface LocalFisherOptions extends ClassifierOptions {
 
 /** Result of {@link localFisher}. Dispose `F` and `probs`. */
 export interface LocalFisherResult {
-  /** F(x_b) for each sample, as the factor diag(√p) ∂log p/∂w (`[B, C, d]`). */
+  /** F(x_b) for each sample, as a factor with C − 1 rows, `[B, C−1, d]` (as G in {@link localDataMatrix}). */
   F: LowRankPSD;
   /** p(x_b), `[B, C]`. */
   probs: tf.Tensor2D;
@@ -35,24 +36,23 @@ export interface LocalFisherResult {
 }
 
 async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions, fn: string) {
-  const { jacobian, slices } = await weightJacobian(model, x, { ...options, target: 'logProbs' });
+  const { jacobian: D, slices } = await logitDifferenceWeightJacobian(model, x, options, fn);
   const clf = wrapClassifier(model, options, fn);
-  const [factor, probs] = tf.tidy(() => {
-    const p = clf.probs(x);
-    return [tf.mul(jacobian, tf.expandDims(tf.sqrt(p), 2)) as tf.Tensor3D, p];
-  });
-  jacobian.dispose();
+  const probs = tf.tidy(() => clf.probs(x));
+  const factor = await multinomialFactor(D, probs);
+  D.dispose();
   return { factor, probs, slices };
 }
 
 /**
  * The local Fisher information in weight space for each sample of a batch,
  *
- *   F(x) = Σ_c p_c(x) ∇_w log p_c(x) ∇_w log p_c(x)ᵀ = Bᵀ B,   B = diag(√p) ∂ log p/∂w ∈ ℝ^{C×d},
+ *   F(x) = Σ_c p_c(x) ∇_w log p_c(x) ∇_w log p_c(x)ᵀ = ∂s/∂wᵀ (diag p − ppᵀ) ∂s/∂w,
  *
  * with the expectation over the model's own predictive distribution (not the labels). PSD, rank
- * ≤ C − 1, and KL(p(x; w + δw) ‖ p(x; w)) = ½ δwᵀ F δw + O(‖δw‖³). Cost: C − 1 backward passes per
- * sample (see {@link weightJacobian}); F is never formed as d × d.
+ * ≤ C − 1, and KL(p(x; w + δw) ‖ p(x; w)) = ½ δwᵀ F δw + O(‖δw‖³). Kept as the factor S D with
+ * C − 1 rows (D the logit-difference rows in weight space, S as in {@link localDataMatrix}). Cost:
+ * C − 1 backward passes per sample (see {@link weightJacobian}); F is never formed as d × d.
  *
  * @param model - a classifier `LayersModel`; on `wasm`, conv layers need `registerGradientKernels()`.
  * @param x - input batch `[B, ...inputShape]`, float32.

@@ -9,7 +9,7 @@ import { LayerNotFoundError, ValueError } from '../errors.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions } from '../model/classifier.js';
 import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
-import { runChunks } from './chunks.js';
+import { runChunks, tidySteps } from './chunks.js';
 import type { RunOptions } from './chunks.js';
 import { logitDifferenceRows, softmaxChain } from './rows.js';
 
@@ -98,29 +98,53 @@ function weightRows(f: (x: tf.Tensor) => tf.Tensor2D, xi: tf.Tensor, U: tf.Tenso
   });
 }
 
-/** @internal Weight Jacobian of one chunk, synchronously: [b, R, d]. */
-export function weightJacobianChunk(
-  clf: Classifier,
-  x: tf.Tensor,
-  target: 'logProbs' | 'logits',
-  chain: boolean,
-  vars: tf.Variable[],
-): tf.Tensor3D {
-  return tf.tidy(() => {
-    const b = x.shape[0] as number;
-    const C = clf.numClasses;
-    const per: tf.Tensor[] = [];
-    for (let i = 0; i < b; i++) {
-      const xi = tf.slice(x, i, 1);
-      per.push(
-        chain
-          ? weightRows(clf.logits, xi, logitDifferenceRows(C), vars)
-          : weightRows(target === 'logProbs' ? clf.logProbs : clf.logits, xi, tf.eye(C) as tf.Tensor2D, vars),
-      );
-    }
-    const D = tf.stack(per) as tf.Tensor3D;
-    return (chain ? softmaxChain(D, clf.probs(x)) : D) as tf.Tensor3D;
+/** Which rows a weight Jacobian holds: plain rows, the softmax chain, or unchained logit differences. */
+type RowsMode = 'logProbs' | 'logits' | 'chain' | 'differences';
+
+/** Rows of one chunk, [b, R, d], yielding to the event loop between samples. */
+async function weightRowsOfChunk(clf: Classifier, x: tf.Tensor, mode: RowsMode, vars: tf.Variable[], signal?: AbortSignal): Promise<tf.Tensor3D> {
+  const C = clf.numClasses;
+  const per = await tidySteps(x.shape[0] as number, signal, (i) => {
+    const xi = tf.slice(x, i, 1);
+    if (mode === 'logProbs' || mode === 'logits') return weightRows(mode === 'logProbs' ? clf.logProbs : clf.logits, xi, tf.eye(C) as tf.Tensor2D, vars);
+    return weightRows(clf.logits, xi, logitDifferenceRows(C), vars);
   });
+  return tf.tidy(() => {
+    const D = tf.stack(per) as tf.Tensor3D;
+    tf.dispose(per);
+    return (mode === 'chain' ? softmaxChain(D, clf.probs(x)) : D) as tf.Tensor3D;
+  });
+}
+
+/** Validation and set-up shared by the weight-space functions. */
+function prepare(model: LayersModel, x: tf.Tensor, options: WeightJacobianOptions, rowsPerSample: (C: number) => number, fn: string) {
+  const clf = wrapClassifier(model, options, fn);
+  checkBatch(clf, x, fn);
+  const { slices, vars, numWeights } = selectWeights(model, options.layers, fn);
+  const mb = options.memoryBudgetMB ?? 256;
+  if (!(Number.isFinite(mb) && mb > 0)) throw new ValueError(`${fn}: memoryBudgetMB must be a positive number, got ${String(mb)}.`);
+  const chunk = Math.max(1, Math.floor((mb * 1024 * 1024) / (rowsPerSample(clf.numClasses) * numWeights * 4)));
+  assertDifferentiable(model, 'weights', fn);
+  return { clf, slices, vars, numWeights, chunk };
+}
+
+async function run(model: LayersModel, x: tf.Tensor, options: WeightJacobianOptions, mode: RowsMode, fn: string): Promise<WeightJacobianResult> {
+  const rows = (C: number) => (mode === 'differences' ? C - 1 : C);
+  const { clf, slices, vars, numWeights, chunk } = prepare(model, x, options, rows, fn);
+  try {
+    const [J] = await runChunks(x, chunk, options, async (xc) => [await weightRowsOfChunk(clf, xc, mode, vars, options.signal)]);
+    return { jacobian: J as tf.Tensor3D, slices, numWeights };
+  } catch (e) {
+    return rethrowKernelError(e, fn);
+  }
+}
+
+/**
+ * The logit-difference rows ∂(s_c − s_{C−1})/∂w, c < C − 1, per sample: `[B, C−1, d]` (caller
+ * owns `jacobian`). The local Fisher is built on them. @internal
+ */
+export function logitDifferenceWeightJacobian(model: LayersModel, x: tf.Tensor, options: WeightJacobianOptions, fn: string): Promise<WeightJacobianResult> {
+  return run(model, x, options, 'differences', fn);
 }
 
 /**
@@ -154,8 +178,6 @@ export async function weightJacobian(
   options: WeightJacobianOptions = {},
 ): Promise<WeightJacobianResult> {
   const fn = 'weightJacobian';
-  const clf = wrapClassifier(model, options, fn);
-  checkBatch(clf, x, fn);
   const target = options.target ?? 'logProbs';
   if (target !== 'logProbs' && target !== 'logits') {
     throw new ValueError(`${fn}: target must be 'logProbs' or 'logits', got ${JSON.stringify(target)}.`);
@@ -167,16 +189,5 @@ export async function weightJacobian(
   if (strategy === 'softmax-chain' && target !== 'logProbs') {
     throw new ValueError(`${fn}: strategy 'softmax-chain' only applies to target 'logProbs'.`);
   }
-  const chain = target === 'logProbs' && strategy !== 'loop';
-  const { slices, vars, numWeights } = selectWeights(model, options.layers, fn);
-  const mb = options.memoryBudgetMB ?? 256;
-  if (!(Number.isFinite(mb) && mb > 0)) throw new ValueError(`${fn}: memoryBudgetMB must be a positive number, got ${String(mb)}.`);
-  const chunk = Math.max(1, Math.floor((mb * 1024 * 1024) / (clf.numClasses * numWeights * 4)));
-  assertDifferentiable(model, 'weights', fn);
-  try {
-    const [J] = await runChunks(x, chunk, options, (xc) => [weightJacobianChunk(clf, xc, target, chain, vars)]);
-    return { jacobian: J as tf.Tensor3D, slices, numWeights };
-  } catch (e) {
-    return rethrowKernelError(e, fn);
-  }
+  return run(model, x, options, target === 'logProbs' && strategy !== 'loop' ? 'chain' : target, fn);
 }
