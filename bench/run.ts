@@ -3,7 +3,10 @@
  * model, batch size and strategy, with PyTorch on the same machine side by side when Debian's
  * python3-torch is installed. Writes bench/results/jacobian.json and bench/results/jacobian.md.
  *
- * Options: --quick (B ∈ {1, 8}, wasm only, strategy auto), --backends wasm,cpu, --models a,b,
+ * Then the geometry built on it (issue 3): localDataMatrix + eig and distributionProjector at
+ * n = 784, 3072 and 150,528, and per-sample Fisher rows of the MNIST CNN → bench/results/geometry.*.
+ *
+ * Options: --only jacobian|geometry, --quick (B ∈ {1, 8}, wasm only, strategy auto), --backends wasm,cpu, --models a,b,
  * --batches 1,8,32 (cpu, ~20× slower than wasm, defaults to 1,8), --strategies
  * auto,loop,tiled,softmax-chain, --seconds N (time per configuration).
  */
@@ -22,7 +25,8 @@ const opt = (name: string, fallback: string) => {
   return i >= 0 && args[i + 1] ? (args[i + 1] as string) : fallback;
 };
 const backends = opt('backends', quick ? 'wasm' : 'wasm,cpu').split(',');
-const models = opt('models', Object.keys(BENCH_MODELS).join(',')).split(',');
+const only = opt('only', 'all');
+const models = opt('models', 'mnist-cnn,cifar-resnet').split(',');
 const batches = opt('batches', quick ? '1,8' : '1,8,32').split(',').map(Number);
 const batchesFor = (backend: string) => (backend === 'cpu' && !args.includes('--batches') ? batches.filter((b) => b <= 8) : batches);
 const strategies = opt('strategies', quick ? 'auto' : 'auto,loop,tiled,softmax-chain').split(',');
@@ -77,6 +81,10 @@ const machine = {
 };
 console.log(`infogeo bench: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}`);
 
+if (only === 'all' || only === 'jacobian') jacobianBench();
+if (only === 'all' || only === 'geometry') geometryBench();
+
+function jacobianBench(): void {
 const rows: Row[] = [];
 for (const model of models) {
   for (const backend of backends) {
@@ -151,3 +159,55 @@ const suffix = quick ? '-quick' : '';
 writeFileSync(join(out, `jacobian${suffix}.json`), JSON.stringify({ machine, seconds, infogeo: rows, torch: { version: torchVersion ?? null, threads: TORCH_THREADS, rows: torchRows } }, null, 2) + '\n');
 writeFileSync(join(out, `jacobian${suffix}.md`), lines.join('\n'));
 console.log(`\nwrote bench/results/jacobian${suffix}.json and .md`);
+}
+
+type GeoRow = { backend: string; task: string; model: string; n: number; B: number; totalMs: number; perSampleMs: number; peakRssMB: number; eigMs?: number; jacobianMs?: number; projectMs?: number };
+
+function geometryBench(): void {
+  const configs: [string, string, number][] = [
+    ['data-matrix', 'mnist-cnn', 8],
+    ['data-matrix', 'cifar-resnet', 8],
+    ['data-matrix', 'imagenet-small', 1],
+    ['projector', 'mnist-cnn', 8],
+    ['projector', 'cifar-resnet', 8],
+    ['projector', 'imagenet-small', 1],
+    ['fisher', 'mnist-cnn', 1],
+    ['fisher', 'mnist-cnn', 4],
+  ];
+  const geo: GeoRow[] = [];
+  for (const [task, model, B] of configs) {
+    process.stdout.write(`  ${task} ${model} B=${B} ... `);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'geometry-worker.ts'), 'wasm', task, model, String(B)], { encoding: 'utf8', timeout: 20 * 60 * 1000 });
+    const line = r.stdout.trim().split('\n').pop();
+    if (r.status !== 0 || !line?.startsWith('{')) {
+      console.error(`failed\n${r.stderr.slice(-2000)}`);
+      continue;
+    }
+    const row = JSON.parse(line) as GeoRow;
+    geo.push(row);
+    console.log(`${row.perSampleMs} ms per sample, ${row.peakRssMB} MB`);
+  }
+  const md = [
+    '# Geometry benchmark (local data matrix, leaf projector, local Fisher)',
+    '',
+    `wasm backend, infogeo's gradient kernels registered. Machine: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.date}. ` +
+      'Best of two runs after a warm-up, each configuration in a fresh process (peak RSS is its own). ' +
+      '`localDataMatrix` is the input Jacobian (C − 1 logit-difference rows) and the (C−1)-row factor; `eig` its nonzero eigenpairs in float64 ' +
+      '(MGS2 basis, no n × n matrix); the projector is the same Jacobian plus the float64 basis; `localFisher` covers every trainable weight ' +
+      '(1,199,882 for the MNIST CNN). Command: `npm run bench -- --only geometry`.',
+    '',
+    '| task | model | n | B | total (ms) | per sample (ms) | of which eig / project (ms) | peak RSS (MB) |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...geo.map(
+      (g) =>
+        `| ${g.task === 'data-matrix' ? 'localDataMatrix + eig' : g.task === 'projector' ? 'distributionProjector' : 'localFisher'} | ${g.model} | ${g.n} | ${g.B} | ` +
+        `${g.totalMs} | ${g.perSampleMs} | ${g.eigMs ?? g.projectMs ?? '—'} | ${g.peakRssMB} |`,
+    ),
+    '',
+  ];
+  const out = join(here, 'results');
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'geometry.json'), JSON.stringify({ machine, rows: geo }, null, 2) + '\n');
+  writeFileSync(join(out, 'geometry.md'), md.join('\n'));
+  console.log('wrote bench/results/geometry.json and .md');
+}

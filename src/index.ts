@@ -40,5 +40,6 @@ export { datasetFisher, localFisher } from './infogeo/fisher.js';
 export type { DatasetFisherOptions, DatasetFisherResult, LocalFisherOptions, LocalFisherResult } from './infogeo/fisher.js';
 export { LowRankPSD, RowSpaceProjector } from './linalg/lowRankPSD.js';
 export type { RankOptions } from './linalg/lowRankPSD.js';
+export type { RowBasis64 } from './linalg/rows.js';
 
 export { registerGradientKernels } from './backends/gradientKernels.js';

@@ -1,0 +1,65 @@
+/**
+ * One geometry benchmark, in its own process: `tsx bench/geometry-worker.ts <backend> <task> <model> <B>`
+ * with task `data-matrix` (localDataMatrix, then G.eig() timed apart), `projector`
+ * (distributionProjector) or `fisher` (localFisher over all weights). Prints one JSON line.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { distributionProjector, localDataMatrix, localFisher, registerGradientKernels } from '../src/index.js';
+import { useWasmBackend } from '../src/backends/wasm.js';
+import { BENCH_MODELS } from './models.js';
+
+const [backend = 'wasm', task = 'data-matrix', modelName = 'mnist-cnn', bArg = '8'] = process.argv.slice(2);
+tf.env().set('PROD', true);
+if (backend === 'wasm') await useWasmBackend();
+else await tf.setBackend(backend);
+registerGradientKernels();
+const spec = BENCH_MODELS[modelName];
+if (!spec) throw new Error(`unknown model ${modelName}`);
+const model = spec.build();
+const B = Number(bArg);
+const x = tf.randomNormal([B, ...spec.inputShape], 0, 1, 'float32', 1);
+
+async function once(): Promise<Record<string, number>> {
+  const t0 = performance.now();
+  if (task === 'data-matrix') {
+    const { G, probs } = await localDataMatrix(model, x);
+    const t1 = performance.now();
+    const { vectors } = await G.eig();
+    const t2 = performance.now();
+    tf.dispose([probs, vectors]);
+    G.dispose();
+    return { totalMs: t2 - t0, jacobianMs: t1 - t0, eigMs: t2 - t1 };
+  }
+  if (task === 'projector') {
+    const P = await distributionProjector(model, x);
+    const t1 = performance.now();
+    const v = tf.randomNormal(x.shape);
+    const t2 = performance.now();
+    tf.dispose([P.project(v), v]);
+    const t3 = performance.now();
+    P.dispose();
+    return { totalMs: t1 - t0, projectMs: t3 - t2 };
+  }
+  const { F, probs } = await localFisher(model, x);
+  const t1 = performance.now();
+  F.dispose();
+  probs.dispose();
+  return { totalMs: t1 - t0 };
+}
+
+await once(); // warm-up
+const runs = [await once(), await once()].sort((a, b) => (a.totalMs as number) - (b.totalMs as number));
+const best = runs[0] as Record<string, number>;
+console.log(
+  JSON.stringify({
+    backend,
+    task,
+    model: modelName,
+    n: spec.inputShape.reduce((a, d) => a * d, 1),
+    B,
+    ...Object.fromEntries(Object.entries(best).map(([k, v]) => [k, Math.round(v * 10) / 10])),
+    perSampleMs: Math.round(((best.totalMs as number) / B) * 10) / 10,
+    peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+  }),
+);
