@@ -134,7 +134,7 @@ describe('on a CNN trained on real MNIST', () => {
     model.compile({ optimizer: tf.train.adam(2e-3), loss: 'sparseCategoricalCrossentropy', metrics: ['accuracy'] });
     const xs = norm(train.images, train.count);
     const ys = tf.tensor1d(Array.from(train.labels), 'float32');
-    const h = await model.fit(xs, ys, { epochs: 4, batchSize: 64, verbose: 0 });
+    const h = await model.fit(xs, ys, { epochs: 4, batchSize: 64, verbose: 0, shuffle: false }); // deterministic
     trainAcc = h.history['acc']!.at(-1) as number;
     tf.dispose([xs, ys]);
     x = norm(test.images, test.count);
@@ -154,9 +154,10 @@ describe('on a CNN trained on real MNIST', () => {
       // The 10th direction of the C-row factor is float32 rounding: its eigenvalue is ~(1e-6)² of
       // the largest or less, far below anything real.
       expect((v[9] as number) / (v[0] as number)).toBeLessThan(1e-9);
-      // The 9 others are G's eigenvalues (two float32 factorisations, compared in float64).
-      const top = v.slice(0, v9[b]!.length);
-      expectClose(v9[b]!.slice(0, 5), top.slice(0, 5), { rtol: 1e-4, label: `eigenvalues of sample ${b}` });
+      // The 9 others are G's eigenvalues: two float32 factorisations, eigenvalues in float64.
+      // Measured over three random trainings: ≤ 2e-7 of the largest. (Before the softmax in
+      // multinomialFactor moved to float64 it was up to 1e-4: 1 − p_t from a float32 p_t ≈ 1.)
+      expectClose(v9[b]!.slice(0, 5), v.slice(0, 5), { rtol: 1e-5, label: `eigenvalues of sample ${b}` });
     });
     // tr G = Σ eigenvalues.
     const tr = await G.trace();

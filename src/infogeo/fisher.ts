@@ -38,9 +38,9 @@ export interface LocalFisherResult {
 async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions, fn: string) {
   const { jacobian: D, slices } = await logitDifferenceWeightJacobian(model, x, options, fn);
   const clf = wrapClassifier(model, options, fn);
-  const probs = tf.tidy(() => clf.probs(x));
-  const factor = await multinomialFactor(D, probs);
-  D.dispose();
+  const logits = tf.tidy(() => clf.logits(x));
+  const { factor, probs } = await multinomialFactor(D, logits);
+  tf.dispose([D, logits]);
   return { factor, probs, slices };
 }
 
