@@ -4,21 +4,12 @@
  * (distributionProjector) or `fisher` (localFisher over all weights). Prints one JSON line.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
-import { distributionProjector, localDataMatrix, localFisher, registerGradientKernels } from '../src/index.js';
-import { useWasmBackend } from '../src/backends/wasm.js';
-import { BENCH_MODELS } from './models.js';
+import { distributionProjector, localDataMatrix, localFisher } from '../src/index.js';
+import { setupWorker } from './setup.js';
 
 const [backend = 'wasm', task = 'data-matrix', modelName = 'mnist-cnn', bArg = '8'] = process.argv.slice(2);
-tf.env().set('PROD', true);
-if (backend === 'wasm') await useWasmBackend();
-else await tf.setBackend(backend);
-registerGradientKernels();
-const spec = BENCH_MODELS[modelName];
-if (!spec) throw new Error(`unknown model ${modelName}`);
-const model = spec.build();
 const B = Number(bArg);
-const x = tf.randomNormal([B, ...spec.inputShape], 0, 1, 'float32', 1);
+const { model, x, spec } = await setupWorker(backend, modelName, B);
 
 async function once(): Promise<Record<string, number>> {
   const t0 = performance.now();

@@ -4,25 +4,15 @@
  * Prints one JSON line.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
-import { inputJacobian, registerGradientKernels } from '../src/index.js';
+import { inputJacobian } from '../src/index.js';
 import type { JacobianStrategy } from '../src/index.js';
-import { useWasmBackend } from '../src/backends/wasm.js';
 import { planInputJacobian } from '../src/jacobian/input.js';
 import { wrapClassifier } from '../src/model/classifier.js';
-import { BENCH_MODELS } from './models.js';
+import { setupWorker } from './setup.js';
 
 const [backend = 'wasm', modelName = 'mnist-cnn', bArg = '8', strategy = 'auto', minSecondsArg = '3'] = process.argv.slice(2);
-tf.env().set('PROD', true);
-if (backend === 'wasm') await useWasmBackend();
-else await tf.setBackend(backend);
-registerGradientKernels();
-
-const spec = BENCH_MODELS[modelName];
-if (!spec) throw new Error(`unknown model ${modelName}`);
-const model = spec.build();
 const B = Number(bArg);
-const x = tf.randomNormal([B, ...spec.inputShape], 0, 1, 'float32', 1);
+const { model, x } = await setupWorker(backend, modelName, B);
 const opts = { strategy: strategy as JacobianStrategy };
 
 // Warm-up on one sample: kernel set-up and the first-call costs of tfjs.
