@@ -5,7 +5,8 @@
  * Geometry (Grementieri & Fioresi, "Model-centric data manifold"):
  * - {@link localDataMatrix}: G(x) = E_{y~p}[∇ₓlog p ∇ₓlog pᵀ] per sample, as a low-rank factor;
  * - {@link localFisher} and {@link datasetFisher}: the same in weight space;
- * - {@link distributionProjector}: projections onto the leaf tangent D_x and across it.
+ * - {@link distributionProjector}: projections onto the leaf tangent D_x and across it;
+ * - {@link horizontalPath} (Algorithm 4.1) and {@link orthogonalPath}: walks along and across leaves.
  *
  * Everything rests on one batched Jacobian core:
  * - {@link inputJacobian}: ∂ log p/∂x (or logits, or any layer's features), per sample;
@@ -38,6 +39,8 @@ export { localDataMatrix, distributionProjector } from './infogeo/dataMatrix.js'
 export type { DistributionProjectorOptions, LocalDataMatrixOptions, LocalDataMatrixResult } from './infogeo/dataMatrix.js';
 export { datasetFisher, localFisher } from './infogeo/fisher.js';
 export type { DatasetFisherOptions, DatasetFisherResult, LocalFisherOptions, LocalFisherResult } from './infogeo/fisher.js';
+export { horizontalPath, orthogonalPath } from './paths/paths.js';
+export type { HorizontalPathOptions, LeafPath, OrthogonalPathOptions, PathOptions, PathStep, StopReason } from './paths/paths.js';
 export { LowRankPSD, RowSpaceProjector } from './linalg/lowRankPSD.js';
 export type { RankOptions } from './linalg/lowRankPSD.js';
 export type { RowBasis64 } from './linalg/rows.js';

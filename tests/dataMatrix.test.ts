@@ -10,8 +10,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { distributionProjector, inputJacobian, localDataMatrix, LowRankPSD, ShapeError, ValueError, wrapClassifier } from '../src/index.js';
 import { RowSpaceProjector } from '../src/linalg/lowRankPSD.js';
 import { orthonormalRows } from '../src/linalg/rows.js';
-import { loadMnist, MNIST_MEAN, MNIST_STD } from '../examples/data/mnist.js';
-import { denseNet, mnistCnn } from '../examples/models.js';
+import { denseNet } from '../examples/models.js';
+import { trainSmallCnn } from './trainedCnn.js';
 import { expectClose, expectNoLeak, randn } from './helpers.js';
 
 /** A linear softmax model s = xW + b with the given scale of W. */
@@ -127,17 +127,7 @@ describe('on a CNN trained on real MNIST', () => {
   let x: tf.Tensor;
   let trainAcc = 0;
   beforeAll(async () => {
-    const train = loadMnist('train', { limit: 512 });
-    const test = loadMnist('test', { limit: 4 });
-    const norm = (px: Float32Array, k: number) => tf.tidy(() => tf.div(tf.sub(tf.tensor4d(px, [k, 28, 28, 1]), MNIST_MEAN), MNIST_STD));
-    model = mnistCnn(7, { filters: [8, 16], hidden: 32 });
-    model.compile({ optimizer: tf.train.adam(2e-3), loss: 'sparseCategoricalCrossentropy', metrics: ['accuracy'] });
-    const xs = norm(train.images, train.count);
-    const ys = tf.tensor1d(Array.from(train.labels), 'float32');
-    const h = await model.fit(xs, ys, { epochs: 4, batchSize: 64, verbose: 0, shuffle: false }); // deterministic
-    trainAcc = h.history['acc']!.at(-1) as number;
-    tf.dispose([xs, ys]);
-    x = norm(test.images, test.count);
+    ({ model, x, trainAcc } = await trainSmallCnn(4));
   });
 
   it('rank G ≤ C − 1: with the C-row factor diag(√p) ∂log p/∂x the C-th eigenvalue vanishes and the others are those of G', async () => {

@@ -11,7 +11,8 @@ import type { RunOptions } from '../jacobian/chunks.js';
 import { logitDifferenceJacobian } from '../jacobian/input.js';
 import { checkRtol, LowRankPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
 import type { RankOptions } from '../linalg/lowRankPSD.js';
-import { DEFAULT_RTOL, multinomialCovSqrt, orthonormalRows } from '../linalg/rows.js';
+import { DEFAULT_RTOL, dot, multinomialCovSqrt, orthonormalRows } from '../linalg/rows.js';
+import type { RowBasis64 } from '../linalg/rows.js';
 
 /** Options of {@link localDataMatrix}. */
 export interface LocalDataMatrixOptions extends ClassifierOptions, RunOptions {}
@@ -126,11 +127,46 @@ export interface DistributionProjectorOptions extends LocalDataMatrixOptions, Ra
  */
 export async function distributionProjector(model: LayersModel, x: tf.Tensor, options: DistributionProjectorOptions = {}): Promise<RowSpaceProjector> {
   const fn = 'distributionProjector';
+  const { bases, dim } = await leafGeometry(model, x, options, fn);
+  return new RowSpaceProjector(bases, dim);
+}
+
+/** The geometry at each x_b that a path step needs, from one logit-difference Jacobian. @internal */
+export interface LeafGeometry {
+  /** Orthonormal bases (float64) of D_x, one per sample. */
+  bases: RowBasis64[];
+  /** tr G(x_b) = Σ_ij Σ′_ij ⟨D_i, D_j⟩, float64. */
+  traces: Float64Array;
+  /** p(x_b), float64 softmax of the logits, `[B·C]` row-major. */
+  probs: Float64Array;
+  numClasses: number;
+  dim: number;
+}
+
+/** @internal See {@link LeafGeometry}. */
+export async function leafGeometry(model: LayersModel, x: tf.Tensor, options: DistributionProjectorOptions, fn: string): Promise<LeafGeometry> {
   const rtol = checkRtol(options.rtol ?? DEFAULT_RTOL, fn);
   const D = await logitDifferenceJacobian(model, x, options, fn);
+  const clf = wrapClassifier(model, options, fn);
+  const logits = tf.tidy(() => clf.logits(x));
   const [B, m, n] = D.shape as [number, number, number];
-  const data = await D.data();
-  D.dispose();
-  const bases = Array.from({ length: B }, (_, b) => orthonormalRows(data.subarray(b * m * n, (b + 1) * m * n), m, n, rtol));
-  return new RowSpaceProjector(bases, n);
+  const C = m + 1;
+  const [data, s] = await Promise.all([D.data(), logits.data()]);
+  tf.dispose([D, logits]);
+  const probs = new Float64Array(B * C);
+  const traces = new Float64Array(B);
+  const bases = Array.from({ length: B }, (_, b) => {
+    const rows = data.subarray(b * m * n, (b + 1) * m * n);
+    const p = softmax64(s.subarray(b * C, (b + 1) * C));
+    probs.set(p, b * C);
+    let tr = 0;
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < m; j++) {
+        const cov = (i === j ? (p[i] as number) : 0) - (p[i] as number) * (p[j] as number);
+        if (cov !== 0) tr += cov * dot(rows, i * n, rows, j * n, n);
+      }
+    traces[b] = tr;
+    return orthonormalRows(rows, m, n, rtol);
+  });
+  return { bases, traces, probs, numClasses: C, dim: n };
 }

@@ -1,0 +1,358 @@
+/**
+ * Paths along and across the leaves of the data foliation (Grementieri & Fioresi, Algorithm 4.1 and
+ * the kernel path).
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { fmtShape, ShapeError, ValueError } from '../errors.js';
+import type { ClassifierOptions } from '../model/classifier.js';
+import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
+import { pause } from '../jacobian/chunks.js';
+import { leafGeometry } from '../infogeo/dataMatrix.js';
+import { RowSpaceProjector } from '../linalg/lowRankPSD.js';
+
+/** Why a path stopped. */
+export type StopReason = 'reached' | 'maxSteps' | 'stalled' | 'aborted';
+
+/** Reported after every step. */
+export interface PathStep {
+  /** Steps taken so far. */
+  step: number;
+  /** Pairs still moving. */
+  active: number;
+  /** Current distance per pair (to the target for horizontal paths, from the source otherwise). */
+  distances: Float64Array;
+}
+
+/** Options shared by {@link horizontalPath} and {@link orthogonalPath}. */
+export interface PathOptions extends ClassifierOptions {
+  /** α, the length of each step (in input units, e.g. normalised pixels). @defaultValue 0.1 */
+  stepSize?: number;
+  /** @defaultValue 5000 for horizontal paths, 1000 for orthogonal paths (the reference's) */
+  maxSteps?: number;
+  /**
+   * Box `[lo, hi]` every coordinate is clamped to after each step: the valid pixel range after
+   * normalisation, e.g. `[-0.1307 / 0.3081, (1 - 0.1307) / 0.3081]` for MNIST. @defaultValue none
+   */
+  clamp?: [number, number];
+  /** Record a frame every this many steps (the first and last states are always recorded). @defaultValue 1 + ⌊maxSteps/100⌋ */
+  recordEvery?: number;
+  /** Relative rank cut of the leaf bases (see {@link RankOptions}). @defaultValue 1e-5 */
+  rtol?: number;
+  /** Called after every step. */
+  onStep?: (step: PathStep) => void;
+  /** Stops every path at the next step; they end with reason `'aborted'` (the promise resolves). */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link horizontalPath}. */
+export interface HorizontalPathOptions extends PathOptions {
+  /** Stop when ‖target − x‖ ≤ threshold. @defaultValue 1.0 */
+  threshold?: number;
+  /**
+   * Stop as `'stalled'` when the part of (target − x) inside the leaf is shorter than this: the
+   * rest of the way lies across the leaves, and further steps would only oscillate around the
+   * closest point. @defaultValue stepSize / 2
+   */
+  stallTolerance?: number;
+}
+
+/** Options of {@link orthogonalPath}. */
+export interface OrthogonalPathOptions extends PathOptions {
+  /** The fixed direction r, `[B, ...inputShape]`; drawn from N(0, I) with `seed` when absent. */
+  direction?: tf.Tensor;
+  /** Seed of the random direction. @defaultValue 0 */
+  seed?: number;
+}
+
+/** One path. `frames` belongs to the caller. */
+export interface LeafPath {
+  /** Recorded states `[K, ...inputShape]`: the source, every `recordEvery`-th step, the last state. */
+  frames: tf.Tensor;
+  /** The step index of each frame. */
+  frameSteps: number[];
+  /** Predicted class at each frame. */
+  predicted: Int32Array;
+  /** Its probability at each frame. */
+  probability: Float64Array;
+  /** tr G(x) at each frame (NaN for the last frame of an aborted path). */
+  traceG: Float64Array;
+  /** Distance at every step 0…steps: to the target (horizontal) or from the source (orthogonal). */
+  distances: Float64Array;
+  /** Steps taken. */
+  steps: number;
+  stopReason: StopReason;
+}
+
+interface Track {
+  x: tf.Tensor; // [1, ...inputShape]
+  frames: tf.Tensor[];
+  frameSteps: number[];
+  predicted: number[];
+  probability: number[];
+  traceG: number[];
+  distances: number[];
+  stop?: StopReason;
+}
+
+function positive(v: number, name: string, fn: string, integer = false): number {
+  if (!(Number.isFinite(v) && v > 0 && (!integer || Number.isInteger(v)))) {
+    throw new ValueError(`${fn}: ${name} must be a positive ${integer ? 'integer' : 'number'}, got ${String(v)}.`);
+  }
+  return v;
+}
+
+/** ‖a_b − b_b‖ per sample, in float64 (disposes nothing it was given). */
+function distances64(a: tf.Tensor, b: tf.Tensor): Float64Array {
+  const d = tf.sub(a, b);
+  const out = norm64(d);
+  d.dispose();
+  return out;
+}
+
+function norm64(t: tf.Tensor): Float64Array {
+  const d = t.dataSync();
+  const per = d.length / (t.shape[0] as number);
+  return Float64Array.from({ length: t.shape[0] as number }, (_, b) => {
+    let s = 0;
+    for (let i = b * per; i < (b + 1) * per; i++) s += (d[i] as number) * (d[i] as number);
+    return Math.sqrt(s);
+  });
+}
+
+/**
+ * The shared walk: at each step, the leaf geometry at the active states, a displacement from
+ * `displace` (a tensor `[a, ...]`), a unit step of length α, an optional clamp.
+ */
+async function walk(
+  model: LayersModel,
+  x0: tf.Tensor,
+  fn: string,
+  options: PathOptions,
+  maxStepsDefault: number,
+  distance: (x: tf.Tensor, idx: number[]) => Float64Array,
+  displace: (x: tf.Tensor, idx: number[], P: RowSpaceProjector) => tf.Tensor,
+  stopBefore: (dist: number) => StopReason | undefined,
+  stallTolerance: number,
+): Promise<LeafPath[]> {
+  const stepSize = positive(options.stepSize ?? 0.1, 'stepSize', fn);
+  const maxSteps = positive(options.maxSteps ?? maxStepsDefault, 'maxSteps', fn, true);
+  const recordEvery = positive(options.recordEvery ?? 1 + Math.floor(maxSteps / 100), 'recordEvery', fn, true);
+  const clamp = options.clamp;
+  if (clamp !== undefined && !(Array.isArray(clamp) && clamp.length === 2 && clamp[0] < clamp[1])) {
+    throw new ValueError(`${fn}: clamp must be [lo, hi] with lo < hi, got ${JSON.stringify(clamp)}.`);
+  }
+  const B = x0.shape[0] as number;
+  const tracks: Track[] = Array.from({ length: B }, (_, b) => ({
+    x: tf.slice(x0, b, 1),
+    frames: [],
+    frameSteps: [],
+    predicted: [],
+    probability: [],
+    traceG: [],
+    distances: [],
+  }));
+  const record = (t: Track, step: number, p: ArrayLike<number>, trace: number) => {
+    let best = 0;
+    for (let c = 1; c < p.length; c++) if ((p[c] as number) > (p[best] as number)) best = c;
+    t.frames.push(tf.clone(t.x));
+    t.frameSteps.push(step);
+    t.predicted.push(best);
+    t.probability.push(p[best] as number);
+    t.traceG.push(trace);
+  };
+  try {
+    for (let step = 0; ; step++) {
+      const idx = tracks.map((t, b) => (t.stop ? -1 : b)).filter((b) => b >= 0);
+      if (idx.length === 0) break;
+      const xa = tf.concat(idx.map((b) => (tracks[b] as Track).x));
+      try {
+        const dist = distance(xa, idx);
+        const geo = await leafGeometry(model, xa, options, fn);
+        const C = geo.numClasses;
+        const P = new RowSpaceProjector(geo.bases, geo.dim);
+        let moved: tf.Tensor | undefined;
+        try {
+          const d = displace(xa, idx, P);
+          const dn = norm64(d);
+          const live: number[] = [];
+          idx.forEach((b, i) => {
+            const t = tracks[b] as Track;
+            t.distances.push(dist[i] as number);
+            const p = geo.probs.subarray(i * C, (i + 1) * C);
+            t.stop = stopBefore(dist[i] as number) ?? ((dn[i] as number) <= stallTolerance ? 'stalled' : step >= maxSteps ? 'maxSteps' : undefined);
+            if (t.stop || step % recordEvery === 0) record(t, step, p, geo.traces[i] as number);
+            if (!t.stop) live.push(i);
+          });
+          if (live.length > 0) {
+            moved = tf.tidy(() => {
+              const scale = tf.tensor1d(Float32Array.from(idx, (_, i) => (live.includes(i) ? stepSize / Math.max(dn[i] as number, 1e-30) : 0)));
+              const next = tf.add(xa, tf.mul(d, tf.reshape(scale, [idx.length, ...xa.shape.slice(1).map(() => 1)])));
+              return clamp ? tf.clipByValue(next, clamp[0], clamp[1]) : next;
+            });
+            live.forEach((i) => {
+              const t = tracks[idx[i] as number] as Track;
+              t.x.dispose();
+              t.x = tf.slice(moved as tf.Tensor, i, 1);
+            });
+          }
+          d.dispose();
+        } finally {
+          P.dispose();
+          moved?.dispose();
+        }
+      } finally {
+        xa.dispose();
+      }
+      const active = tracks.filter((t) => !t.stop).length;
+      options.onStep?.({ step: step + 1, active, distances: Float64Array.from(tracks, (t) => t.distances.at(-1) as number) });
+      if (active === 0) break;
+      await pause(undefined);
+      if (options.signal?.aborted) {
+        const clf = wrapClassifier(model, options, fn);
+        const idxA = tracks.map((t, b) => (t.stop ? -1 : b)).filter((b) => b >= 0);
+        const xa = tf.concat(idxA.map((b) => (tracks[b] as Track).x));
+        const dist = distance(xa, idxA);
+        const p = tf.tidy(() => clf.probs(xa));
+        const pd = p.dataSync();
+        const C = clf.numClasses;
+        idxA.forEach((b, i) => {
+          const t = tracks[b] as Track;
+          t.distances.push(dist[i] as number);
+          t.stop = 'aborted';
+          record(t, step + 1, pd.subarray(i * C, (i + 1) * C), NaN);
+        });
+        tf.dispose([xa, p]);
+        break;
+      }
+    }
+    return tracks.map((t) => ({
+      frames: tf.concat(t.frames),
+      frameSteps: t.frameSteps,
+      predicted: Int32Array.from(t.predicted),
+      probability: Float64Array.from(t.probability),
+      traceG: Float64Array.from(t.traceG),
+      distances: Float64Array.from(t.distances),
+      steps: t.distances.length - 1,
+      stopReason: t.stop as StopReason,
+    }));
+  } finally {
+    for (const t of tracks) tf.dispose([t.x, ...t.frames]);
+  }
+}
+
+function checkPair(model: LayersModel, source: tf.Tensor, other: tf.Tensor, otherName: string, options: ClassifierOptions, fn: string): void {
+  const clf = wrapClassifier(model, options, fn);
+  checkBatch(clf, source, fn, 'source');
+  if (!(other instanceof tf.Tensor) || other.shape.length !== source.shape.length || other.shape.some((d, i) => d !== source.shape[i])) {
+    throw new ShapeError(`${fn}: argument '${otherName}' must have the shape of 'source', ${fmtShape(source.shape)}, got ${other instanceof tf.Tensor ? fmtShape(other.shape) : typeof other}.`);
+  }
+  if (other.dtype !== 'float32') throw new ShapeError(`${fn}: argument '${otherName}' must be float32, got ${other.dtype}.`);
+  assertFinite(other, fn, otherName);
+}
+
+/**
+ * Algorithm 4.1 of Grementieri & Fioresi: walk from `source` towards `target` inside the leaf of
+ * the data foliation. At each step the displacement target − x is projected on the leaf tangent
+ * D_x (see {@link distributionProjector}) and x moves by `stepSize` along it:
+ *
+ *   x ← clamp(x + α P_{D_x}(target − x) / ‖P_{D_x}(target − x)‖).
+ *
+ * A path stops when ‖target − x‖ ≤ `threshold` (`'reached'`), when the part of target − x inside
+ * the leaf falls below `stallTolerance` (`'stalled'`: the rest lies across the leaves), after
+ * `maxSteps` (`'maxSteps'`), or on abort (`'aborted'`). Many (source, target) pairs advance
+ * together; each step costs one input Jacobian (C − 1 backward passes) of the active pairs.
+ *
+ * @param model - a classifier `LayersModel`.
+ * @param source - start points `[B, ...inputShape]`, float32.
+ * @param target - end points, same shape.
+ * @param options - see {@link HorizontalPathOptions}.
+ * @returns one {@link LeafPath} per pair; dispose each `frames`.
+ * @throws {@link ShapeError} for mismatched shapes; {@link ValueError} for bad options; otherwise
+ *   as {@link inputJacobian}.
+ *
+ * @example
+ * ```ts
+ * const [path] = await horizontalPath(model, seven, one, { clamp: [-0.4242, 2.8215], maxSteps: 2000 });
+ * console.log(path.stopReason, path.steps, path.distances.at(-1), path.predicted);
+ * path.frames.dispose();
+ * ```
+ */
+export async function horizontalPath(model: LayersModel, source: tf.Tensor, target: tf.Tensor, options: HorizontalPathOptions = {}): Promise<LeafPath[]> {
+  const fn = 'horizontalPath';
+  checkPair(model, source, target, 'target', options, fn);
+  const threshold = options.threshold ?? 1.0;
+  if (!(Number.isFinite(threshold) && threshold >= 0)) throw new ValueError(`${fn}: threshold must be a number >= 0, got ${String(threshold)}.`);
+  const stall = options.stallTolerance ?? (options.stepSize ?? 0.1) / 2;
+  if (!(Number.isFinite(stall) && stall >= 0)) throw new ValueError(`${fn}: stallTolerance must be a number >= 0, got ${String(stall)}.`);
+  const targets = (idx: number[]) => tf.gather(target, idx);
+  return walk(
+    model,
+    source,
+    fn,
+    options,
+    5000,
+    (x, idx) => {
+      const t = targets(idx);
+      const out = distances64(t, x);
+      t.dispose();
+      return out;
+    },
+    (x, idx, P) => tf.tidy(() => P.project(tf.sub(targets(idx), x))),
+    (dist) => (dist <= threshold ? 'reached' : undefined),
+    stall,
+  );
+}
+
+/**
+ * The kernel path of Grementieri & Fioresi: from `source`, move across the leaves along one fixed
+ * direction r projected on ker G(x) at every step,
+ *
+ *   x ← clamp(x + α (r − P_{D_x} r) / ‖r − P_{D_x} r‖),
+ *
+ * so that p(x) stays the same to first order while x drifts away from the data (images get
+ * noisier). r is drawn once from N(0, I) with `seed`, or given. Stops after `maxSteps`, on
+ * abort, or if r − P r vanishes (`'stalled'`).
+ *
+ * @param model - a classifier `LayersModel`.
+ * @param source - start points `[B, ...inputShape]`, float32.
+ * @param options - see {@link OrthogonalPathOptions}.
+ * @returns one {@link LeafPath} per start point (`distances` from the source); dispose `frames`.
+ * @throws {@link ShapeError} for a direction of the wrong shape; {@link ValueError} for bad options.
+ *
+ * @example
+ * ```ts
+ * const [path] = await orthogonalPath(model, digit, { seed: 1, maxSteps: 250 });
+ * console.log(path.predicted, path.probability); // the label stays while the image gets noisy
+ * path.frames.dispose();
+ * ```
+ */
+export async function orthogonalPath(model: LayersModel, source: tf.Tensor, options: OrthogonalPathOptions = {}): Promise<LeafPath[]> {
+  const fn = 'orthogonalPath';
+  const seed = options.seed ?? 0;
+  if (!Number.isFinite(seed)) throw new ValueError(`${fn}: seed must be a number, got ${String(seed)}.`);
+  const direction = options.direction ?? tf.randomNormal(source.shape, 0, 1, 'float32', seed);
+  try {
+    checkPair(model, source, direction, 'direction', options, fn);
+    return await walk(
+      model,
+      source,
+      fn,
+      options,
+      1000,
+      (x, idx) => {
+        const s0 = tf.gather(source, idx);
+        const out = distances64(x, s0);
+        s0.dispose();
+        return out;
+      },
+      (_x, idx, P) => tf.tidy(() => P.projectKernel(tf.gather(direction, idx))),
+      () => undefined,
+      0,
+    );
+  } finally {
+    if (direction !== options.direction) direction.dispose();
+  }
+}
