@@ -1,10 +1,11 @@
 /**
  * One geometry benchmark, in its own process: `tsx bench/geometry-worker.ts <backend> <task> <model> <B>`
  * with task `data-matrix` (localDataMatrix, then G.eig() timed apart), `projector`
- * (distributionProjector) or `fisher` (localFisher over all weights). Prints one JSON line.
+ * (distributionProjector), `fisher` (localFisher over all weights) or `path-step` (20 steps of
+ * horizontalPath, per step). Prints one JSON line.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { distributionProjector, localDataMatrix, localFisher } from '../src/index.js';
+import { distributionProjector, horizontalPath, localDataMatrix, localFisher } from '../src/index.js';
 import { setupWorker } from './setup.js';
 
 const [backend = 'wasm', task = 'data-matrix', modelName = 'mnist-cnn', bArg = '8'] = process.argv.slice(2);
@@ -31,6 +32,13 @@ async function once(): Promise<Record<string, number>> {
     const t3 = performance.now();
     P.dispose();
     return { totalMs: t1 - t0, projectMs: t3 - t2 };
+  }
+  if (task === 'path-step') {
+    const target = tf.randomNormal(x.shape, 0, 1, 'float32', 2);
+    const paths = await horizontalPath(model, x, target, { maxSteps: 20, threshold: 0, stallTolerance: 0 });
+    const t1 = performance.now();
+    tf.dispose([target, ...paths.map((p) => p.frames)]);
+    return { totalMs: (t1 - t0) / 20 };
   }
   const { F, probs } = await localFisher(model, x);
   const t1 = performance.now();

@@ -81,8 +81,6 @@ const machine = {
 };
 console.log(`infogeo bench: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}`);
 
-if (only === 'all' || only === 'jacobian') jacobianBench();
-if (only === 'all' || only === 'geometry') geometryBench();
 
 function jacobianBench(): void {
 const rows: Row[] = [];
@@ -163,6 +161,13 @@ console.log(`\nwrote bench/results/jacobian${suffix}.json and .md`);
 
 type GeoRow = { backend: string; task: string; model: string; n: number; B: number; totalMs: number; perSampleMs: number; peakRssMB: number; eigMs?: number; jacobianMs?: number; projectMs?: number };
 
+const TASK_LABEL: Record<string, string> = {
+  'data-matrix': 'localDataMatrix + eig',
+  projector: 'distributionProjector',
+  fisher: 'localFisher',
+  'path-step': 'horizontalPath, one step (B pairs)',
+};
+
 function geometryBench(): void {
   const configs: [string, string, number][] = [
     ['data-matrix', 'mnist-cnn', 8],
@@ -173,6 +178,8 @@ function geometryBench(): void {
     ['projector', 'imagenet-small', 1],
     ['fisher', 'mnist-cnn', 1],
     ['fisher', 'mnist-cnn', 4],
+    ['path-step', 'mnist-cnn', 1],
+    ['path-step', 'mnist-cnn', 8],
   ];
   const geo: GeoRow[] = [];
   for (const [task, model, B] of configs) {
@@ -194,13 +201,13 @@ function geometryBench(): void {
       'Best of two runs after a warm-up, each configuration in a fresh process (peak RSS is its own). ' +
       '`localDataMatrix` is the input Jacobian (C − 1 logit-difference rows) and the (C−1)-row factor; `eig` its nonzero eigenpairs in float64 ' +
       '(MGS2 basis, no n × n matrix); the projector is the same Jacobian plus the float64 basis; `localFisher` covers every trainable weight ' +
-      '(1,199,882 for the MNIST CNN). Command: `npm run bench -- --only geometry`.',
+      '(1,199,882 for the MNIST CNN); a horizontal-path step is timed over 20 steps. Command: `npm run bench -- --only geometry`.',
     '',
     '| task | model | n | B | total (ms) | per sample (ms) | of which eig / project (ms) | peak RSS (MB) |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...geo.map(
       (g) =>
-        `| ${g.task === 'data-matrix' ? 'localDataMatrix + eig' : g.task === 'projector' ? 'distributionProjector' : 'localFisher'} | ${g.model} | ${g.n} | ${g.B} | ` +
+        `| ${TASK_LABEL[g.task] ?? g.task} | ${g.model} | ${g.n} | ${g.B} | ` +
         `${g.totalMs} | ${g.perSampleMs} | ${g.eigMs ?? g.projectMs ?? '—'} | ${g.peakRssMB} |`,
     ),
     '',
@@ -211,3 +218,6 @@ function geometryBench(): void {
   writeFileSync(join(out, 'geometry.md'), md.join('\n'));
   console.log('wrote bench/results/geometry.json and .md');
 }
+
+if (only === 'all' || only === 'jacobian') jacobianBench();
+if (only === 'all' || only === 'geometry') geometryBench();
