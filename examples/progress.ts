@@ -8,7 +8,7 @@ export function progressBar(label: string, total: number) {
       const now = Date.now();
       if (!tty && done < total && now - lastPrint < 5000) return;
       lastPrint = now;
-      const frac = total > 0 ? done / total : 1;
+      const frac = total > 0 ? Math.min(1, Math.max(0, done / total)) : 1;
       const width = 28;
       const filled = Math.round(frac * width);
       const secs = ((now - start) / 1000).toFixed(0);

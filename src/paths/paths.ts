@@ -22,7 +22,10 @@ export interface PathStep {
   step: number;
   /** Pairs still moving. */
   active: number;
-  /** Current distance per pair (to the target for horizontal paths, from the source otherwise). */
+  /**
+   * Distance per pair at the start of this step (to the target for horizontal paths, from the
+   * source otherwise); `LeafPath.distances` has the whole series.
+   */
   distances: Float64Array;
 }
 
@@ -41,7 +44,7 @@ export interface PathOptions extends ClassifierOptions {
   recordEvery?: number;
   /** Relative rank cut of the leaf bases (see {@link RankOptions}). @defaultValue 1e-5 */
   rtol?: number;
-  /** Called after every step. */
+  /** Called after every step that moved at least one path (`step` = 1, 2, …). */
   onStep?: (step: PathStep) => void;
   /** Stops every path at the next step; they end with reason `'aborted'` (the promise resolves). */
   signal?: AbortSignal;
@@ -207,8 +210,8 @@ async function walk(
         xa.dispose();
       }
       const active = tracks.filter((t) => !t.stop).length;
+      if (active === 0) break; // this iteration only recorded the final states
       options.onStep?.({ step: step + 1, active, distances: Float64Array.from(tracks, (t) => t.distances.at(-1) as number) });
-      if (active === 0) break;
       await pause(undefined);
       if (options.signal?.aborted) {
         const clf = wrapClassifier(model, options, fn);
