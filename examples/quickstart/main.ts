@@ -2,8 +2,8 @@
  * Quick start: train the paper's MNIST CNN for one short epoch on the wasm backend, then compute
  * the input Jacobian of log p for one test digit of each class and draw it.
  *
- *   npm run demo                # reads ../shared/datasets/mnist
- *   npm run demo -- --data DIR  # or INFOGEO_MNIST_DIR=DIR
+ *   npm run example:jacobians                # reads ../shared/datasets/mnist
+ *   npm run example:jacobians -- --data DIR  # or INFOGEO_MNIST_DIR=DIR
  *
  * Writes examples/quickstart/out/jacobian-grid.png: one row per digit; the first column is the
  * digit, then ∇ₓ log p_c for c = 0…9 (red: increasing the pixel raises log p_c, blue: lowers it);

@@ -1,0 +1,114 @@
+/** Tiny SVG figures: image strips with captions (frames embedded as PNG) and line charts. */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { PNG } from 'pngjs';
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+
+type Rgb = [number, number, number];
+const grey = (v: number): Rgb => {
+  const g = Math.round(255 * Math.min(1, Math.max(0, v)));
+  return [g, g, g];
+};
+
+/** An h × w image as a PNG data URI: greyscale for values in [0, 1], or coloured by `color`. */
+export function pngDataUri(values: ArrayLike<number>, h: number, w: number, color: (v: number) => Rgb = grey): string {
+  const png = new PNG({ width: w, height: h });
+  for (let i = 0; i < h * w; i++) png.data.set([...color(values[i] as number), 255], 4 * i);
+  return `data:image/png;base64,${PNG.sync.write(png).toString('base64')}`;
+}
+
+/** An RGB image (`width·height·3` bytes, row-major) as a PNG data URI. */
+export function rgbDataUri(rgb: Uint8Array, width: number, height: number): string {
+  const png = new PNG({ width, height });
+  for (let i = 0; i < width * height; i++) png.data.set([rgb[3 * i] as number, rgb[3 * i + 1] as number, rgb[3 * i + 2] as number, 255], 4 * i);
+  return `data:image/png;base64,${PNG.sync.write(png).toString('base64')}`;
+}
+
+const VIRIDIS: Rgb[] = [[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142], [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]];
+
+/** The viridis colour map for t in [0, 1] (clamped), interpolated between 10 anchors. */
+export function viridis(t: number): Rgb {
+  const u = Math.min(1, Math.max(0, Number.isFinite(t) ? t : 0)) * (VIRIDIS.length - 1);
+  const i = Math.min(Math.floor(u), VIRIDIS.length - 2);
+  const f = u - i;
+  const [a, b] = [VIRIDIS[i] as Rgb, VIRIDIS[i + 1] as Rgb];
+  return [0, 1, 2].map((k) => Math.round((a[k] as number) + f * ((b[k] as number) - (a[k] as number)))) as Rgb;
+}
+
+/** Panels of images (e.g. heatmaps) with captions, and a colour bar from `min` to `max`. */
+export function heatmapPanels(
+  path: string,
+  title: string,
+  panels: { uri: string; caption: string[] }[],
+  bar: { min: number; max: number; label: string; color: (t: number) => Rgb },
+  size = 240,
+): void {
+  const pad = 16;
+  const barX = pad + panels.length * (size + pad);
+  const w = barX + 90;
+  const h = 40 + size + 50;
+  const barUri = pngDataUri(Float64Array.from({ length: 64 }, (_, i) => 1 - i / 63), 64, 1, bar.color);
+  const parts = panels.map((im, i) => {
+    const x = pad + i * (size + pad);
+    const lines = im.caption.map((c, k) => `<text x="${x + size / 2}" y="${40 + size + 18 + 14 * k}" text-anchor="middle" font-size="12">${esc(c)}</text>`).join('');
+    return `<image x="${x}" y="40" width="${size}" height="${size}" href="${im.uri}" preserveAspectRatio="none"/>${lines}`;
+  });
+  const ticks = [0, 0.5, 1]
+    .map((f) => `<text x="${barX + 22}" y="${40 + (1 - f) * size + 4}" font-size="11">${(bar.min + f * (bar.max - bar.min)).toFixed(2)}</text>`)
+    .join('');
+  write(
+    path,
+    w,
+    h,
+    `<text x="${pad}" y="24" font-size="14" font-weight="bold">${esc(title)}</text>${parts.join('')}` +
+      `<image x="${barX}" y="40" width="16" height="${size}" href="${barUri}" preserveAspectRatio="none"/>${ticks}` +
+      `<text transform="translate(${barX + 80} ${40 + size / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(bar.label)}</text>`,
+  );
+}
+
+/** A row of images, each with a caption of one or two lines, under a title. */
+export function imageStrip(path: string, title: string, images: { uri: string; caption: string[] }[], size = 112): void {
+  const pad = 12;
+  const w = pad + images.length * (size + pad);
+  const h = 40 + size + 44;
+  const parts = images.map((im, i) => {
+    const x = pad + i * (size + pad);
+    const lines = im.caption.map((c, k) => `<text x="${x + size / 2}" y="${40 + size + 16 + 14 * k}" text-anchor="middle" font-size="11">${esc(c)}</text>`).join('');
+    return `<image x="${x}" y="40" width="${size}" height="${size}" href="${im.uri}" style="image-rendering:pixelated"/>${lines}`;
+  });
+  write(path, w, h, `<text x="${pad}" y="24" font-size="14" font-weight="bold">${esc(title)}</text>${parts.join('')}`);
+}
+
+/** A line chart of y against x with axis labels. */
+export function lineChart(path: string, title: string, xs: number[], ys: number[], xLabel: string, yLabel: string): void {
+  const [W, H, L, R, T, Bm] = [640, 360, 70, 20, 40, 50];
+  const xMin = Math.min(...xs);
+  const xMax = Math.max(...xs);
+  const yMax = Math.max(...ys) * 1.1 || 1;
+  const px = (x: number) => L + ((x - xMin) / (xMax - xMin || 1)) * (W - L - R);
+  const py = (y: number) => H - Bm - (y / yMax) * (H - T - Bm);
+  const pts = xs.map((x, i) => `${px(x).toFixed(1)},${py(ys[i] as number).toFixed(1)}`).join(' ');
+  const ticks = [0, 0.25, 0.5, 0.75, 1]
+    .map((f) => `<text x="${L - 8}" y="${py(f * yMax) + 4}" text-anchor="end" font-size="11">${(f * yMax).toPrecision(3)}</text><line x1="${L}" x2="${W - R}" y1="${py(f * yMax)}" y2="${py(f * yMax)}" stroke="#ddd"/>`)
+    .join('');
+  const xt = [0, 0.5, 1].map((f) => `<text x="${px(xMin + f * (xMax - xMin))}" y="${H - Bm + 18}" text-anchor="middle" font-size="11">${Math.round(xMin + f * (xMax - xMin))}</text>`).join('');
+  write(
+    path,
+    W,
+    H,
+    `<text x="${L}" y="24" font-size="14" font-weight="bold">${esc(title)}</text>${ticks}${xt}` +
+      `<polyline points="${pts}" fill="none" stroke="#1f77b4" stroke-width="2"/>` +
+      xs.map((x, i) => `<circle cx="${px(x)}" cy="${py(ys[i] as number)}" r="3" fill="#1f77b4"/>`).join('') +
+      `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle" font-size="12">${esc(xLabel)}</text>` +
+      `<text transform="translate(16 ${(T + H - Bm) / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(yLabel)}</text>`,
+  );
+}
+
+function write(path: string, w: number, h: number, body: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(
+    path,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>${body}</svg>\n`,
+  );
+}
