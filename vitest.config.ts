@@ -16,7 +16,8 @@ export default defineConfig({
     outputFile: { json: 'test-results.json' },
     projects: [
       { test: { ...shared, name: 'cpu', setupFiles: ['tests/setup/cpu.ts'] } },
-      { test: { ...shared, name: 'wasm', setupFiles: ['tests/setup/wasm.ts'] } },
+      // Files without tensors need no second backend.
+      { test: { ...shared, name: 'wasm', setupFiles: ['tests/setup/wasm.ts'], exclude: ['tests/shallow.test.ts'] } },
     ],
   },
 });

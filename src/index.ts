@@ -8,6 +8,14 @@
  * - {@link distributionProjector}: projections onto the leaf tangent D_x and across it;
  * - {@link horizontalPath} (Algorithm 4.1) and {@link orthogonalPath}: walks along and across leaves.
  *
+ * Geometry (Zavatone-Veth, Yang, Rubinfien, Pehlevan, "Neural networks learn to magnify areas near
+ * decision boundaries"):
+ * - {@link pullbackMetric}: g = J_Φᵀ J_Φ for any layer Φ, as a low-rank factor, or on a subspace;
+ * - {@link volumeElement}: log √det g (full, on a subspace, or the top-k "effective" volume);
+ * - {@link planeThroughPoints} and {@link scanPlane}: class, entropy and volume over a plane;
+ * - {@link shallowAnalyticDetG}, {@link shallowScalarCurvature}, {@link infiniteWidthMetric}:
+ *   closed forms for one-hidden-layer networks, finite and infinite width.
+ *
  * Everything rests on one batched Jacobian core:
  * - {@link inputJacobian}: ∂ log p/∂x (or logits, or any layer's features), per sample;
  * - {@link weightJacobian}: per-sample rows ∂ log p_c/∂w over the trainable weights;
@@ -41,6 +49,20 @@ export { datasetFisher, localFisher } from './infogeo/fisher.js';
 export type { DatasetFisherOptions, DatasetFisherResult, LocalFisherOptions, LocalFisherResult } from './infogeo/fisher.js';
 export { horizontalPath, orthogonalPath } from './paths/paths.js';
 export type { HorizontalPathOptions, LeafPath, OrthogonalPathOptions, PathOptions, PathStep, StopReason } from './paths/paths.js';
+export { defaultFeatureLayer, pullbackMetric, volumeElement } from './pullback/metric.js';
+export type { MetricNormalization, PullbackMetricOptions, VolumeElementOptions, VolumeElementResult, VolumeMode } from './pullback/metric.js';
+export { planePoints, planeThroughPoints, scanPlane } from './pullback/plane.js';
+export type { Plane, PlaneScan, ScanPlaneOptions } from './pullback/plane.js';
+export { infiniteWidthMetric, shallowAnalyticDetG, shallowScalarCurvature } from './pullback/shallow.js';
+export type {
+  InfiniteWidthOptions,
+  InfiniteWidthResult,
+  ShallowActivation,
+  ShallowCurvatureOptions,
+  ShallowMetricOptions,
+  ShallowMetricResult,
+  ShallowNet,
+} from './pullback/shallow.js';
 export { LowRankPSD, RowSpaceProjector } from './linalg/lowRankPSD.js';
 export type { RankOptions } from './linalg/lowRankPSD.js';
 export type { RowBasis64 } from './linalg/rows.js';

@@ -1,0 +1,285 @@
+/**
+ * The pullback metric g = J_Φᵀ J_Φ of a feature map Φ (any layer of the model) and its volume
+ * element √det g (Zavatone-Veth, Yang, Rubinfien, Pehlevan, "Neural networks learn to magnify areas
+ * near decision boundaries").
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
+import { fmtShape, ShapeError, ValueError } from '../errors.js';
+import { inputJacobian } from '../jacobian/input.js';
+import { jvp } from '../jacobian/products.js';
+import type { RunOptions } from '../jacobian/chunks.js';
+import { checkRtol, LowRankPSD } from '../linalg/lowRankPSD.js';
+import type { RankOptions } from '../linalg/lowRankPSD.js';
+import { DEFAULT_RTOL } from '../linalg/rows.js';
+import { singularValues } from '../linalg/special.js';
+import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
+import type { ClassifierOptions } from '../model/classifier.js';
+import { firstOrderOnlyLayer } from '../model/support.js';
+
+/**
+ * The metric's normalisation: `'none'` for g = J_Φᵀ J_Φ, `'width'` for g = J_Φᵀ J_Φ / m (m = the
+ * feature width), as the reference code does, so that the metric of a layer of N units has a
+ * finite N → ∞ limit.
+ */
+export type MetricNormalization = 'none' | 'width';
+
+/** Options of {@link pullbackMetric}. */
+export interface PullbackMetricOptions extends ClassifierOptions, RunOptions {
+  /**
+   * The layer whose output is Φ (flattened per sample). Defaults to the layer that feeds the
+   * classifier head: the input of the last `Dense` (or of the layer before a trailing softmax
+   * layer), e.g. the 128 ReLU units of the MNIST CNN.
+   */
+  layer?: string;
+  /** @defaultValue `'none'` */
+  normalization?: MetricNormalization;
+  /**
+   * Restricts the metric to the affine subspace x = x₀ + E u: g_E = (J_Φ E)ᵀ (J_Φ E), k × k, for a
+   * basis E of k directions, `[k, ...inputShape]` (the same for every sample, e.g. the axes of a
+   * plane) or `[B, k, ...inputShape]`. The directions need not be orthonormal: g_E is the metric
+   * in the coordinates u.
+   */
+  subspace?: tf.Tensor;
+  /**
+   * How J_Φ (or J_Φ E) is computed:
+   * - `'rows'`: m vector-Jacobian products (one backward pass each), exact;
+   * - `'columns'`: one Jacobian-vector product per input coordinate (or per direction of E), with
+   *   {@link jvp}'s `'auto'` method (exact double-VJP, or central differences for models with
+   *   pooling layers, about 1e-3 relative);
+   * - `'auto'`: `'columns'` when that takes fewer passes (k directions cost about 2k backward
+   *   passes, or 2k forward passes with central differences), else `'rows'`.
+   * @defaultValue `'auto'`
+   */
+  method?: 'auto' | 'rows' | 'columns';
+}
+
+/**
+ * The name of the layer that feeds the classifier head (the default feature map Φ): the input of
+ * the model's last layer, or of the one before a trailing `Softmax`/`Activation` layer.
+ *
+ * @throws {@link ValueError} if the head reads the model input directly (a linear model has no
+ *   hidden feature map).
+ */
+export function defaultFeatureLayer(model: LayersModel, fn = 'defaultFeatureLayer'): string {
+  const layerNames = new Set(model.layers.map((l) => l.name));
+  const source = (t: SymbolicTensor | SymbolicTensor[]) => (Array.isArray(t) ? (t[0] as SymbolicTensor) : t).sourceLayer;
+  let head = source(model.outputs);
+  const cls = head.getClassName();
+  const cfg = head.getConfig() as Record<string, unknown>;
+  if (cls === 'Softmax' || (cls === 'Activation' && cfg['activation'] === 'softmax')) head = source(head.input);
+  const feature = source(head.input);
+  if (feature.getClassName() === 'InputLayer' || !layerNames.has(feature.name)) {
+    throw new ValueError(`${fn}: the output layer '${head.name}' reads the model input directly; there is no hidden feature map. Pass options.layer.`);
+  }
+  return feature.name;
+}
+
+/** `subspace` as `[B, k, ...inputShape]` (a new tensor), or throws. */
+function subspaceBasis(E: tf.Tensor, B: number, inputShape: readonly number[], fn: string): tf.Tensor {
+  const shared = E instanceof tf.Tensor && E.rank === inputShape.length + 1;
+  const batched = E instanceof tf.Tensor && E.rank === inputShape.length + 2 && E.shape[0] === B;
+  const tail = E instanceof tf.Tensor ? E.shape.slice(shared ? 1 : 2) : [];
+  if (!(shared || batched) || tail.some((d, i) => d !== inputShape[i]) || (E.shape[shared ? 0 : 1] as number) < 1) {
+    throw new ShapeError(
+      `${fn}: options.subspace must have shape ${fmtShape([null, ...inputShape])} or ${fmtShape([B, null, ...inputShape])}, ` +
+        `got ${E instanceof tf.Tensor ? fmtShape(E.shape) : typeof E}.`,
+    );
+  }
+  if (E.dtype !== 'float32') throw new ShapeError(`${fn}: options.subspace must be float32, got ${E.dtype}.`);
+  assertFinite(E, fn, 'options.subspace');
+  return tf.tidy(() => (shared ? tf.tile(tf.expandDims(E, 0), [B, ...E.shape.map(() => 1)]) : tf.clone(E)));
+}
+
+/**
+ * The pullback metric of the feature map Φ (a layer's output, flattened) at each sample,
+ *
+ *   g(x) = J_Φ(x)ᵀ J_Φ(x)   (÷ m with `normalization: 'width'`),   J_Φ = ∂Φ/∂x ∈ ℝ^{m×n},
+ *
+ * or its restriction g_E = (J_Φ E)ᵀ(J_Φ E) to a subspace. It is returned as a {@link LowRankPSD}
+ * whose factor is J_Φ (scaled by 1/√m for `'width'`): `[B, m, n]`, or `[B, m, k]` with a subspace.
+ * g itself (n × n) is never formed; call `toDense()` for small n (2-D toy data), `trace()`,
+ * `eig()`, or {@link volumeElement} for √det g.
+ *
+ * @param model - a classifier `LayersModel` (the feature layer must lie on the path to the output).
+ * @param x - input batch `[B, ...inputShape]`, float32.
+ * @param options - see {@link PullbackMetricOptions}.
+ * @returns a new {@link LowRankPSD}; the caller owns it and must `dispose()` it.
+ * @throws {@link LayerNotFoundError} for an unknown layer; {@link ShapeError} for a bad `x` or
+ *   subspace; {@link ValueError} for bad options; otherwise as {@link inputJacobian}.
+ *
+ * @example
+ * ```ts
+ * const g = await pullbackMetric(model, x, { normalization: 'width' }); // Φ = the penultimate layer
+ * const tr = await g.trace();                                             // tr g per sample
+ * g.dispose();
+ * ```
+ */
+export async function pullbackMetric(model: LayersModel, x: tf.Tensor, options: PullbackMetricOptions = {}): Promise<LowRankPSD> {
+  return (await computeMetric(model, x, options, 'pullbackMetric')).metric;
+}
+
+async function computeMetric(model: LayersModel, x: tf.Tensor, options: PullbackMetricOptions, fn: string) {
+  const clf = wrapClassifier(model, options, fn);
+  checkBatch(clf, x, fn);
+  const layer = options.layer ?? defaultFeatureLayer(model, fn);
+  const target = { layer };
+  const { width: m } = clf.target(target);
+  const normalization = options.normalization ?? 'none';
+  if (normalization !== 'none' && normalization !== 'width') {
+    throw new ValueError(`${fn}: normalization must be 'none' or 'width', got '${String(normalization)}'.`);
+  }
+  const method = options.method ?? 'auto';
+  if (!['auto', 'rows', 'columns'].includes(method)) throw new ValueError(`${fn}: method must be 'auto', 'rows' or 'columns', got '${String(method)}'.`);
+  const B = x.shape[0] as number;
+  const n = clf.inputSize;
+  const E = options.subspace === undefined ? undefined : subspaceBasis(options.subspace, B, clf.inputShape, fn);
+  try {
+    const k = E === undefined ? n : (E.shape[1] as number);
+    // A column costs ~2 backward passes (double VJP) or 2 forward passes (central), a row one backward pass.
+    const columnCost = firstOrderOnlyLayer(model) === undefined ? 2 : 1;
+    const columns = method === 'columns' || (method === 'auto' && columnCost * k < m);
+    const run = { modelOutput: options.modelOutput, memoryBudgetMB: options.memoryBudgetMB, onProgress: options.onProgress, signal: options.signal };
+    let A: tf.Tensor3D;
+    if (columns) {
+      const dirs = E ?? tf.tidy(() => tf.tile(tf.reshape(tf.eye(n), [1, n, ...clf.inputShape]), [B, 1, ...clf.inputShape.map(() => 1)]));
+      const jv = await jvp(model, x, dirs, { ...run, target }).finally(() => {
+        if (dirs !== E) dirs.dispose();
+      }); // [B, k, m]
+      A = tf.tidy(() => tf.transpose(jv, [0, 2, 1]) as tf.Tensor3D);
+      jv.dispose();
+    } else {
+      const J = await inputJacobian(model, x, { ...run, target, flatten: true }); // [B, m, n]
+      A = E === undefined ? (J as tf.Tensor3D) : tf.tidy(() => tf.matMul(J as tf.Tensor3D, tf.reshape(E, [B, k, n]), false, true));
+      if (A !== J) J.dispose();
+    }
+    if (normalization === 'width') {
+      const scaled = tf.mul(A, 1 / Math.sqrt(m)) as tf.Tensor3D;
+      A.dispose();
+      A = scaled;
+    }
+    return { metric: new LowRankPSD(A), layer, width: m, dim: k };
+  } finally {
+    E?.dispose();
+  }
+}
+
+/** What {@link volumeElement} measures. */
+export type VolumeMode = 'full' | 'subspace' | 'effective';
+
+/** Options of {@link volumeElement}. */
+export interface VolumeElementOptions extends PullbackMetricOptions, RankOptions {
+  /**
+   * - `'full'`: log √det g of the n × n metric; needs n ≤ m (else g is singular everywhere).
+   * - `'subspace'`: log √det g_E of the metric restricted to `subspace` (k ≤ m directions), in the
+   *   coordinates u of x = x₀ + E u.
+   * - `'effective'`: the reference code's "effective volume element" for high-dimensional inputs,
+   *   Σ_{i<k} log σᵢ(J_Φ), the sum over the k largest singular values (½ log of the product of the
+   *   top k eigenvalues of g).
+   * @defaultValue `'subspace'` when `subspace` is given, else `'full'`
+   */
+  mode?: VolumeMode;
+  /** The number of singular values in `'effective'` mode, 1 ≤ k ≤ min(m, n). @defaultValue min(m, n) */
+  k?: number;
+  /** The logarithm's base (e, 10, 2…). @defaultValue Math.E */
+  base?: number;
+}
+
+/** The result of {@link volumeElement}. */
+export interface VolumeElementResult {
+  /**
+   * log √det g per sample (in `base`), the sum of the `terms` largest log singular values of the
+   * factor. −Infinity where `rank[b] < terms`: g is singular there (to the rank cut `rtol`), and the
+   * sum of the singular values below the cut would only measure float32 rounding.
+   */
+  logVolume: Float64Array;
+  /** The numerical rank of g (or g_E) per sample: singular values above `rtol`·σ_max. */
+  rank: number[];
+  /** The number of singular values summed: n (`'full'`), the subspace dimension, or k. */
+  terms: number;
+  /** log σᵢ (in `base`) of the factor per sample, descending, all min(m, dim) of them. */
+  logSingularValues: Float64Array[];
+  /** The feature layer Φ. */
+  layer: string;
+  /** Its width m. */
+  width: number;
+}
+
+/**
+ * The volume element of the pullback metric, as a logarithm: log √det g = Σᵢ log σᵢ(J_Φ) (÷ m^{n/2}
+ * with `normalization: 'width'`), never a raw determinant that would under- or overflow. Three
+ * modes (see {@link VolumeElementOptions.mode}): the full metric for low-dimensional inputs, the
+ * metric restricted to a subspace (e.g. a plane through three images), and the reference code's
+ * effective volume (top-k singular values) for images. Singular values are computed in float64
+ * from the float32 factor.
+ *
+ * @param model - a classifier `LayersModel`.
+ * @param x - input batch `[B, ...inputShape]`, float32.
+ * @param options - see {@link VolumeElementOptions}.
+ * @returns plain arrays (no tensors).
+ * @throws {@link ValueError} when the mode asks for more singular values than g can have
+ *   (n > m in `'full'` mode, k > min(m, n), a subspace of more than m directions), for a
+ *   non-positive or unit `base`, or a mode without its subspace; otherwise as {@link pullbackMetric}.
+ *
+ * @example
+ * ```ts
+ * const { logVolume, rank } = await volumeElement(model, x, { mode: 'effective', k: 10, base: 10 });
+ * ```
+ */
+export async function volumeElement(model: LayersModel, x: tf.Tensor, options: VolumeElementOptions = {}): Promise<VolumeElementResult> {
+  const fn = 'volumeElement';
+  const mode = options.mode ?? (options.subspace === undefined ? 'full' : 'subspace');
+  if (!['full', 'subspace', 'effective'].includes(mode)) throw new ValueError(`${fn}: mode must be 'full', 'subspace' or 'effective', got '${String(mode)}'.`);
+  if ((mode === 'subspace') !== (options.subspace !== undefined)) {
+    throw new ValueError(mode === 'subspace' ? `${fn}: mode 'subspace' needs options.subspace.` : `${fn}: options.subspace is only used by mode 'subspace'.`);
+  }
+  const base = options.base ?? Math.E;
+  if (!(Number.isFinite(base) && base > 0 && base !== 1)) throw new ValueError(`${fn}: base must be a positive number other than 1, got ${String(base)}.`);
+  const rtol = checkRtol(options.rtol ?? DEFAULT_RTOL, fn);
+  // Validate what can be validated before any backward pass.
+  const clf = wrapClassifier(model, options, fn);
+  const layer = options.layer ?? defaultFeatureLayer(model, fn);
+  const m = clf.target({ layer }).width;
+  const n = clf.inputSize;
+  if (mode === 'full' && n > m) {
+    throw new ValueError(
+      `${fn}: the input has n = ${n} dimensions but layer '${layer}' only m = ${m} features, so rank g ≤ ${m} < n and ` +
+        `√det g = 0 everywhere. Use mode 'effective' (the top k ≤ ${m} singular values) or a subspace.`,
+    );
+  }
+  if (mode === 'subspace') {
+    const k = options.subspace!.shape[options.subspace!.rank === clf.inputShape.length + 1 ? 0 : 1] as number;
+    if (k > m) throw new ValueError(`${fn}: the subspace has ${k} directions but layer '${layer}' only m = ${m} features; g_E is singular.`);
+  }
+  let k = n;
+  if (mode === 'effective') {
+    k = options.k ?? Math.min(m, n);
+    if (!(Number.isInteger(k) && k >= 1 && k <= Math.min(m, n))) {
+      throw new ValueError(`${fn}: k must be an integer in [1, min(m, n) = ${Math.min(m, n)}], got ${String(options.k)}.`);
+    }
+  }
+  const { metric, dim } = await computeMetric(model, x, { ...options, layer }, fn);
+  try {
+    const terms = mode === 'effective' ? k : dim;
+    const a = await metric.factor.data();
+    const per = m * dim;
+    const lnBase = Math.log(base);
+    const B = metric.batchSize;
+    const logVolume = new Float64Array(B);
+    const rank: number[] = [];
+    const logSingularValues = Array.from({ length: B }, (_, b) => {
+      const s = singularValues(a.subarray(b * per, (b + 1) * per), m, dim);
+      const cut = rtol * (s[0] ?? 0);
+      rank.push(s.filter((v) => v > cut && v > 0).length);
+      let sum = 0;
+      for (let i = 0; i < terms; i++) sum += Math.log(s[i] as number);
+      logVolume[b] = (rank[b] as number) < terms ? -Infinity : sum / lnBase;
+      return s.map((v) => Math.log(v) / lnBase);
+    });
+    return { logVolume, rank, terms, logSingularValues, layer, width: m };
+  } finally {
+    metric.dispose();
+  }
+}

@@ -1,0 +1,227 @@
+/**
+ * Planes through three inputs and scans of class, entropy and volume over them (the reference
+ * code's `run_mnist_plane.py` / `compute_plane_resnet.py`).
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { fmtShape, ShapeError, ValueError } from '../errors.js';
+import { pause } from '../jacobian/chunks.js';
+import type { Progress } from '../jacobian/chunks.js';
+import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
+import type { ClassifierOptions } from '../model/classifier.js';
+import { volumeElement } from './metric.js';
+import type { MetricNormalization } from './metric.js';
+
+/**
+ * The affine plane o + a·r + b·u through three inputs x₁, x₂, x₃, parametrised as the reference
+ * code does: origin o = (x₁+x₂+x₃)/3, r = x₂ − x₁, u = 2√3((x₁+x₂)/2 − o). The three inputs sit at
+ * (a, b) = (−½, 1/(2√3)), (½, 1/(2√3)), (0, −1/√3): a unit equilateral triangle centred at 0. The
+ * axes are not orthonormal. Owns its tensors: call {@link Plane.dispose}.
+ */
+export interface Plane {
+  /** o, `[1, ...inputShape]`. */
+  readonly origin: tf.Tensor;
+  /** r and u, `[2, ...inputShape]`. */
+  readonly axes: tf.Tensor;
+  /** (a, b) of x₁, x₂, x₃. */
+  readonly anchors: readonly [number, number][];
+  dispose(): void;
+}
+
+/** The anchors' plane coordinates (a unit equilateral triangle centred at 0). */
+const ANCHORS: [number, number][] = [
+  [-0.5, 1 / (2 * Math.sqrt(3))],
+  [0.5, 1 / (2 * Math.sqrt(3))],
+  [0, -1 / Math.sqrt(3)],
+];
+
+/**
+ * The plane through three inputs (see {@link Plane}).
+ *
+ * @param points - `[3, ...inputShape]`, float32, finite.
+ * @returns a {@link Plane} whose tensors the caller owns (`plane.dispose()`).
+ * @throws {@link ShapeError} unless `points` is a float32 `[3, ...]` tensor; {@link ValueError} if
+ *   the three points are collinear (the plane is degenerate) or not finite.
+ */
+export function planeThroughPoints(points: tf.Tensor): Plane {
+  const fn = 'planeThroughPoints';
+  if (!(points instanceof tf.Tensor) || points.rank < 2 || points.shape[0] !== 3) {
+    throw new ShapeError(`${fn}: points must have shape [3, ...inputShape], got ${points instanceof tf.Tensor ? fmtShape(points.shape) : typeof points}.`);
+  }
+  if (points.dtype !== 'float32') throw new ShapeError(`${fn}: points must be float32, got ${points.dtype}.`);
+  assertFinite(points, fn, 'points');
+  const [origin, axes] = tf.tidy(() => {
+    const [x1, x2] = tf.split(points, [1, 1, 1], 0) as [tf.Tensor, tf.Tensor, tf.Tensor];
+    const o = tf.mean(points, 0, true);
+    const r = tf.sub(x2, x1);
+    const u = tf.mul(tf.sub(tf.div(tf.add(x1, x2), 2), o), 2 * Math.sqrt(3));
+    return [o, tf.concat([r, u], 0)];
+  });
+  // Degenerate if r and u are parallel: |cos| = 1 (Gram determinant 0).
+  const [rr, uu, ru] = tf.tidy(() => {
+    const flat = tf.reshape(axes!, [2, -1]);
+    return tf.matMul(flat, flat, false, true).dataSync();
+  }) as unknown as [number, number, number, number];
+  if (!(rr * uu - ru * ru > 1e-10 * rr * uu)) {
+    tf.dispose([origin!, axes!]);
+    throw new ValueError(`${fn}: the three points are collinear (or coincide); they do not span a plane.`);
+  }
+  return {
+    origin: origin!,
+    axes: axes!,
+    anchors: ANCHORS,
+    dispose: () => tf.dispose([origin!, axes!]),
+  };
+}
+
+/** The inputs o + a·r + b·u at the given plane coordinates `[[a, b], …]`: `[P, ...inputShape]`, caller owns. */
+export function planePoints(plane: Plane, coords: readonly (readonly [number, number])[]): tf.Tensor {
+  if (plane.axes.isDisposed) throw new ValueError('planePoints: the plane has been disposed.');
+  return tf.tidy(() => {
+    const ab = tf.tensor2d(coords.map(([a, b]) => [a, b]), [coords.length, 2]);
+    const flat = tf.reshape(plane.axes, [2, -1]);
+    const pts = tf.add(tf.reshape(plane.origin, [1, -1]), tf.matMul(ab, flat));
+    return tf.reshape(pts, [coords.length, ...plane.origin.shape.slice(1)]);
+  });
+}
+
+/** Options of {@link scanPlane}. */
+export interface ScanPlaneOptions extends ClassifierOptions {
+  /** Grid points per axis (the reference: 60 for MNIST, 80 for CIFAR). @defaultValue 60 */
+  steps?: number;
+  /** The range of both coordinates a, b. @defaultValue [-1, 1] */
+  range?: [number, number];
+  /**
+   * The volume measured at each grid point:
+   * - `'effective'` (the reference code's choice): the effective volume of the full input metric,
+   *   the sum of the top `k` log singular values of J_Φ (m backward passes per point);
+   * - `'plane'`: log √det of the metric restricted to the plane, in the coordinates (a, b) (two
+   *   Jacobian-vector products per point: much cheaper).
+   * @defaultValue `'effective'`
+   */
+  volume?: 'effective' | 'plane';
+  /** Singular values in `'effective'` mode (the reference plane scripts use 10). @defaultValue 10 */
+  k?: number;
+  /** The feature layer Φ (see {@link PullbackMetricOptions.layer}). */
+  layer?: string;
+  /** @defaultValue `'width'` (the reference code's) */
+  normalization?: MetricNormalization;
+  /** The base of the logarithms (log-volume and entropy). @defaultValue 10 (the reference's plots) */
+  base?: number;
+  /** Grid points per call of the model. @defaultValue 32 */
+  batchSize?: number;
+  /** Memory budget of each Jacobian (see {@link RunOptions.memoryBudgetMB}). */
+  memoryBudgetMB?: number;
+  /** Called after each batch of grid points. */
+  onProgress?: (progress: Progress) => void;
+  signal?: AbortSignal;
+}
+
+/** The result of {@link scanPlane}: row-major grids of `steps × steps` values (b varies slowest). */
+export interface PlaneScan {
+  steps: number;
+  /** The coordinates of each grid point, `[a₀, b₀, a₁, b₁, …]`. */
+  coords: Float64Array;
+  /** The predicted class. */
+  predicted: Int32Array;
+  /** The predicted class's probability. */
+  probability: Float64Array;
+  /** The predictive entropy −Σ p log p (in `base`; base 10 with 10 classes puts it in [0, 1]). */
+  entropy: Float64Array;
+  /** log √det of the metric (in `base`), as {@link VolumeElementResult.logVolume}. */
+  logVolume: Float64Array;
+  /** The rank behind each log-volume. */
+  rank: Int32Array;
+}
+
+/**
+ * Evaluates the predicted class, its probability, the predictive entropy and the log volume element
+ * on a `steps × steps` grid over a plane (see {@link planeThroughPoints}), in batches: the panels of
+ * the paper's plane figures.
+ *
+ * @param model - a classifier `LayersModel`.
+ * @param plane - from {@link planeThroughPoints}.
+ * @param options - see {@link ScanPlaneOptions}.
+ * @returns plain arrays (no tensors).
+ * @throws {@link ValueError} for bad options (steps, range, k, batchSize); {@link ShapeError} if
+ *   the plane does not match the model's input; otherwise as {@link volumeElement}.
+ *
+ * @example
+ * ```ts
+ * const plane = planeThroughPoints(tf.stack([x1, x2, x3]));
+ * const scan = await scanPlane(model, plane, { steps: 40, volume: 'plane' });
+ * plane.dispose();
+ * ```
+ */
+export async function scanPlane(model: LayersModel, plane: Plane, options: ScanPlaneOptions = {}): Promise<PlaneScan> {
+  const fn = 'scanPlane';
+  const steps = options.steps ?? 60;
+  if (!(Number.isInteger(steps) && steps >= 2)) throw new ValueError(`${fn}: steps must be an integer >= 2, got ${String(steps)}.`);
+  const [lo, hi] = options.range ?? [-1, 1];
+  if (!(Number.isFinite(lo) && Number.isFinite(hi) && lo < hi)) throw new ValueError(`${fn}: range must be [lo, hi] with lo < hi.`);
+  const batchSize = options.batchSize ?? 32;
+  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new ValueError(`${fn}: batchSize must be a positive integer.`);
+  const volume = options.volume ?? 'effective';
+  if (volume !== 'effective' && volume !== 'plane') throw new ValueError(`${fn}: volume must be 'effective' or 'plane', got '${String(volume)}'.`);
+  const base = options.base ?? 10;
+  const clf = wrapClassifier(model, options, fn);
+  if (plane.axes.isDisposed) throw new ValueError(`${fn}: the plane has been disposed.`);
+  checkBatch(clf, plane.origin, fn, 'plane.origin');
+
+  const P = steps * steps;
+  const coords = new Float64Array(2 * P);
+  for (let j = 0; j < steps; j++)
+    for (let i = 0; i < steps; i++) {
+      coords[2 * (j * steps + i)] = lo + ((hi - lo) * i) / (steps - 1);
+      coords[2 * (j * steps + i) + 1] = lo + ((hi - lo) * j) / (steps - 1);
+    }
+  const out: PlaneScan = {
+    steps,
+    coords,
+    predicted: new Int32Array(P),
+    probability: new Float64Array(P),
+    entropy: new Float64Array(P),
+    logVolume: new Float64Array(P),
+    rank: new Int32Array(P),
+  };
+  const C = clf.numClasses;
+  const lnBase = Math.log(base);
+  for (let start = 0; start < P; start += batchSize) {
+    await pause(options.signal);
+    const count = Math.min(batchSize, P - start);
+    const pairs = Array.from({ length: count }, (_, i) => [coords[2 * (start + i)], coords[2 * (start + i) + 1]] as [number, number]);
+    const x = planePoints(plane, pairs);
+    try {
+      const logp = tf.tidy(() => clf.logProbs(x).dataSync());
+      for (let i = 0; i < count; i++) {
+        let best = 0;
+        let h = 0;
+        for (let c = 0; c < C; c++) {
+          const l = logp[i * C + c] as number;
+          if (l > (logp[i * C + best] as number)) best = c;
+          if (l > -Infinity) h -= Math.exp(l) * l;
+        }
+        out.predicted[start + i] = best;
+        out.probability[start + i] = Math.exp(logp[i * C + best] as number);
+        out.entropy[start + i] = Math.max(h, 0) / lnBase;
+      }
+      const v = await volumeElement(model, x, {
+        modelOutput: options.modelOutput,
+        layer: options.layer,
+        normalization: options.normalization ?? 'width',
+        base,
+        memoryBudgetMB: options.memoryBudgetMB,
+        signal: options.signal,
+        ...(volume === 'plane' ? { mode: 'subspace' as const, subspace: plane.axes } : { mode: 'effective' as const, k: options.k ?? 10 }),
+      });
+      out.logVolume.set(v.logVolume, start);
+      out.rank.set(v.rank, start);
+    } finally {
+      x.dispose();
+    }
+    options.onProgress?.({ done: start + count, total: P });
+  }
+  return out;
+}
