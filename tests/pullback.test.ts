@@ -208,6 +208,14 @@ describe('planeThroughPoints and scanPlane', () => {
     for (const [p, q] of pairs) expect(Math.hypot(p![0] - q![0], p![1] - q![1])).toBeCloseTo(1, 14);
     at.dispose();
     plane.dispose();
+    // Any non-collinear triple spans a plane, whatever the sign of r·u (x₂ = 0 between x₁ = e₁ and x₃ = e₂ makes it negative).
+    for (const corners of [[[1, 0, 0], [0, 0, 0], [0, 1, 0]], [[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 0, 5], [3, 0, 0], [0, -2, 0]]]) {
+      const pts = tf.tensor2d(corners);
+      const pl = planeThroughPoints(pts);
+      expectClose(planePoints(pl, pl.anchors), pts, { rtol: 1e-6 });
+      pl.dispose();
+      pts.dispose();
+    }
     expect(() => planeThroughPoints(tf.stack([anchors, anchors]) as tf.Tensor)).toThrow(ShapeError);
     const line = tf.tidy(() => tf.stack([tf.zeros([6, 6, 2]), tf.ones([6, 6, 2]), tf.fill([6, 6, 2], 2)]));
     expect(() => planeThroughPoints(line)).toThrow(/collinear/);

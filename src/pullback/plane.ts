@@ -9,6 +9,7 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import { pause } from '../jacobian/chunks.js';
 import type { Progress } from '../jacobian/chunks.js';
+import { dot } from '../linalg/rows.js';
 import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { ClassifierOptions } from '../model/classifier.js';
 import { volumeElement } from './metric.js';
@@ -60,10 +61,10 @@ export function planeThroughPoints(points: tf.Tensor): Plane {
     return [o, tf.concat([r, u], 0)];
   });
   // Degenerate if r and u are parallel: |cos| = 1 (Gram determinant 0).
-  const [rr, uu, ru] = tf.tidy(() => {
-    const flat = tf.reshape(axes!, [2, -1]);
-    return tf.matMul(flat, flat, false, true).dataSync();
-  }) as unknown as [number, number, number, number];
+  // In float64: for collinear inputs r and u are parallel up to float32 rounding (sin² ~ 1e-14).
+  const ax = axes!.dataSync();
+  const half = ax.length / 2;
+  const [rr, ru, uu] = [dot(ax, 0, ax, 0, half), dot(ax, 0, ax, half, half), dot(ax, half, ax, half, half)];
   if (!(rr * uu - ru * ru > 1e-10 * rr * uu)) {
     tf.dispose([origin!, axes!]);
     throw new ValueError(`${fn}: the three points are collinear (or coincide); they do not span a plane.`);
