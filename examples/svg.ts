@@ -36,35 +36,35 @@ export function viridis(t: number): Rgb {
   return [0, 1, 2].map((k) => Math.round((a[k] as number) + f * ((b[k] as number) - (a[k] as number)))) as Rgb;
 }
 
-/** Panels of images (e.g. heatmaps) with captions, and a colour bar from `min` to `max`. */
-export function heatmapPanels(
-  path: string,
-  title: string,
-  panels: { uri: string; caption: string[] }[],
-  bar: { min: number; max: number; label: string; color: (t: number) => Rgb },
-  size = 240,
-): void {
+/** A colour bar from `min` to `max`, or a legend of labelled colours. */
+export type PanelKey = { min: number; max: number; label: string; color: (t: number) => Rgb } | { legend: [string, Rgb][] };
+
+/** Panels of images (e.g. heatmaps) side by side, each with a caption and optionally its colour key. */
+export function heatmapPanels(path: string, title: string, panels: { uri: string; caption: string[]; key?: PanelKey }[], size = 240): void {
   const pad = 16;
-  const barX = pad + panels.length * (size + pad);
-  const w = barX + 90;
-  const h = 40 + size + 50;
-  const barUri = pngDataUri(Float64Array.from({ length: 64 }, (_, i) => 1 - i / 63), 64, 1, bar.color);
-  const parts = panels.map((im, i) => {
-    const x = pad + i * (size + pad);
+  let x = pad;
+  const parts = panels.map((im) => {
     const lines = im.caption.map((c, k) => `<text x="${x + size / 2}" y="${40 + size + 18 + 14 * k}" text-anchor="middle" font-size="12">${esc(c)}</text>`).join('');
-    return `<image x="${x}" y="40" width="${size}" height="${size}" href="${im.uri}" preserveAspectRatio="none"/>${lines}`;
+    let svg = `<image x="${x}" y="40" width="${size}" height="${size}" href="${im.uri}" preserveAspectRatio="none"/>${lines}`;
+    x += size + 8;
+    const key = im.key;
+    if (key && 'legend' in key) {
+      svg += key.legend
+        .map(([label, [r, g, b]], i) => `<rect x="${x}" y="${44 + 18 * i}" width="12" height="12" fill="rgb(${r},${g},${b})"/><text x="${x + 16}" y="${54 + 18 * i}" font-size="11">${esc(label)}</text>`)
+        .join('');
+      x += 40;
+    } else if (key) {
+      const barUri = pngDataUri(Float64Array.from({ length: 64 }, (_, i) => 1 - i / 63), 64, 1, key.color);
+      svg +=
+        `<image x="${x}" y="40" width="14" height="${size}" href="${barUri}" preserveAspectRatio="none"/>` +
+        [0, 0.5, 1].map((f) => `<text x="${x + 18}" y="${40 + (1 - f) * size + 4}" font-size="11">${(key.min + f * (key.max - key.min)).toFixed(2)}</text>`).join('') +
+        `<text transform="translate(${x + 66} ${40 + size / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(key.label)}</text>`;
+      x += 76;
+    }
+    x += pad;
+    return svg;
   });
-  const ticks = [0, 0.5, 1]
-    .map((f) => `<text x="${barX + 22}" y="${40 + (1 - f) * size + 4}" font-size="11">${(bar.min + f * (bar.max - bar.min)).toFixed(2)}</text>`)
-    .join('');
-  write(
-    path,
-    w,
-    h,
-    `<text x="${pad}" y="24" font-size="14" font-weight="bold">${esc(title)}</text>${parts.join('')}` +
-      `<image x="${barX}" y="40" width="16" height="${size}" href="${barUri}" preserveAspectRatio="none"/>${ticks}` +
-      `<text transform="translate(${barX + 80} ${40 + size / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(bar.label)}</text>`,
-  );
+  write(path, x, 40 + size + 50, `<text x="${pad}" y="24" font-size="14" font-weight="bold">${esc(title)}</text>${parts.join('')}`);
 }
 
 /** A row of images, each with a caption of one or two lines, under a title. */

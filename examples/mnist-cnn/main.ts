@@ -1,6 +1,7 @@
 /**
  * Grementieri & Fioresi on real MNIST, with infogeo's public API: train the paper's CNN partially,
- * follow tr G(x) during training, and walk along and across the leaves of the data foliation.
+ * follow tr G(x) during training, and walk along and across the leaves of the data foliation. Then,
+ * with the pullback-metric API, the plane through three test digits (class, entropy, volume element).
  *
  *   npm run demo                  # ~12 min of training the first time, then reuses the checkpoint
  *   npm run demo -- --quick       # a 2-minute smoke run (short training, short paths)
@@ -13,14 +14,14 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { horizontalPath, localDataMatrix, orthogonalPath, registerGradientKernels } from '../../src/index.js';
+import { horizontalPath, localDataMatrix, orthogonalPath, planeThroughPoints, registerGradientKernels, scanPlane } from '../../src/index.js';
 import type { LeafPath } from '../../src/index.js';
 import { useWasmBackend } from '../../src/backends/wasm.js';
 import { hasModel, loadModel, saveModel } from '../checkpoint.js';
 import { loadMnist, MNIST_MEAN, MNIST_STD } from '../data/mnist.js';
 import { mnistCnn } from '../models.js';
 import { progressBar } from '../progress.js';
-import { imageStrip, lineChart, pngDataUri } from '../svg.js';
+import { heatmapPanels, imageStrip, lineChart, pngDataUri, rgbDataUri, viridis } from '../svg.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -36,6 +37,7 @@ const TRACE_EVERY = quick ? 20 : 100;
 const TRACE_IMAGES = quick ? 20 : 100; // the paper uses 1,000; 100 keeps each point at ~6 s
 const PATH_STEPS = quick ? 60 : 1000;
 const KERNEL_STEPS = quick ? 30 : 250;
+const PLANE_STEPS = quick ? 16 : 60; // grid points per axis (the reference: 60)
 const BOX: [number, number] = [-MNIST_MEAN / MNIST_STD, (1 - MNIST_MEAN) / MNIST_STD];
 
 tf.env().set('PROD', true);
@@ -146,6 +148,57 @@ const noisy = tf.slice(orth!.frames, orth!.frames.shape[0] - 1, 1);
 const [hNoisy] = await horizontalPath(model, noisy, one, { clamp: BOX, maxSteps: PATH_STEPS, onStep: pathBar('noisy 7 → clean 1', PATH_STEPS) });
 report('noisyToClean', hNoisy!);
 strip('fig6-noisy-to-clean.svg', 'Horizontal path from the noisy 7 towards a clean 1: a different leaf', hNoisy!, one);
+
+// The plane through three test digits (Zavatone-Veth et al.'s Figure 2): predicted class, log10
+// entropy and the log10 volume element of the dense128 layer's metric restricted to the plane.
+const anchorLabels = [0, 1, 7];
+const anchors = tf.concat(anchorLabels.map((c) => tf.slice(xTest, test.labels.indexOf(c), 1)));
+const plane = planeThroughPoints(anchors);
+const planeBar = progressBar('plane through a 0, a 1 and a 7', PLANE_STEPS * PLANE_STEPS);
+const scan = await scanPlane(model, plane, { steps: PLANE_STEPS, volume: 'plane', onProgress: (p) => planeBar.update(p.done, '') });
+const TAB10: [number, number, number][] = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]];
+const finite = Array.from(scan.logVolume).filter(Number.isFinite);
+const [vLo, vHi] = [Math.min(...finite), Math.max(...finite)];
+function planeImage(color: (k: number) => [number, number, number]): string {
+  const S = 4; // pixels per grid point
+  const size = PLANE_STEPS * S;
+  const rgb = new Uint8Array(size * size * 3);
+  for (let y = 0; y < size; y++)
+    for (let x = 0; x < size; x++) {
+      const k = (PLANE_STEPS - 1 - Math.floor(y / S)) * PLANE_STEPS + Math.floor(x / S); // b grows upwards
+      rgb.set(color(k), 3 * (y * size + x));
+    }
+  for (const [a, b] of plane.anchors) {
+    const cx = Math.round(((a + 1) / 2) * (size - 1));
+    const cy = Math.round(((1 - b) / 2) * (size - 1));
+    for (let t = -5; t <= 5; t++) for (const [x, y] of [[cx + t, cy], [cx, cy + t]] as const) if (x >= 0 && y >= 0 && x < size && y < size) rgb.set([255, 255, 255], 3 * (y * size + x));
+  }
+  return rgbDataUri(rgb, size, size);
+}
+heatmapPanels(join(OUT, 'fig7-plane.svg'), 'The plane through a 0, a 1 and a 7 (white crosses): class, entropy and volume element', [
+  { uri: planeImage((k) => TAB10[scan.predicted[k] as number] as [number, number, number]), caption: ['predicted class'], key: { legend: TAB10.map((c, i) => [String(i), c] as [string, [number, number, number]]) } },
+  { uri: planeImage((k) => viridis(scan.entropy[k] as number)), caption: ['log10 predictive entropy'], key: { min: 0, max: 1, label: 'entropy (base 10)', color: viridis } },
+  { uri: planeImage((k) => viridis(((scan.logVolume[k] as number) - vLo) / (vHi - vLo))), caption: ['log10 √det g on the plane (dense128, ÷ m)'], key: { min: vLo, max: vHi, label: 'log10 √det g', color: viridis } },
+]);
+plane.dispose();
+anchors.dispose();
+{
+  // How the volume element relates to the boundaries: its mean where the prediction is uncertain vs confident.
+  const high: number[] = [];
+  const low: number[] = [];
+  scan.logVolume.forEach((v, k) => Number.isFinite(v) && ((scan.entropy[k] as number) > 0.3 ? high : low).push(v));
+  const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
+  summary['plane'] = {
+    anchors: anchorLabels,
+    steps: PLANE_STEPS,
+    classesSeen: Array.from(new Set(scan.predicted)).sort(),
+    log10VolumeRange: [vLo, vHi],
+    meanLog10VolumeWhereEntropyAbove0_3: mean(high),
+    meanLog10VolumeElsewhere: mean(low),
+    pointsWithEntropyAbove0_3: high.length,
+  };
+  console.log(`plane: classes ${(summary['plane'] as { classesSeen: number[] }).classesSeen.join(', ')}; mean log10 √det g ${mean(high).toFixed(3)} where the entropy > 0.3 (${high.length} points), ${mean(low).toFixed(3)} elsewhere`);
+}
 
 writeFileSync(join(OUT, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
 console.log(`wrote the figures and summary.json to ${OUT}${existsSync(OUT) ? '' : ' (missing!)'}`);

@@ -126,8 +126,11 @@ function panel(s: Snapshot): string {
 heatmapPanels(
   join(OUT, 'volume-during-training.svg'),
   `log10 √det g of the hidden layer (${WIDTH} sigmoid units); white: decision boundary; dots: training data`,
-  snapshots.map((s) => ({ uri: panel(s), caption: [`step ${s.step}`, `train accuracy ${(100 * s.accuracy).toFixed(1)} %`] })),
-  { min: lo, max: hi, label: 'log10 √det g', color: viridis },
+  snapshots.map((s, i) => ({
+    uri: panel(s),
+    caption: [`step ${s.step}`, `train accuracy ${(100 * s.accuracy).toFixed(1)} %`],
+    key: i === snapshots.length - 1 ? { min: lo, max: hi, label: 'log10 √det g', color: viridis } : undefined,
+  })),
 );
 
 // How much larger is the volume near the boundary than far from it, at each snapshot?
