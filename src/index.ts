@@ -16,6 +16,11 @@
  * - {@link shallowAnalyticDetG}, {@link shallowScalarCurvature}, {@link infiniteWidthMetric}:
  *   closed forms for one-hidden-layer networks, finite and infinite width.
  *
+ * Stability (Petrini, Favero, Geiger, Wyart, "Relative stability toward diffeomorphisms"):
+ * - {@link relativeStability}: R_f = D_f/G_f, deformations against noise of the same norm;
+ * - {@link sampleDisplacementField}, {@link deform}, {@link matchedNoise}, {@link temperatureRange}:
+ *   the random smooth diffeomorphisms it needs.
+ *
  * Everything rests on one batched Jacobian core:
  * - {@link inputJacobian}: ∂ log p/∂x (or logits, or any layer's features), per sample;
  * - {@link weightJacobian}: per-sample rows ∂ log p_c/∂w over the trainable weights;
@@ -63,6 +68,20 @@ export type {
   ShallowMetricResult,
   ShallowNet,
 } from './pullback/shallow.js';
+export {
+  activeModes,
+  deform,
+  GAUSSIAN_SIGMA,
+  matchedNoise,
+  sampleDisplacementField,
+  temperatureForDisplacement,
+  temperatureGrid,
+  temperatureRange,
+  typicalDisplacement,
+} from './stability/diffeo.js';
+export type { DisplacementFieldOptions, Interpolation } from './stability/diffeo.js';
+export { relativeStability } from './stability/stability.js';
+export type { RelativeStabilityOptions, RelativeStabilityResult, StabilityPoint } from './stability/stability.js';
 export { LowRankPSD, RowSpaceProjector } from './linalg/lowRankPSD.js';
 export type { RankOptions } from './linalg/lowRankPSD.js';
 export type { RowBasis64 } from './linalg/rows.js';

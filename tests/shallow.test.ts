@@ -8,27 +8,14 @@
 import { describe, expect, it } from 'vitest';
 import { infiniteWidthMetric, shallowAnalyticDetG, shallowScalarCurvature, ValueError } from '../src/index.js';
 import type { ShallowActivation } from '../src/index.js';
+import { normalGenerator } from '../src/linalg/random.js';
 import { erf } from '../src/linalg/special.js';
 
-/** Seeded uniform (mulberry32) and standard normal (Box–Muller) generators. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const normal = () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-  return { uniform, normal };
-}
-
 function randomNet(N: number, d: number, seed: number, sigma = 1, zeta = 1) {
-  const r = rng(seed);
+  const normal = normalGenerator(seed);
   return {
-    W: Array.from({ length: N }, () => Array.from({ length: d }, () => sigma * r.normal())),
-    b: Array.from({ length: N }, () => zeta * r.normal()),
+    W: Array.from({ length: N }, () => Array.from({ length: d }, () => sigma * normal())),
+    b: Array.from({ length: N }, () => zeta * normal()),
   };
 }
 

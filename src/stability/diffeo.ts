@@ -1,0 +1,255 @@
+/**
+ * Random smooth diffeomorphisms of square images (Petrini, Favero, Geiger, Wyart, "Relative
+ * stability toward diffeomorphisms indicates performance in deep nets", NeurIPS 2021; reference
+ * code pcsl-epfl/diffeomorphism): maximum-entropy sine-series displacement fields at temperature T,
+ * their application to NHWC image batches, and the matched isotropic noise.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { fmtShape, ShapeError, ValueError } from '../errors.js';
+import { normalGenerator } from '../linalg/random.js';
+import { assertFinite } from '../model/classifier.js';
+
+/** Checks the cutoff: c ≥ 2 (ln c = 0 at c = 1) and, with n, c < 2n/π (else T_min ≥ T_max). */
+function checkCut(n: number, c: number, fn: string): void {
+  if (!(Number.isInteger(n) && n >= 2)) throw new ValueError(`${fn}: the image side n must be an integer >= 2, got ${String(n)}.`);
+  if (!(Number.isInteger(c) && c >= 2)) throw new ValueError(`${fn}: the cutoff c must be an integer >= 2 (ln c = 0 at c = 1), got ${String(c)}.`);
+  if (c >= (2 * n) / Math.PI) {
+    throw new ValueError(`${fn}: the cutoff c = ${c} must be below 2n/π = ${((2 * n) / Math.PI).toFixed(2)} for n = ${n} (else T_min >= T_max).`);
+  }
+}
+
+/**
+ * The temperature range of the reference code for n × n images and cutoff c:
+ * T_min = 1/(π n² ln c) (typical displacement ½ pixel at the centre) and T_max = 4/(π³ c² ln c)
+ * (the highest T without overhangs, typical displacement n/(πc)).
+ *
+ * @throws {@link ValueError} unless c is an integer with 2 ≤ c < 2n/π.
+ */
+export function temperatureRange(n: number, c: number): { tMin: number; tMax: number } {
+  checkCut(n, c, 'temperatureRange');
+  const lnc = Math.log(c);
+  return { tMin: 1 / (Math.PI * n * n * lnc), tMax: 4 / (Math.PI ** 3 * c * c * lnc) };
+}
+
+/**
+ * The reference's sweep of temperatures: `count` log-spaced values from T_min·`low` to T_max·`high`
+ * (defaults 30, 1/15, 2, as in diffeo-sota's `stability_measures.py`).
+ */
+export function temperatureGrid(n: number, c: number, { count = 30, low = 1 / 15, high = 2 } = {}): number[] {
+  const { tMin, tMax } = temperatureRange(n, c);
+  if (!(Number.isInteger(count) && count >= 2)) throw new ValueError(`temperatureGrid: count must be an integer >= 2, got ${String(count)}.`);
+  if (!(low > 0 && high > 0)) throw new ValueError('temperatureGrid: low and high must be positive.');
+  const [a, b] = [Math.log(tMin * low), Math.log(tMax * high)];
+  return Array.from({ length: count }, (_, i) => Math.exp(a + ((b - a) * i) / (count - 1)));
+}
+
+/**
+ * The typical displacement δ = (n/2)·√(π T ln c) in pixels (the reference's continuum estimate;
+ * the rms displacement of sampled fields at the image centre is 10–30 % larger).
+ */
+export function typicalDisplacement(T: number, c: number, n: number): number {
+  checkCut(n, c, 'typicalDisplacement');
+  if (!(Number.isFinite(T) && T >= 0)) throw new ValueError(`typicalDisplacement: T must be a number >= 0, got ${String(T)}.`);
+  return (n / 2) * Math.sqrt(Math.PI * T * Math.log(c));
+}
+
+/** The inverse of {@link typicalDisplacement}: T(δ) = 4δ²/(π n² ln c). */
+export function temperatureForDisplacement(delta: number, c: number, n: number): number {
+  checkCut(n, c, 'temperatureForDisplacement');
+  if (!(Number.isFinite(delta) && delta >= 0)) throw new ValueError(`temperatureForDisplacement: delta must be a number >= 0, got ${String(delta)}.`);
+  return (4 * delta * delta) / (Math.PI * n * n * Math.log(c));
+}
+
+/** The active modes (i, j), 1 ≤ i, j ≤ c, with √(i² + j²) < c + ½ (the reference's circular cutoff). */
+export function activeModes(c: number): [number, number][] {
+  if (!(Number.isInteger(c) && c >= 1)) throw new ValueError(`activeModes: c must be a positive integer, got ${String(c)}.`);
+  const modes: [number, number][] = [];
+  for (let i = 1; i <= c; i++) for (let j = 1; j <= c; j++) if (Math.sqrt(i * i + j * j) < c + 0.5) modes.push([i, j]);
+  return modes;
+}
+
+/** Options of {@link sampleDisplacementField}. */
+export interface DisplacementFieldOptions {
+  /** Number of fields (one per image). */
+  batch: number;
+  /** Image side n (square images). */
+  n: number;
+  /** Cutoff c, an integer with 2 ≤ c < 2n/π. @defaultValue 3 */
+  c?: number;
+  /** Temperature T ≥ 0 (0 gives the identity). */
+  T: number;
+  /** Seed of the coefficients. @defaultValue 0 */
+  seed?: number;
+}
+
+/**
+ * Samples displacement fields τ = (dx, dy) in pixels, one per image: each component is
+ * √T·n·Σ C_ij sin(iπx/(n−1)) sin(jπy/(n−1)) over the active modes, with independent
+ * C_ij ~ N(0, 1/(i² + j²)) (x the column, y the row, pixel p at p/(n−1), so the field vanishes on
+ * the borders).
+ *
+ * @returns `[batch, n, n, 2]` float32 (channel 0: dx, 1: dy), owned by the caller.
+ * @throws {@link ValueError} for bad n, c, T or batch.
+ */
+export function sampleDisplacementField(options: DisplacementFieldOptions): tf.Tensor4D {
+  const fn = 'sampleDisplacementField';
+  const { batch, n, T } = options;
+  const c = options.c ?? 3;
+  checkCut(n, c, fn);
+  if (!(Number.isInteger(batch) && batch >= 1)) throw new ValueError(`${fn}: batch must be a positive integer, got ${String(batch)}.`);
+  if (!(Number.isFinite(T) && T >= 0)) throw new ValueError(`${fn}: T must be a number >= 0, got ${String(T)}.`);
+  const modes = activeModes(c);
+  const rand = normalGenerator(options.seed ?? 0);
+  // sines[k][p] = sin(kπ p/(n−1)), k = 1..c
+  const sines = Array.from({ length: c + 1 }, (_, k) => Float64Array.from({ length: n }, (_, p) => Math.sin((k * Math.PI * p) / (n - 1))));
+  const out = new Float32Array(batch * n * n * 2);
+  const scale = Math.sqrt(T) * n;
+  const inner = new Float64Array(n); // Σ_i C_ij sin(iπx) for one j
+  for (let b = 0; b < batch; b++) {
+    for (let comp = 0; comp < 2; comp++) {
+      const coef = modes.map(([i, j]) => rand() / Math.sqrt(i * i + j * j));
+      const field = new Float64Array(n * n);
+      for (let j = 1; j <= c; j++) {
+        inner.fill(0);
+        let any = false;
+        modes.forEach(([i, jj], k) => {
+          if (jj !== j) return;
+          any = true;
+          const s = sines[i] as Float64Array;
+          const ck = coef[k] as number;
+          for (let x = 0; x < n; x++) inner[x] = (inner[x] as number) + ck * (s[x] as number);
+        });
+        if (!any) continue;
+        const sy = sines[j] as Float64Array;
+        for (let y = 0; y < n; y++) for (let x = 0; x < n; x++) field[y * n + x] = (field[y * n + x] as number) + (sy[y] as number) * (inner[x] as number);
+      }
+      for (let p = 0; p < n * n; p++) out[((b * n * n + p) * 2) + comp] = scale * (field[p] as number);
+    }
+  }
+  return tf.tensor4d(out, [batch, n, n, 2]);
+}
+
+/** How {@link deform} reads the input between pixels. */
+export type Interpolation = 'bilinear' | 'nearest' | 'gaussian';
+
+/** σ of the reference's Gaussian interpolation, in pixels. */
+export const GAUSSIAN_SIGMA = 0.4715;
+/** Half-width of the Gaussian window: weights at 3 px are e^{−20} ≈ 2e-9 of the centre's. */
+const GAUSSIAN_RADIUS = 3;
+
+function checkImages(images: tf.Tensor, fn: string): [number, number, number] {
+  if (!(images instanceof tf.Tensor) || images.rank !== 4) {
+    throw new ShapeError(`${fn}: images must be an NHWC batch [B, n, n, channels], got ${images instanceof tf.Tensor ? fmtShape(images.shape) : typeof images}.`);
+  }
+  const [B, h, w, C] = images.shape as [number, number, number, number];
+  if (h !== w) throw new ShapeError(`${fn}: images must be square (n × n), got ${h} × ${w} (shape ${fmtShape(images.shape)}; NHWC layout expected).`);
+  if (images.dtype !== 'float32') throw new ShapeError(`${fn}: images must be float32, got ${images.dtype}.`);
+  return [B, h, C];
+}
+
+/**
+ * Applies displacement fields: out[b, y, x] = in[b, y − dy, x − dx] with source coordinates
+ * clamped to [0, n − 1] (edge replication), the same field for all channels of an image.
+ * - `'bilinear'` (default, the reference's `'linear'`): exact at integer source coordinates, so a
+ *   zero field returns the images bit for bit, and exact on affine images;
+ * - `'nearest'`: the source coordinates rounded half to even;
+ * - `'gaussian'`: weights exp(−d²/2σ²), σ = 0.4715 px, normalised to sum 1 (the reference sums
+ *   over all pixels; here over a 7 × 7 window, which drops weights below 2e-9 of the largest).
+ *
+ * @param images - `[B, n, n, channels]` float32 (NHWC).
+ * @param field - `[B, n, n, 2]` displacements (dx, dy) in pixels, e.g. from
+ *   {@link sampleDisplacementField}.
+ * @returns `[B, n, n, channels]`, owned by the caller.
+ * @throws {@link ShapeError} for non-square or non-NHWC images, or a field of the wrong shape.
+ */
+export function deform(images: tf.Tensor, field: tf.Tensor, { interpolation = 'bilinear' }: { interpolation?: Interpolation } = {}): tf.Tensor4D {
+  const fn = 'deform';
+  const [B, n, C] = checkImages(images, fn);
+  if (!(field instanceof tf.Tensor) || field.rank !== 4 || field.shape[0] !== B || field.shape[1] !== n || field.shape[2] !== n || field.shape[3] !== 2) {
+    throw new ShapeError(`${fn}: field must have shape [${B},${n},${n},2] (dx, dy per pixel), got ${field instanceof tf.Tensor ? fmtShape(field.shape) : typeof field}.`);
+  }
+  if (!['bilinear', 'nearest', 'gaussian'].includes(interpolation)) {
+    throw new ValueError(`${fn}: interpolation must be 'bilinear', 'nearest' or 'gaussian', got '${String(interpolation)}'.`);
+  }
+  return tf.tidy(() => {
+    const flat = tf.reshape(images, [B * n * n, C]);
+    const grid = tf.range(0, n, 1, 'float32');
+    const xs = tf.reshape(grid, [1, 1, n]);
+    const ys = tf.reshape(grid, [1, n, 1]);
+    const [dx, dy] = tf.unstack(field, 3) as [tf.Tensor3D, tf.Tensor3D];
+    const sx = tf.clipByValue(tf.sub(xs, dx), 0, n - 1); // [B, n, n]
+    const sy = tf.clipByValue(tf.sub(ys, dy), 0, n - 1);
+    const int = (v: number) => tf.scalar(v, 'int32'); // a plain number would make the index float32
+    const base = tf.reshape(tf.mul(tf.range(0, B, 1, 'int32'), int(n * n)), [B, 1, 1]);
+    const read = (yi: tf.Tensor, xi: tf.Tensor) => {
+      const idx = tf.add(base, tf.add(tf.mul(yi, int(n)), xi));
+      return tf.reshape(tf.gather(flat, tf.reshape(idx, [-1])), [B, n, n, C]);
+    };
+    const col = (t: tf.Tensor) => tf.expandDims(t, 3);
+    if (interpolation === 'nearest') return read(tf.cast(tf.round(sy), 'int32'), tf.cast(tf.round(sx), 'int32')) as tf.Tensor4D;
+    if (interpolation === 'bilinear') {
+      const [xf, xc, yf, yc] = [tf.floor(sx), tf.ceil(sx), tf.floor(sy), tf.ceil(sy)];
+      const wx = col(tf.sub(sx, xf));
+      const wy = col(tf.sub(sy, yf));
+      const [xfi, xci, yfi, yci] = [xf, xc, yf, yc].map((t) => tf.cast(t, 'int32'));
+      const top = tf.add(tf.mul(tf.sub(1, wx), read(yfi!, xfi!)), tf.mul(wx, read(yfi!, xci!)));
+      const bottom = tf.add(tf.mul(tf.sub(1, wx), read(yci!, xfi!)), tf.mul(wx, read(yci!, xci!)));
+      return tf.add(tf.mul(tf.sub(1, wy), top), tf.mul(wy, bottom)) as tf.Tensor4D;
+    }
+    // Gaussian: a (2R+1)² window around the rounded source point, weights normalised to sum 1.
+    const [rx, ry] = [tf.round(sx), tf.round(sy)];
+    let acc: tf.Tensor = tf.zeros([B, n, n, C]);
+    let total: tf.Tensor = tf.zeros([B, n, n, 1]);
+    for (let oy = -GAUSSIAN_RADIUS; oy <= GAUSSIAN_RADIUS; oy++)
+      for (let ox = -GAUSSIAN_RADIUS; ox <= GAUSSIAN_RADIUS; ox++) {
+        const px = tf.add(rx, ox);
+        const py = tf.add(ry, oy);
+        const inside = tf.logicalAnd(tf.logicalAnd(tf.greaterEqual(px, 0), tf.lessEqual(px, n - 1)), tf.logicalAnd(tf.greaterEqual(py, 0), tf.lessEqual(py, n - 1)));
+        const d2 = tf.add(tf.square(tf.sub(px, sx)), tf.square(tf.sub(py, sy)));
+        const w = col(tf.where(inside, tf.exp(tf.div(tf.neg(d2), 2 * GAUSSIAN_SIGMA * GAUSSIAN_SIGMA)), tf.zerosLike(d2)));
+        const v = read(tf.cast(tf.clipByValue(py, 0, n - 1), 'int32'), tf.cast(tf.clipByValue(px, 0, n - 1), 'int32'));
+        acc = tf.add(acc, tf.mul(w, v));
+        total = tf.add(total, w);
+      }
+    return tf.div(acc, total) as tf.Tensor4D;
+  });
+}
+
+/**
+ * Isotropic Gaussian noise with the same norm as each image's deformation: η_b = ξ_b ‖τx_b − x_b‖/‖ξ_b‖,
+ * ξ_b ~ N(0, I) (seeded), computed in float64; η_b = 0 where τx_b = x_b.
+ *
+ * @param images - x, `[B, ...]` float32.
+ * @param deformed - τx, the same shape.
+ * @returns η, the same shape, owned by the caller.
+ * @throws {@link ShapeError} if the shapes differ.
+ */
+export function matchedNoise(images: tf.Tensor, deformed: tf.Tensor, seed = 0): tf.Tensor {
+  const fn = 'matchedNoise';
+  if (!(images instanceof tf.Tensor) || !(deformed instanceof tf.Tensor) || images.rank < 2 || !tf.util.arraysEqual(images.shape, deformed.shape)) {
+    throw new ShapeError(`${fn}: images and deformed must be tensors of the same shape [B, ...].`);
+  }
+  assertFinite(deformed, fn, 'deformed');
+  const B = images.shape[0] as number;
+  const per = images.size / B;
+  const [x, tx] = [images.dataSync(), deformed.dataSync()];
+  const rand = normalGenerator(seed);
+  const eta = new Float32Array(images.size);
+  const xi = new Float64Array(per);
+  for (let b = 0; b < B; b++) {
+    let target = 0;
+    let norm = 0;
+    for (let i = 0; i < per; i++) {
+      const d = (tx[b * per + i] as number) - (x[b * per + i] as number);
+      target += d * d;
+      const r = rand();
+      xi[i] = r;
+      norm += r * r;
+    }
+    const s = target > 0 ? Math.sqrt(target / norm) : 0;
+    for (let i = 0; i < per; i++) eta[b * per + i] = s * (xi[i] as number);
+  }
+  return tf.tensor(eta, images.shape);
+}

@@ -1,0 +1,235 @@
+/**
+ * Relative stability to diffeomorphisms R_f = D_f / G_f (Petrini, Favero, Geiger, Wyart, NeurIPS
+ * 2021; reference code leonardopetrini/diffeo-sota `results/utils.py::relative_distance`).
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { ValueError } from '../errors.js';
+import { pause } from '../jacobian/chunks.js';
+import type { Progress } from '../jacobian/chunks.js';
+import { checkBatch, wrapClassifier } from '../model/classifier.js';
+import type { ClassifierOptions } from '../model/classifier.js';
+import { deform, matchedNoise, sampleDisplacementField, temperatureForDisplacement, temperatureGrid, typicalDisplacement } from './diffeo.js';
+import type { Interpolation } from './diffeo.js';
+
+/** Options of {@link relativeStability}. */
+export interface RelativeStabilityOptions extends ClassifierOptions {
+  /** f: `'logits'` (the reference's choice: the raw network output) or `{ layer }`. @defaultValue `'logits'` */
+  output?: 'logits' | { layer: string };
+  /** Cutoff c of the displacement fields. @defaultValue 3 */
+  c?: number;
+  /**
+   * The temperatures. Default: the reference's sweep, 30 log-spaced values from T_min/15 to
+   * 2·T_max ({@link temperatureGrid}). Exclusive with `delta`.
+   */
+  temperatures?: number[];
+  /** Typical displacements in pixels instead of temperatures (T = 4δ²/(π n² ln c)). */
+  delta?: number | number[];
+  /** @defaultValue `'bilinear'` */
+  interpolation?: Interpolation;
+  /**
+   * How the squared differences are averaged:
+   * - `'mean'`: the mean over images (and over all P² pairs for the denominator), then the sum over
+   *   the coordinates of f; with f = identity, R_f = 1 exactly;
+   * - `'median'`: the published code's: per coordinate the median over images, then the sum; the
+   *   denominator is the median of all P² squared pairwise distances, diagonal zeros included.
+   * @defaultValue `'mean'`
+   */
+  aggregation?: 'mean' | 'median';
+  /** Independent draws of diffeomorphisms and noise per temperature (for the spread). @defaultValue 1 */
+  draws?: number;
+  /** Seed of the fields and the noise. @defaultValue 0 */
+  seed?: number;
+  /** Images per forward pass. @defaultValue 64 */
+  batchSize?: number;
+  /** Called after each (temperature, draw). */
+  onProgress?: (progress: Progress) => void;
+  signal?: AbortSignal;
+}
+
+/** Values at one temperature: the mean over the draws, and their standard deviation. */
+export interface StabilityPoint {
+  T: number;
+  /** The typical displacement (n/2)√(πT ln c) in pixels. */
+  delta: number;
+  /** D_f = ⟨‖f(τx) − f(x)‖²⟩ / ⟨‖f(x) − f(z)‖²⟩. */
+  D: number;
+  /** G_f = ⟨‖f(x + η) − f(x)‖²⟩ / ⟨‖f(x) − f(z)‖²⟩, ‖η‖ = ‖τx − x‖ per image. */
+  G: number;
+  /** R_f = D_f/G_f, the mean over draws of the per-draw ratios (NaN where G_f = 0). */
+  R: number;
+  /** Standard deviations over the draws (0 for one draw). */
+  spread: { D: number; G: number; R: number };
+}
+
+/** The result of {@link relativeStability}. */
+export interface RelativeStabilityResult {
+  points: StabilityPoint[];
+  /** ⟨‖f(x) − f(z)‖²⟩ over pairs of images (before the 1e-10 the reference adds). */
+  denominator: number;
+  c: number;
+  n: number;
+  aggregation: 'mean' | 'median';
+}
+
+function median(values: Float64Array): number {
+  const s = Float64Array.from(values).sort();
+  const m = s.length >> 1;
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+/** Σ over coordinates of the mean or median over images of (a − b)², in float64. `[P, m]` row-major. */
+function numerator(a: ArrayLike<number>, b: ArrayLike<number>, P: number, m: number, aggregation: 'mean' | 'median'): number {
+  let total = 0;
+  const col = new Float64Array(P);
+  for (let j = 0; j < m; j++) {
+    for (let i = 0; i < P; i++) col[i] = ((a[i * m + j] as number) - (b[i * m + j] as number)) ** 2;
+    total += aggregation === 'mean' ? col.reduce((s, v) => s + v, 0) / P : median(col);
+  }
+  return total;
+}
+
+/** The mean or median of ‖f_i − f_j‖² over all P² ordered pairs (diagonal included). */
+function pairwise(f: ArrayLike<number>, P: number, m: number, aggregation: 'mean' | 'median'): number {
+  const d = new Float64Array(P * P);
+  for (let i = 0; i < P; i++)
+    for (let j = i + 1; j < P; j++) {
+      let s = 0;
+      for (let k = 0; k < m; k++) s += ((f[i * m + k] as number) - (f[j * m + k] as number)) ** 2;
+      d[i * P + j] = s;
+      d[j * P + i] = s;
+    }
+  return aggregation === 'mean' ? d.reduce((s, v) => s + v, 0) / (P * P) : median(d);
+}
+
+const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
+const std = (a: number[]) => {
+  const mu = mean(a);
+  return a.length > 1 ? Math.sqrt(a.reduce((s, v) => s + (v - mu) ** 2, 0) / (a.length - 1)) : 0;
+};
+
+/**
+ * The relative stability of f (the logits by default) to smooth deformations, against isotropic
+ * noise of the same norm (Petrini et al.): for each temperature T,
+ *
+ *   D_f = ⟨‖f(τx) − f(x)‖²⟩ / ⟨‖f(x) − f(z)‖²⟩,   G_f = ⟨‖f(x + η) − f(x)‖²⟩ / ⟨‖f(x) − f(z)‖²⟩,
+ *   R_f = D_f / G_f,
+ *
+ * with τ a random diffeomorphism at temperature T and cutoff c (a new field per image), and η
+ * Gaussian noise with ‖η‖ = ‖τx − x‖ per image. R_f ≈ 1 for a network that sees deformations as
+ * noise (at initialisation); trained convolutional networks reach R_f ≪ 1. The denominator gets
+ * the reference's +1e-10, so a constant f gives D_f = G_f = 0 (and R_f = NaN, 0/0).
+ *
+ * @param model - a classifier `LayersModel` on square NHWC images `[n, n, channels]`.
+ * @param images - the probing images `[P, n, n, channels]` (P ≥ 2; the reference uses 500),
+ *   normalised as the model expects.
+ * @param options - see {@link RelativeStabilityOptions}.
+ * @returns plain numbers (no tensors).
+ * @throws {@link ShapeError} for non-square or non-NHWC images; {@link ValueError} for bad
+ *   options (c outside [2, 2n/π), both `temperatures` and `delta`, P < 2…).
+ *
+ * @example
+ * ```ts
+ * const { points } = await relativeStability(model, testImages, { c: 3, delta: 1 });
+ * console.log(points[0].R); // R_f at a typical displacement of 1 pixel
+ * ```
+ */
+export async function relativeStability(model: LayersModel, images: tf.Tensor, options: RelativeStabilityOptions = {}): Promise<RelativeStabilityResult> {
+  const fn = 'relativeStability';
+  const clf = wrapClassifier(model, options, fn);
+  checkBatch(clf, images, fn, 'images');
+  if (clf.inputShape.length !== 3 || clf.inputShape[0] !== clf.inputShape[1]) {
+    throw new ValueError(`${fn}: the model must take square NHWC images [n, n, channels]; its input shape is [${clf.inputShape.join(', ')}].`);
+  }
+  const P = images.shape[0] as number;
+  if (P < 2) throw new ValueError(`${fn}: at least 2 probing images are needed (pairwise distances); got ${P}.`);
+  const n = clf.inputShape[0] as number;
+  const c = options.c ?? 3;
+  const aggregation = options.aggregation ?? 'mean';
+  if (aggregation !== 'mean' && aggregation !== 'median') throw new ValueError(`${fn}: aggregation must be 'mean' or 'median', got '${String(aggregation)}'.`);
+  if (options.temperatures !== undefined && options.delta !== undefined) throw new ValueError(`${fn}: give either temperatures or delta, not both.`);
+  let temps: number[];
+  if (options.delta !== undefined) temps = (Array.isArray(options.delta) ? options.delta : [options.delta]).map((d) => temperatureForDisplacement(d, c, n));
+  else temps = options.temperatures ?? temperatureGrid(n, c);
+  if (temps.length === 0 || !temps.every((t) => Number.isFinite(t) && t >= 0)) throw new ValueError(`${fn}: temperatures must be numbers >= 0.`);
+  typicalDisplacement(0, c, n); // validates c against n
+  const draws = options.draws ?? 1;
+  if (!(Number.isInteger(draws) && draws >= 1)) throw new ValueError(`${fn}: draws must be a positive integer, got ${String(draws)}.`);
+  const batchSize = options.batchSize ?? 64;
+  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new ValueError(`${fn}: batchSize must be a positive integer.`);
+  const interpolation = options.interpolation ?? 'bilinear';
+  const f = options.output === undefined || options.output === 'logits' ? clf.logits : clf.target(options.output).fn;
+  const seed = options.seed ?? 0;
+
+  /**
+   * f over the batch in chunks of `batchSize` images, as float32 data [P, m] per output; `inputs`
+   * maps each chunk (and its start index) to the inputs evaluated (default: the chunk itself).
+   * Chunking bounds the memory of the deformations (ImageNet-sized probes).
+   */
+  const evaluate = async (x: tf.Tensor, inputs: (xc: tf.Tensor, start: number) => tf.Tensor[] = (xc) => [xc]): Promise<Float32Array[]> => {
+    const parts: Float32Array[][] = [];
+    for (let s = 0; s < P; s += batchSize) {
+      const xc = tf.slice(x, s, Math.min(batchSize, P - s));
+      const ins = inputs(xc, s);
+      const ys = ins.map((t) => tf.tidy(() => f(t)));
+      tf.dispose([xc, ...ins]);
+      parts.push(await Promise.all(ys.map(async (y) => (await y.data()) as Float32Array)));
+      tf.dispose(ys);
+    }
+    return parts[0]!.map((_, o) => {
+      const out = new Float32Array(parts.reduce((a, p) => a + p[o]!.length, 0));
+      let off = 0;
+      for (const p of parts) {
+        out.set(p[o]!, off);
+        off += p[o]!.length;
+      }
+      return out;
+    });
+  };
+
+  // With Gaussian interpolation the reference first smooths the clean images the same way
+  // (deform at T = 0), so that both arms are equally blurred.
+  const clean = interpolation === 'gaussian' ? tf.tidy(() => deform(images, tf.zeros([P, n, n, 2]), { interpolation })) : images;
+  try {
+    return await measure(clean);
+  } finally {
+    if (clean !== images) clean.dispose();
+  }
+
+  async function measure(images: tf.Tensor): Promise<RelativeStabilityResult> {
+    const [f0] = (await evaluate(images)) as [Float32Array];
+    const m = f0.length / P;
+    const denominator = pairwise(f0, P, m, aggregation);
+    const deno = denominator + 1e-10;
+    const points: StabilityPoint[] = [];
+    const total = temps.length * draws;
+    for (const [ti, T] of temps.entries()) {
+      const Ds: number[] = [];
+      const Gs: number[] = [];
+      const Rs: number[] = [];
+      for (let d = 0; d < draws; d++) {
+        await pause(options.signal);
+        // One field and one noise draw per image; seeds depend on (temperature, draw, chunk).
+        const s = seed + 7919 * (ti * draws + d);
+        const [ft, fNoise] = await evaluate(images, (xc, start) => {
+          const field = sampleDisplacementField({ batch: xc.shape[0] as number, n, c, T, seed: s + 104729 * start });
+          const tx = deform(xc, field, { interpolation });
+          const eta = matchedNoise(xc, tx, s + 104729 * start + 1);
+          const noisy = tf.add(xc, eta);
+          tf.dispose([field, eta]);
+          return [tx, noisy];
+        });
+        const D = numerator(ft!, f0, P, m, aggregation) / deno;
+        const G = numerator(fNoise!, f0, P, m, aggregation) / deno;
+        Ds.push(D);
+        Gs.push(G);
+        Rs.push(G > 0 ? D / G : NaN);
+        options.onProgress?.({ done: ti * draws + d + 1, total });
+      }
+      points.push({ T, delta: typicalDisplacement(T, c, n), D: mean(Ds), G: mean(Gs), R: mean(Rs), spread: { D: std(Ds), G: std(Gs), R: std(Rs) } });
+    }
+    return { points, denominator, c, n, aggregation };
+  }
+}
