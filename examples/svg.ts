@@ -52,7 +52,7 @@ export function heatmapPanels(path: string, title: string, panels: { uri: string
       svg += key.legend
         .map(([label, [r, g, b]], i) => `<rect x="${x}" y="${44 + 18 * i}" width="12" height="12" fill="rgb(${r},${g},${b})"/><text x="${x + 16}" y="${54 + 18 * i}" font-size="11">${esc(label)}</text>`)
         .join('');
-      x += 40;
+      x += 24 + 7 * Math.max(...key.legend.map(([label]) => label.length));
     } else if (key) {
       const barUri = pngDataUri(Float64Array.from({ length: 64 }, (_, i) => 1 - i / 63), 64, 1, key.color);
       svg +=
@@ -78,6 +78,38 @@ export function imageStrip(path: string, title: string, images: { uri: string; c
     return `<image x="${x}" y="40" width="${size}" height="${size}" href="${im.uri}" style="image-rendering:pixelated"/>${lines}`;
   });
   write(path, w, h, `<text x="${pad}" y="24" font-size="14" font-weight="bold">${esc(title)}</text>${parts.join('')}`);
+}
+
+/** Several series on log–log axes (positive values only), with a legend. */
+export function logLogChart(path: string, title: string, series: { name: string; xs: number[]; ys: number[]; color: string; dashed?: boolean }[], xLabel: string, yLabel: string): void {
+  const [W, H, L, R, T, Bm] = [680, 400, 70, 170, 40, 50];
+  const pts = series.flatMap((s) => s.xs.map((x, i) => [x, s.ys[i] as number] as const)).filter(([x, y]) => x > 0 && y > 0 && Number.isFinite(y));
+  const lx = pts.map(([x]) => Math.log10(x));
+  const ly = pts.map(([, y]) => Math.log10(y));
+  const [x0, x1] = [Math.floor(Math.min(...lx)), Math.ceil(Math.max(...lx))];
+  const [y0, y1] = [Math.floor(Math.min(...ly)), Math.ceil(Math.max(...ly))];
+  const px = (x: number) => L + ((Math.log10(x) - x0) / (x1 - x0 || 1)) * (W - L - R);
+  const py = (y: number) => H - Bm - ((Math.log10(y) - y0) / (y1 - y0 || 1)) * (H - T - Bm);
+  const grid = [
+    ...Array.from({ length: x1 - x0 + 1 }, (_, k) => `<line x1="${px(10 ** (x0 + k))}" x2="${px(10 ** (x0 + k))}" y1="${T}" y2="${H - Bm}" stroke="#eee"/><text x="${px(10 ** (x0 + k))}" y="${H - Bm + 18}" text-anchor="middle" font-size="11">1e${x0 + k}</text>`),
+    ...Array.from({ length: y1 - y0 + 1 }, (_, k) => `<line x1="${L}" x2="${W - R}" y1="${py(10 ** (y0 + k))}" y2="${py(10 ** (y0 + k))}" stroke="#eee"/><text x="${L - 8}" y="${py(10 ** (y0 + k)) + 4}" text-anchor="end" font-size="11">1e${y0 + k}</text>`),
+  ].join('');
+  const lines = series
+    .map((s, k) => {
+      const p = s.xs.map((x, i) => [x, s.ys[i] as number] as const).filter(([x, y]) => x > 0 && y > 0 && Number.isFinite(y));
+      const poly = `<polyline points="${p.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`;
+      const legend = `<line x1="${W - R + 12}" x2="${W - R + 36}" y1="${T + 10 + 18 * k}" y2="${T + 10 + 18 * k}" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/><text x="${W - R + 42}" y="${T + 14 + 18 * k}" font-size="11">${esc(s.name)}</text>`;
+      return poly + legend;
+    })
+    .join('');
+  write(
+    path,
+    W,
+    H,
+    `<text x="${L}" y="24" font-size="14" font-weight="bold">${esc(title)}</text>${grid}${lines}` +
+      `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle" font-size="12">${esc(xLabel)}</text>` +
+      `<text transform="translate(16 ${(T + H - Bm) / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(yLabel)}</text>`,
+  );
 }
 
 /** A line chart of y against x with axis labels. */

@@ -12,23 +12,19 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { horizontalPath, localDataMatrix, orthogonalPath, planeThroughPoints, registerGradientKernels, scanPlane } from '../../src/index.js';
 import type { LeafPath } from '../../src/index.js';
 import { useWasmBackend } from '../../src/backends/wasm.js';
 import { hasModel, loadModel, saveModel } from '../checkpoint.js';
 import { loadMnist, MNIST_MEAN, MNIST_STD } from '../data/mnist.js';
 import { mnistCnn } from '../models.js';
+import { exampleArgs } from '../cli.js';
+import { planeFigure } from '../plane-figure.js';
 import { progressBar } from '../progress.js';
-import { heatmapPanels, imageStrip, lineChart, pngDataUri, rgbDataUri, viridis } from '../svg.js';
+import { imageStrip, lineChart, pngDataUri } from '../svg.js';
 
-const args = process.argv.slice(2);
-const quick = args.includes('--quick');
-const dataDir = args.includes('--data') ? args[args.indexOf('--data') + 1] : undefined;
-const here = dirname(fileURLToPath(import.meta.url));
-const OUT = join(here, 'out');
-const CKPT = join(here, 'checkpoints', quick ? 'medium_cnn_quick' : 'medium_cnn');
+const { quick, retrain, dataDir, out: OUT, checkpoint: CKPT } = exampleArgs(import.meta.url, 'medium_cnn');
 
 // The paper: SGD, lr 0.01, batch 60, 30 epochs, figures from the epoch-10 checkpoint. Here: the same
 // optimiser and batch for 800 steps (48,000 images, 0.8 epoch), which takes ~10 minutes on 2 cores.
@@ -62,7 +58,7 @@ async function meanTrace(model: tfl.LayersModel): Promise<number> {
 let model: tfl.LayersModel;
 let traceCurve: { step: number; meanTrace: number }[];
 const t0 = performance.now();
-if (hasModel(CKPT) && !args.includes('--retrain')) {
+if (hasModel(CKPT) && !retrain) {
   model = await loadModel(CKPT);
   traceCurve = JSON.parse(readFileSync(join(CKPT, 'trace.json'), 'utf8'));
   console.log(`reusing the checkpoint in ${CKPT} (--retrain to train again)`);
@@ -156,30 +152,14 @@ const anchors = tf.concat(anchorLabels.map((c) => tf.slice(xTest, test.labels.in
 const plane = planeThroughPoints(anchors);
 const planeBar = progressBar('plane through a 0, a 1 and a 7', PLANE_STEPS * PLANE_STEPS);
 const scan = await scanPlane(model, plane, { steps: PLANE_STEPS, volume: 'plane', onProgress: (p) => planeBar.update(p.done, '') });
-const TAB10: [number, number, number][] = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]];
-const finite = Array.from(scan.logVolume).filter(Number.isFinite);
-const [vLo, vHi] = [Math.min(...finite), Math.max(...finite)];
-function planeImage(color: (k: number) => [number, number, number]): string {
-  const S = 4; // pixels per grid point
-  const size = PLANE_STEPS * S;
-  const rgb = new Uint8Array(size * size * 3);
-  for (let y = 0; y < size; y++)
-    for (let x = 0; x < size; x++) {
-      const k = (PLANE_STEPS - 1 - Math.floor(y / S)) * PLANE_STEPS + Math.floor(x / S); // b grows upwards
-      rgb.set(color(k), 3 * (y * size + x));
-    }
-  for (const [a, b] of plane.anchors) {
-    const cx = Math.round(((a + 1) / 2) * (size - 1));
-    const cy = Math.round(((1 - b) / 2) * (size - 1));
-    for (let t = -5; t <= 5; t++) for (const [x, y] of [[cx + t, cy], [cx, cy + t]] as const) if (x >= 0 && y >= 0 && x < size && y < size) rgb.set([255, 255, 255], 3 * (y * size + x));
-  }
-  return rgbDataUri(rgb, size, size);
-}
-heatmapPanels(join(OUT, 'fig7-plane.svg'), 'The plane through a 0, a 1 and a 7 (white crosses): class, entropy and volume element', [
-  { uri: planeImage((k) => TAB10[scan.predicted[k] as number] as [number, number, number]), caption: ['predicted class'], key: { legend: TAB10.map((c, i) => [String(i), c] as [string, [number, number, number]]) } },
-  { uri: planeImage((k) => viridis(scan.entropy[k] as number)), caption: ['log10 predictive entropy'], key: { min: 0, max: 1, label: 'entropy (base 10)', color: viridis } },
-  { uri: planeImage((k) => viridis(((scan.logVolume[k] as number) - vLo) / (vHi - vLo))), caption: ['log10 √det g on the plane (dense128, ÷ m)'], key: { min: vLo, max: vHi, label: 'log10 √det g', color: viridis } },
-]);
+const [vLo, vHi] = planeFigure(
+  join(OUT, 'fig7-plane.svg'),
+  'The plane through a 0, a 1 and a 7 (white crosses): class, entropy and volume element',
+  plane,
+  scan,
+  Array.from({ length: 10 }, (_, i) => String(i)),
+  'log10 √det g on the plane (dense128, ÷ m)',
+);
 plane.dispose();
 anchors.dispose();
 {
