@@ -11,21 +11,25 @@
 
 /** Base class of every error infogeo throws on purpose. */
 export class InfogeoError extends Error {
+  /** `'InfogeoError'`, so that `e.name` tells the kind after bundling. */
   override name = 'InfogeoError';
 }
 
 /** A tensor has the wrong rank, shape or dtype for the call (the message prints both shapes). */
 export class ShapeError extends InfogeoError {
+  /** `'ShapeError'`, so that `e.name` tells the kind after bundling. */
   override name = 'ShapeError';
 }
 
 /** An argument has a valid shape but an invalid value (non-finite inputs, a bad option...). */
 export class ValueError extends InfogeoError {
+  /** `'ValueError'`, so that `e.name` tells the kind after bundling. */
   override name = 'ValueError';
 }
 
 /** A layer name that the model does not have. `validNames` lists the ones it does have. */
 export class LayerNotFoundError extends ValueError {
+  /** `'LayerNotFoundError'`, so that `e.name` tells the kind after bundling. */
   override name = 'LayerNotFoundError';
   /** The layer names of the model, in order. */
   readonly validNames: readonly string[];
@@ -44,6 +48,7 @@ export class LayerNotFoundError extends ValueError {
  * (the message names the layer and the kernel, and says how to fix it).
  */
 export class UnsupportedModelError extends InfogeoError {
+  /** `'UnsupportedModelError'`, so that `e.name` tells the kind after bundling. */
   override name = 'UnsupportedModelError';
 }
 

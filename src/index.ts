@@ -32,7 +32,7 @@
  *
  * Every function returns tensors that the caller owns and must dispose; none disposes its inputs.
  *
- * @packageDocumentation
+ * @module infogeo
  */
 
 export { InfogeoError, LayerNotFoundError, ShapeError, UnsupportedModelError, ValueError } from './errors.js';

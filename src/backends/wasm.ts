@@ -3,7 +3,7 @@
  * available in Node without native binaries. This is the only module of infogeo that imports a
  * backend; the main entry `infogeo` imports none.
  *
- * @module
+ * @module infogeo/wasm
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';

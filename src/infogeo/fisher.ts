@@ -89,6 +89,7 @@ export interface DatasetFisherResult {
   F: LowRankPSD;
   /** N, the number of samples. */
   count: number;
+  /** Where each weight tensor sits among the d columns. */
   slices: WeightSlice[];
 }
 

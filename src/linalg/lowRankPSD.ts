@@ -51,6 +51,7 @@ export class RowSpaceProjector {
   readonly rank: readonly number[];
   /** The float64 bases the float32 `basis` was rounded from. */
   readonly basis64: readonly RowBasis64[];
+  /** n, the dimension of the ambient space. */
   readonly dim: number;
 
   /** @internal Use {@link distributionProjector} or {@link LowRankPSD.basis}. */
@@ -180,7 +181,12 @@ export class LowRankPSD {
    * `vectors` is `[B, k, n]` (k = the largest rank; rows past a sample's rank are zero), owned by
    * the caller. Cost: about 2·r²·n flops per sample in float64 (no n × n matrix).
    */
-  async eig(options: RankOptions = {}): Promise<{ values: Float64Array[]; vectors: tf.Tensor3D }> {
+  async eig(options: RankOptions = {}): Promise<{
+    /** Per matrix, the nonzero eigenvalues in descending order (float64). */
+    values: Float64Array[];
+    /** `[B, k, n]` eigenvectors as rows, owned by the caller. */
+    vectors: tf.Tensor3D;
+  }> {
     const bases = await this.bases(options, 'eig');
     const a = await this.factor.data();
     const per = this.rows * this.dim;
@@ -215,6 +221,7 @@ export class LowRankPSD {
     this.cache.clear();
   }
 
+  /** Whether {@link dispose} has been called. */
   get isDisposed(): boolean {
     return this.factor.isDisposed;
   }

@@ -21,7 +21,9 @@ export const DEFAULT_RTOL = 1e-5;
 export interface RowBasis64 {
   /** `rank × n`, row-major; row i is unit-norm and orthogonal to the others. */
   q: Float64Array;
+  /** The dimension of the span. */
   rank: number;
+  /** The length of each row. */
   n: number;
 }
 

@@ -37,7 +37,13 @@ export interface ClassifierOptions {
 export type LogitsSource = 'output' | 'pre-softmax' | 'log-probabilities';
 
 /** What an input Jacobian or a vector product differentiates. */
-export type Target = 'logProbs' | 'logits' | { layer: string };
+export type Target =
+  | 'logProbs'
+  | 'logits'
+  | {
+      /** The name of a layer of the model: its output, flattened per sample. */
+      layer: string;
+    };
 
 /**
  * A classifier `LayersModel` as differentiable functions of a batch `x` of shape
@@ -64,7 +70,14 @@ export interface Classifier {
   /** The output of a named layer, flattened per sample: shape `[B, m]`. */
   features(layerName: string): (x: tf.Tensor) => tf.Tensor2D;
   /** The function for a target and its output width m (C for logits and log-probabilities). */
-  target(target: Target): { fn: (x: tf.Tensor) => tf.Tensor2D; width: number; name: string };
+  target(target: Target): {
+    /** The function, `[B, ...inputShape]` → `[B, width]`. */
+    fn: (x: tf.Tensor) => tf.Tensor2D;
+    /** Its output width m. */
+    width: number;
+    /** A name for messages. */
+    name: string;
+  };
 }
 
 const SOFTMAX_LAYER_CLASSES = new Set(['Softmax', 'Activation']);

@@ -86,6 +86,7 @@ export interface LeafPath {
   distances: Float64Array;
   /** Steps taken. */
   steps: number;
+  /** Why the walk ended (see {@link StopReason}). */
   stopReason: StopReason;
 }
 

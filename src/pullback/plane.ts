@@ -28,6 +28,7 @@ export interface Plane {
   readonly axes: tf.Tensor;
   /** (a, b) of x₁, x₂, x₃. */
   readonly anchors: readonly [number, number][];
+  /** Frees `origin` and `axes`. */
   dispose(): void;
 }
 
@@ -117,11 +118,13 @@ export interface ScanPlaneOptions extends ClassifierOptions {
   memoryBudgetMB?: number;
   /** Called after each batch of grid points. */
   onProgress?: (progress: Progress) => void;
+  /** Cancels the scan between batches; the promise rejects with `signal.reason`. */
   signal?: AbortSignal;
 }
 
 /** The result of {@link scanPlane}: row-major grids of `steps × steps` values (b varies slowest). */
 export interface PlaneScan {
+  /** Grid points per axis. */
   steps: number;
   /** The coordinates of each grid point, `[a₀, b₀, a₁, b₁, …]`. */
   coords: Float64Array;

@@ -21,6 +21,7 @@ export interface ShallowNet {
   W: ArrayLike<ArrayLike<number>>;
   /** N biases bⱼ. */
   b: ArrayLike<number>;
+  /** The hidden activation φ. */
   activation: ShallowActivation;
   /** a in φ(z) = erf(a·z). @defaultValue 1/√2 */
   erfScale?: number;
@@ -328,6 +329,7 @@ export function shallowScalarCurvature(options: ShallowCurvatureOptions): Float6
 
 /** Options of {@link infiniteWidthMetric}. */
 export interface InfiniteWidthOptions {
+  /** The hidden activation φ (`'linear'` has no interesting limit: g = σ² I). */
   activation: Exclude<ShallowActivation, 'linear'>;
   /** a in φ(z) = erf(a·z). @defaultValue 1/√2 */
   erfScale?: number;

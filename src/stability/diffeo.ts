@@ -27,7 +27,15 @@ function checkCut(n: number, c: number, fn: string): void {
  *
  * @throws {@link ValueError} unless c is an integer with 2 ≤ c < 2n/π.
  */
-export function temperatureRange(n: number, c: number): { tMin: number; tMax: number } {
+export function temperatureRange(
+  n: number,
+  c: number,
+): {
+  /** T_min = 1/(π n² ln c). */
+  tMin: number;
+  /** T_max = 4/(π³ c² ln c). */
+  tMax: number;
+} {
   checkCut(n, c, 'temperatureRange');
   const lnc = Math.log(c);
   return { tMin: 1 / (Math.PI * n * n * lnc), tMax: 4 / (Math.PI ** 3 * c * c * lnc) };

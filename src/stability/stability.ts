@@ -17,7 +17,12 @@ import type { Interpolation } from './diffeo.js';
 /** Options of {@link relativeStability}. */
 export interface RelativeStabilityOptions extends ClassifierOptions {
   /** f: `'logits'` (the reference's choice: the raw network output) or `{ layer }`. @defaultValue `'logits'` */
-  output?: 'logits' | { layer: string };
+  output?:
+    | 'logits'
+    | {
+        /** A layer's output, flattened per sample. */
+        layer: string;
+      };
   /** Cutoff c of the displacement fields. @defaultValue 3 */
   c?: number;
   /**
@@ -46,11 +51,13 @@ export interface RelativeStabilityOptions extends ClassifierOptions {
   batchSize?: number;
   /** Called after each (temperature, draw). */
   onProgress?: (progress: Progress) => void;
+  /** Cancels the measurement between draws; the promise rejects with `signal.reason`. */
   signal?: AbortSignal;
 }
 
 /** Values at one temperature: the mean over the draws, and their standard deviation. */
 export interface StabilityPoint {
+  /** The temperature. */
   T: number;
   /** The typical displacement (n/2)√(πT ln c) in pixels. */
   delta: number;
@@ -61,16 +68,27 @@ export interface StabilityPoint {
   /** R_f = D_f/G_f, the mean over draws of the per-draw ratios (NaN where G_f = 0). */
   R: number;
   /** Standard deviations over the draws (0 for one draw). */
-  spread: { D: number; G: number; R: number };
+  spread: {
+    /** Of D_f. */
+    D: number;
+    /** Of G_f. */
+    G: number;
+    /** Of R_f. */
+    R: number;
+  };
 }
 
 /** The result of {@link relativeStability}. */
 export interface RelativeStabilityResult {
+  /** One per temperature, in the order given. */
   points: StabilityPoint[];
   /** ⟨‖f(x) − f(z)‖²⟩ over pairs of images (before the 1e-10 the reference adds). */
   denominator: number;
+  /** The cutoff used. */
   c: number;
+  /** The image side. */
   n: number;
+  /** The aggregation used. */
   aggregation: 'mean' | 'median';
 }
 
