@@ -1,11 +1,13 @@
 /**
  * One geometry benchmark, in its own process: `tsx bench/geometry-worker.ts <backend> <task> <model> <B>`
  * with task `data-matrix` (localDataMatrix, then G.eig() timed apart), `projector`
- * (distributionProjector), `fisher` (localFisher over all weights) or `path-step` (20 steps of
- * horizontalPath, per step). Prints one JSON line.
+ * (distributionProjector), `fisher` (localFisher over all weights), `path-step` (20 steps of
+ * horizontalPath, per step), `volume-effective` (volumeElement, top 10 singular values of the
+ * penultimate layer's Jacobian), `volume-plane` (volumeElement on a 2-D subspace) or `stability`
+ * (relativeStability at δ = 1 px, one draw). Prints one JSON line.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { distributionProjector, horizontalPath, localDataMatrix, localFisher } from '../src/index.js';
+import { distributionProjector, horizontalPath, localDataMatrix, localFisher, relativeStability, volumeElement } from '../src/index.js';
 import { setupWorker } from './setup.js';
 
 const [backend = 'wasm', task = 'data-matrix', modelName = 'mnist-cnn', bArg = '8'] = process.argv.slice(2);
@@ -39,6 +41,22 @@ async function once(): Promise<Record<string, number>> {
     const t1 = performance.now();
     tf.dispose([target, ...paths.map((p) => p.frames)]);
     return { totalMs: (t1 - t0) / 20 };
+  }
+  if (task === 'volume-effective') {
+    await volumeElement(model, x, { mode: 'effective', k: 10 });
+    return { totalMs: performance.now() - t0 };
+  }
+  if (task === 'volume-plane') {
+    const E = tf.randomNormal([2, ...x.shape.slice(1)], 0, 1, 'float32', 3);
+    const t1 = performance.now();
+    await volumeElement(model, x, { subspace: E });
+    const t2 = performance.now();
+    E.dispose();
+    return { totalMs: t2 - t1 };
+  }
+  if (task === 'stability') {
+    await relativeStability(model, x, { delta: 1 });
+    return { totalMs: performance.now() - t0 };
   }
   const { F, probs } = await localFisher(model, x);
   const t1 = performance.now();

@@ -166,6 +166,9 @@ const TASK_LABEL: Record<string, string> = {
   projector: 'distributionProjector',
   fisher: 'localFisher',
   'path-step': 'horizontalPath, one step (B pairs)',
+  'volume-effective': 'volumeElement, effective (top 10)',
+  'volume-plane': 'volumeElement on a plane (2 JVPs)',
+  stability: 'relativeStability, one T (B images)',
 };
 
 function geometryBench(): void {
@@ -180,6 +183,12 @@ function geometryBench(): void {
     ['fisher', 'mnist-cnn', 4],
     ['path-step', 'mnist-cnn', 1],
     ['path-step', 'mnist-cnn', 8],
+    ['volume-effective', 'mnist-cnn', 8],
+    ['volume-effective', 'cifar-resnet', 8],
+    ['volume-plane', 'mnist-cnn', 32],
+    ['volume-plane', 'cifar-resnet', 32],
+    ['stability', 'mnist-cnn', 64],
+    ['stability', 'cifar-resnet', 64],
   ];
   const geo: GeoRow[] = [];
   for (const [task, model, B] of configs) {
@@ -195,13 +204,16 @@ function geometryBench(): void {
     console.log(`${row.perSampleMs} ms per sample, ${row.peakRssMB} MB`);
   }
   const md = [
-    '# Geometry benchmark (local data matrix, leaf projector, local Fisher)',
+    '# Geometry benchmark (local data matrix, leaf projector, local Fisher, volume element, relative stability)',
     '',
     `wasm backend, infogeo's gradient kernels registered. Machine: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.date}. ` +
       'Best of two runs after a warm-up, each configuration in a fresh process (peak RSS is its own). ' +
       '`localDataMatrix` is the input Jacobian (C − 1 logit-difference rows) and the (C−1)-row factor; `eig` its nonzero eigenpairs in float64 ' +
       '(MGS2 basis, no n × n matrix); the projector is the same Jacobian plus the float64 basis; `localFisher` covers every trainable weight ' +
-      '(1,199,882 for the MNIST CNN); a horizontal-path step is timed over 20 steps. Command: `npm run bench -- --only geometry`.',
+      '(1,199,882 for the MNIST CNN); a horizontal-path step is timed over 20 steps. The volume element uses the penultimate layer ' +
+      '(128 features for the MNIST CNN, 64 for the ResNet): `effective` needs its full Jacobian (one backward pass per feature), the plane ' +
+      'two Jacobian-vector products (central differences past the MNIST CNN\'s max-pool, double VJP for the ResNet). `relativeStability` ' +
+      'at one temperature evaluates the model on the clean, deformed and noisy images. Command: `npm run bench -- --only geometry`.',
     '',
     '| task | model | n | B | total (ms) | per sample (ms) | of which eig / project (ms) | peak RSS (MB) |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
