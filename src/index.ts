@@ -2,21 +2,21 @@
  * infogeo — the geometry a trained classifier imposes on its data, for any TensorFlow.js
  * `LayersModel`, on any tfjs backend.
  *
- * Geometry (Grementieri & Fioresi, "Model-centric data manifold"):
+ * The data manifold (Grementieri & Fioresi, "Model-centric data manifold"):
  * - {@link localDataMatrix}: G(x) = E_{y~p}[∇ₓlog p ∇ₓlog pᵀ] per sample, as a low-rank factor;
  * - {@link localFisher} and {@link datasetFisher}: the same in weight space;
  * - {@link distributionProjector}: projections onto the leaf tangent D_x and across it;
  * - {@link horizontalPath} (Algorithm 4.1) and {@link orthogonalPath}: walks along and across leaves.
  *
- * Geometry (Zavatone-Veth, Yang, Rubinfien, Pehlevan, "Neural networks learn to magnify areas near
- * decision boundaries"):
+ * The pullback metric (Zavatone-Veth, Yang, Rubinfien, Pehlevan, "Neural networks learn to magnify
+ * areas near decision boundaries"):
  * - {@link pullbackMetric}: g = J_Φᵀ J_Φ for any layer Φ, as a low-rank factor, or on a subspace;
  * - {@link volumeElement}: log √det g (full, on a subspace, or the top-k "effective" volume);
  * - {@link planeThroughPoints} and {@link scanPlane}: class, entropy and volume over a plane;
  * - {@link shallowAnalyticDetG}, {@link shallowScalarCurvature}, {@link infiniteWidthMetric}:
  *   closed forms for one-hidden-layer networks, finite and infinite width.
  *
- * Stability (Petrini, Favero, Geiger, Wyart, "Relative stability toward diffeomorphisms"):
+ * Relative stability (Petrini, Favero, Geiger, Wyart, "Relative stability toward diffeomorphisms"):
  * - {@link relativeStability}: R_f = D_f/G_f, deformations against noise of the same norm;
  * - {@link sampleDisplacementField}, {@link deform}, {@link matchedNoise}, {@link temperatureRange}:
  *   the random smooth diffeomorphisms it needs.
