@@ -189,6 +189,17 @@ describe('matchedNoise and relativeStability', () => {
     x.dispose();
   });
 
+  it('gives D = G = 0 at T = 0 with every interpolation (the Gaussian arm compares with smoothed images)', async () => {
+    const model = identityModel(8);
+    const x = randn([5, 8, 8, 1], 11);
+    for (const interpolation of ['bilinear', 'nearest', 'gaussian'] as const) {
+      const r = await expectNoLeak(() => relativeStability(model, x, { temperatures: [0], interpolation, batchSize: 2 }), () => []);
+      expect([r.points[0]!.D, r.points[0]!.G], interpolation).toEqual([0, 0]);
+      expect(r.denominator).toBeGreaterThan(0);
+    }
+    x.dispose();
+  });
+
   it('uses the median of all P² squared distances, diagonal zeros included, in median mode', async () => {
     const model = identityModel(6);
     const x = randn([2, 6, 6, 1], 9);

@@ -207,17 +207,28 @@ export async function relativeStability(model: LayersModel, images: tf.Tensor, o
     });
   };
 
-  // With Gaussian interpolation the reference first smooths the clean images the same way
-  // (deform at T = 0), so that both arms are equally blurred.
-  const clean = interpolation === 'gaussian' ? tf.tidy(() => deform(images, tf.zeros([P, n, n, 2]), { interpolation })) : images;
+  // With Gaussian interpolation the reference compares against clean images smoothed the same way
+  // (deformed at T = 0), so that both arms are blurred once: τx is the Gaussian remap of x, while
+  // f(x) and x + η use the smoothed x. A zero field then gives D_f = 0. Smoothed once, in chunks.
+  const reference =
+    interpolation === 'gaussian'
+      ? tf.tidy(() => {
+          const parts: tf.Tensor[] = [];
+          for (let s = 0; s < P; s += batchSize) {
+            const xc = tf.slice(images, s, Math.min(batchSize, P - s));
+            parts.push(deform(xc, tf.zeros([xc.shape[0] as number, n, n, 2]), { interpolation }));
+          }
+          return tf.concat(parts);
+        })
+      : images;
   try {
-    return await measure(clean);
+    return await measure();
   } finally {
-    if (clean !== images) clean.dispose();
+    if (reference !== images) reference.dispose();
   }
 
-  async function measure(images: tf.Tensor): Promise<RelativeStabilityResult> {
-    const [f0] = (await evaluate(images)) as [Float32Array];
+  async function measure(): Promise<RelativeStabilityResult> {
+    const [f0] = (await evaluate(reference)) as [Float32Array];
     const m = f0.length / P;
     const denominator = pairwise(f0, P, m, aggregation);
     const deno = denominator + 1e-10;
@@ -234,9 +245,11 @@ export async function relativeStability(model: LayersModel, images: tf.Tensor, o
         const [ft, fNoise] = await evaluate(images, (xc, start) => {
           const field = sampleDisplacementField({ batch: xc.shape[0] as number, n, c, T, seed: s + 104729 * start });
           const tx = deform(xc, field, { interpolation });
-          const eta = matchedNoise(xc, tx, s + 104729 * start + 1);
-          const noisy = tf.add(xc, eta);
+          const ref = reference === images ? xc : tf.slice(reference, start, xc.shape[0] as number);
+          const eta = matchedNoise(ref, tx, s + 104729 * start + 1);
+          const noisy = tf.add(ref, eta);
           tf.dispose([field, eta]);
+          if (ref !== xc) ref.dispose();
           return [tx, noisy];
         });
         const D = numerator(ft!, f0, P, m, aggregation) / deno;
