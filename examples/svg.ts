@@ -2,14 +2,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PNG } from 'pngjs';
+import { grey } from './png.js';
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 type Rgb = [number, number, number];
-const grey = (v: number): Rgb => {
-  const g = Math.round(255 * Math.min(1, Math.max(0, v)));
-  return [g, g, g];
-};
 
 /** An h × w image as a PNG data URI: greyscale for values in [0, 1], or coloured by `color`. */
 export function pngDataUri(values: ArrayLike<number>, h: number, w: number, color: (v: number) => Rgb = grey): string {

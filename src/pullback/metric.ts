@@ -160,7 +160,7 @@ async function computeMetric(model: LayersModel, x: tf.Tensor, options: Pullback
       A.dispose();
       A = scaled;
     }
-    return { metric: new LowRankPSD(A), layer, width: m, dim: k };
+    return { metric: new LowRankPSD(A), dim: k };
   } finally {
     E?.dispose();
   }

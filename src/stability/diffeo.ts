@@ -11,8 +11,8 @@ import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import { normalGenerator } from '../linalg/random.js';
 import { assertFinite } from '../model/classifier.js';
 
-/** Checks the cutoff: c ≥ 2 (ln c = 0 at c = 1) and, with n, c < 2n/π (else T_min ≥ T_max). */
-function checkCut(n: number, c: number, fn: string): void {
+/** Checks the cutoff: c ≥ 2 (ln c = 0 at c = 1) and, with n, c < 2n/π (else T_min ≥ T_max). @internal */
+export function checkCut(n: number, c: number, fn: string): void {
   if (!(Number.isInteger(n) && n >= 2)) throw new ValueError(`${fn}: the image side n must be an integer >= 2, got ${String(n)}.`);
   if (!(Number.isInteger(c) && c >= 2)) throw new ValueError(`${fn}: the cutoff c must be an integer >= 2 (ln c = 0 at c = 1), got ${String(c)}.`);
   if (c >= (2 * n) / Math.PI) {

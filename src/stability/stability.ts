@@ -11,7 +11,7 @@ import { pause } from '../jacobian/chunks.js';
 import type { Progress } from '../jacobian/chunks.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { ClassifierOptions } from '../model/classifier.js';
-import { deform, matchedNoise, sampleDisplacementField, temperatureForDisplacement, temperatureGrid, typicalDisplacement } from './diffeo.js';
+import { checkCut, deform, matchedNoise, sampleDisplacementField, temperatureForDisplacement, temperatureGrid, typicalDisplacement } from './diffeo.js';
 import type { Interpolation } from './diffeo.js';
 
 /** Options of {@link relativeStability}. */
@@ -168,11 +168,11 @@ export async function relativeStability(model: LayersModel, images: tf.Tensor, o
   const aggregation = options.aggregation ?? 'mean';
   if (aggregation !== 'mean' && aggregation !== 'median') throw new ValueError(`${fn}: aggregation must be 'mean' or 'median', got '${String(aggregation)}'.`);
   if (options.temperatures !== undefined && options.delta !== undefined) throw new ValueError(`${fn}: give either temperatures or delta, not both.`);
+  checkCut(n, c, fn);
   let temps: number[];
   if (options.delta !== undefined) temps = (Array.isArray(options.delta) ? options.delta : [options.delta]).map((d) => temperatureForDisplacement(d, c, n));
   else temps = options.temperatures ?? temperatureGrid(n, c);
   if (temps.length === 0 || !temps.every((t) => Number.isFinite(t) && t >= 0)) throw new ValueError(`${fn}: temperatures must be numbers >= 0.`);
-  typicalDisplacement(0, c, n); // validates c against n
   const draws = options.draws ?? 1;
   if (!(Number.isInteger(draws) && draws >= 1)) throw new ValueError(`${fn}: draws must be a positive integer, got ${String(draws)}.`);
   const batchSize = options.batchSize ?? 64;
