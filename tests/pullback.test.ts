@@ -228,6 +228,14 @@ describe('planeThroughPoints and scanPlane', () => {
     const ac = new AbortController();
     ac.abort(new Error('stop'));
     await expect(scanPlane(model, plane, { steps: 3, signal: ac.signal })).rejects.toThrow('stop');
+    await expect(scanPlane(model, plane, { steps: 1 })).rejects.toThrow(ValueError);
+    await expect(scanPlane(model, plane, { range: [1, -1] })).rejects.toThrow(/lo < hi/);
+    await expect(scanPlane(model, plane, { volume: 'full' as 'plane' })).rejects.toThrow(/'effective' or 'plane'/);
+    await expect(scanPlane(model, plane, { batchSize: 0 })).rejects.toThrow(/batchSize/);
+    const other = planeThroughPoints(randn([3, 4, 4, 1], 1));
+    await expect(scanPlane(model, other, { steps: 2 })).rejects.toThrow(ShapeError); // plane of another input shape
+    other.dispose();
+    expect(() => planePoints(other, [[0, 0]])).toThrow(/disposed/);
     xp.dispose();
     plane.dispose();
   });

@@ -154,10 +154,11 @@ function identityModel(n: number) {
 }
 
 describe('matchedNoise and relativeStability', () => {
-  it('matches ‖η‖ = ‖τx − x‖ per image (oracle 21)', () => {
+  it('matches ‖η‖ = ‖τx − x‖ per image (oracle 21)', async () => {
     const x = randn([5, 12, 12, 3], 6);
     const tx = deform(x, sampleDisplacementField({ batch: 5, n: 12, T: 0.01, seed: 2 }));
-    const eta = matchedNoise(x, tx, 8);
+    const eta = await expectNoLeak(() => matchedNoise(x, tx, 8), (t) => [t]);
+    expect(() => matchedNoise(x, tf.slice(tx, 0, 4))).toThrow(ShapeError);
     const [a, b] = tf.tidy(() => [tf.norm(tf.reshape(tf.sub(tx, x), [5, -1]), 'euclidean', 1).dataSync(), tf.norm(tf.reshape(eta, [5, -1]), 'euclidean', 1).dataSync()]);
     // η is scaled in float64 and rounded to float32 once: ~1e-7 relative.
     a!.forEach((v, i) => expect(Math.abs(b![i]! / v - 1)).toBeLessThan(1e-6));
