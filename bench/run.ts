@@ -8,7 +8,7 @@
  *
  * Options: --only jacobian|geometry, --quick (B ∈ {1, 8}, wasm only, strategy auto), --backends wasm,cpu, --models a,b,
  * --batches 1,8,32 (cpu, ~20× slower than wasm, defaults to 1,8), --strategies
- * auto,loop,tiled,softmax-chain, --seconds N (time per configuration).
+ * auto,graph,loop,tiled,softmax-chain, --seconds N (time per configuration).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -29,7 +29,7 @@ const only = opt('only', 'all');
 const models = opt('models', 'mnist-cnn,cifar-resnet').split(',');
 const batches = opt('batches', quick ? '1,8' : '1,8,32').split(',').map(Number);
 const batchesFor = (backend: string) => (backend === 'cpu' && !args.includes('--batches') ? batches.filter((b) => b <= 8) : batches);
-const strategies = opt('strategies', quick ? 'auto' : 'auto,loop,tiled,softmax-chain').split(',');
+const strategies = opt('strategies', quick ? 'auto' : 'auto,graph,loop,tiled,softmax-chain').split(',');
 const seconds = opt('seconds', quick ? '1' : '3');
 const TORCH_PYTHON = '/usr/bin/python3';
 const TORCH_THREADS = 2;

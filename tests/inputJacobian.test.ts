@@ -153,7 +153,7 @@ for (const c of CASES) {
       tf.dispose([p, weighted]);
     });
 
-    for (const strategy of ['tiled', 'softmax-chain', 'auto'] as JacobianStrategy[]) {
+    for (const strategy of ['graph', 'tiled', 'softmax-chain', 'auto'] as JacobianStrategy[]) {
       it(`strategy '${strategy}' gives the same Jacobian as 'loop'`, async () => {
         const Js = await inputJacobian(model, x, { strategy });
         // Same math, different summation order (and for softmax-chain an exact algebraic
@@ -177,7 +177,10 @@ for (const c of CASES) {
       const chunked = await inputJacobian(model, x, { memoryBudgetMB: 0.01, strategy: 'tiled', onProgress: (p) => progress.push(p.done) });
       expect(progress).toEqual([1, 2, 3]);
       expectClose(chunked, J, { rtol: 2e-5, label: 'chunked' });
-      tf.dispose([...rows, perSample, chunked]);
+      // The same for infogeo's graph: one sample per chunk, one row per backward pass.
+      const graphChunked = await inputJacobian(model, x, { memoryBudgetMB: 0.01, strategy: 'graph' });
+      expectClose(graphChunked, J, { rtol: 2e-5, label: 'graph, chunked' });
+      tf.dispose([...rows, perSample, chunked, graphChunked]);
     });
 
     it('a layer target equals the Jacobian of the sub-model ending at that layer', async () => {
@@ -193,7 +196,7 @@ for (const c of CASES) {
     });
 
     it('leaks no tensors (every strategy, chunked, and on abort)', async () => {
-      for (const strategy of ['loop', 'tiled', 'softmax-chain'] as JacobianStrategy[]) {
+      for (const strategy of ['graph', 'loop', 'tiled', 'softmax-chain'] as JacobianStrategy[]) {
         const out = await expectNoLeak(() => inputJacobian(model, x, { strategy, memoryBudgetMB: 1 }), (t) => [t]);
         out.dispose();
       }

@@ -69,6 +69,12 @@ export interface Classifier {
   probs(x: tf.Tensor): tf.Tensor2D;
   /** The output of a named layer, flattened per sample: shape `[B, m]`. */
   features(layerName: string): (x: tf.Tensor) => tf.Tensor2D;
+  /**
+   * The symbolic tensor of the model that a target differentiates, for infogeo's own reverse mode
+   * (`linearHead`: it is the output of a Dense layer whose softmax is left out), or null when the
+   * logits are not a tensor of the model (`logitsSource: 'log-probabilities'`). @internal
+   */
+  symbolicTarget(target: Target): { tensor: SymbolicTensor; linearHead: boolean } | null;
   /** The function for a target and its output width m (C for logits and log-probabilities). */
   target(target: Target): {
     /** The function, `[B, ...inputShape]` → `[B, width]`. */
@@ -178,6 +184,7 @@ export function wrapClassifier(model: LayersModel, options: ClassifierOptions = 
   }
 
   let logitsSource: LogitsSource;
+  let logitsTensor: { tensor: SymbolicTensor; linearHead: boolean } | null = null;
   let logits: (x: tf.Tensor) => tf.Tensor2D;
   const full = (x: tf.Tensor) => applyOne(model, x) as tf.Tensor2D;
   if (modelOutput === 'logits' || trailingSoftmax === null || trailingSoftmax === 'other') {
@@ -187,6 +194,7 @@ export function wrapClassifier(model: LayersModel, options: ClassifierOptions = 
     } else {
       logitsSource = 'output';
       logits = full;
+      logitsTensor = { tensor: output, linearHead: false };
     }
   } else {
     logitsSource = 'pre-softmax';
@@ -197,7 +205,9 @@ export function wrapClassifier(model: LayersModel, options: ClassifierOptions = 
     const before = subModel(model, lastInput);
     if (trailingSoftmax === 'layer') {
       logits = (x) => applyOne(before, x) as tf.Tensor2D;
+      logitsTensor = { tensor: lastInput, linearHead: false };
     } else {
+      logitsTensor = { tensor: output, linearHead: true };
       const vars = last.weights;
       const kernel = vars.find((v) => v.originalName.endsWith('kernel'));
       const bias = vars.find((v) => v.originalName.endsWith('bias'));
@@ -213,19 +223,22 @@ export function wrapClassifier(model: LayersModel, options: ClassifierOptions = 
   }
 
   const layerNames = model.layers.map((l) => l.name);
-  const features = (layerName: string) => {
+  const layerOutput = (layerName: string): SymbolicTensor => {
     if (typeof layerName !== 'string' || !layerNames.includes(layerName)) {
       throw new LayerNotFoundError(fn, String(layerName), layerNames);
     }
-    const layer = model.getLayer(layerName);
     let out: SymbolicTensor | SymbolicTensor[];
     try {
-      out = layer.output;
+      out = model.getLayer(layerName).output;
     } catch (e) {
       throw new UnsupportedModelError(`${fn}: layer '${layerName}' is used more than once; its output is ambiguous (${(e as Error).message}).`);
     }
     symbolicShape(out, fn, `layer '${layerName}'`);
-    const sub = layerName === last.name ? model : subModel(model, Array.isArray(out) ? (out[0] as SymbolicTensor) : out);
+    return Array.isArray(out) ? (out[0] as SymbolicTensor) : out;
+  };
+  const features = (layerName: string) => {
+    const out = layerOutput(layerName);
+    const sub = layerName === last.name ? model : subModel(model, out);
     return (x: tf.Tensor): tf.Tensor2D => {
       const y = applyOne(sub, x);
       return tf.reshape(y, [y.shape[0] as number, -1]) as tf.Tensor2D;
@@ -242,6 +255,10 @@ export function wrapClassifier(model: LayersModel, options: ClassifierOptions = 
     logProbs: (x) => tf.logSoftmax(logits(x)),
     probs: (x) => tf.softmax(logits(x)),
     features,
+    symbolicTarget(target: Target) {
+      if (target === 'logProbs' || target === 'logits') return logitsTensor;
+      return { tensor: layerOutput(target.layer), linearHead: false };
+    },
     target(target: Target) {
       if (target === 'logProbs') return { fn: clf.logProbs, width: numClasses, name: 'logProbs' };
       if (target === 'logits') return { fn: clf.logits, width: numClasses, name: 'logits' };

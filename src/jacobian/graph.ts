@@ -1,0 +1,494 @@
+/**
+ * infogeo's own reverse mode for the layers classifiers are made of: one forward pass records what
+ * each layer's backward pass needs (a ReLU's mask, a max-pool's argmax, a BatchNorm's scale), then
+ * every cotangent row goes backward through plain forward kernels, all rows of all samples in one
+ * batch.
+ *
+ * Why not `tf.grad`: tfjs re-runs the forward pass for every backward pass, computes the weight
+ * gradients of fused convolutions and dense layers even when only ∂/∂x is wanted, and on `wasm`
+ * runs strided transposed convolutions and max-pool gradients as plain loops. Here the backward pass
+ * of a convolution is itself a convolution (XNNPACK on `wasm`), also for strides > 1 (split into
+ * stride² phases), and a max-pool's backward pass is a multiplication by a mask.
+ *
+ * Cotangents are laid out row-major over the rows: `dy[r·B + b]` is row r of sample b, so that a
+ * per-sample factor `[B, ...]` multiplies `[R, B·…]` by broadcasting over the first axis.
+ *
+ * A model with a layer not covered here (or a configuration not covered, such as dilated or
+ * channels-first convolutions) is not compiled, and the callers fall back to `tf.grad`.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
+
+type Layer = SymbolicTensor['sourceLayer'];
+
+/** The backward rule of one layer. */
+interface Rule {
+  /** Forward pass for a batch of B samples: the output, and what `backward` needs. */
+  forward(inputs: tf.Tensor[]): { y: tf.Tensor; saved: tf.Tensor[] };
+  /**
+   * Cotangents of the inputs from the cotangent `dy: [R·B, ...outShape]` of the output, with the
+   * tensors its forward pass saved for a batch of B samples.
+   */
+  backward(dy: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[];
+}
+
+interface GraphOp {
+  layerName: string;
+  inputs: number[];
+  output: number;
+  rule: Rule;
+}
+
+/** A model compiled for reverse mode, from its input to one target tensor. */
+export interface CompiledGraph {
+  /**
+   * Bytes one cotangent row of one sample costs in a backward pass: a few tensors of the largest
+   * activation alive at once (dy, dx and a conv's phase output), and the input-sized result.
+   */
+  readonly bytesPerRow: number;
+  /** Runs the forward pass on `x: [B, ...inputShape]`; the tape holds what the backward pass needs. */
+  forward(x: tf.Tensor): Tape;
+}
+
+/** One forward pass. Dispose it when done (it owns its tensors). */
+export interface Tape {
+  /** The target's value `[B, m]` (flattened per sample); owned by the tape. */
+  readonly output: tf.Tensor2D;
+  /**
+   * Vector-Jacobian products for R cotangent rows `U: [R, m]`: returns `[B, R, n]` (n = input
+   * size) with `out[b, r] = U[r] · ∂output[b]/∂x[b]`. The caller owns the result.
+   */
+  vjpRows(U: tf.Tensor2D): tf.Tensor3D;
+  dispose(): void;
+}
+
+/** Why a model could not be compiled. */
+export class NotCompilable extends Error {}
+
+function product(shape: readonly (number | null)[]): number {
+  return shape.reduce<number>((a, d) => a * (d ?? 1), 1);
+}
+
+function config(layer: Layer): Record<string, unknown> {
+  return layer.getConfig() as Record<string, unknown>;
+}
+
+function weight(layer: Layer, suffix: string): tf.Tensor | undefined {
+  return layer.weights.find((v) => v.originalName.endsWith(suffix))?.read();
+}
+
+function pair(v: unknown, fallback: number): [number, number] {
+  if (Array.isArray(v)) return [Number(v[0]), Number(v[1] ?? v[0])];
+  if (typeof v === 'number') return [v, v];
+  return [fallback, fallback];
+}
+
+/** Multiplies `dy: [R·B, ...]` by a per-sample factor `f: [B, ...]` (same trailing shape). */
+function mulPerSample(dy: tf.Tensor, f: tf.Tensor): tf.Tensor {
+  const M = f.size;
+  return tf.reshape(tf.mul(tf.reshape(dy, [-1, M]), tf.reshape(f, [1, M])), dy.shape);
+}
+
+/**
+ * The derivative of an activation, as a function of its output y (so that only the output is
+ * kept), or null when it cannot be written that way.
+ */
+function activationDerivative(name: string, options: { alpha?: number; maxValue?: number } = {}): ((y: tf.Tensor) => tf.Tensor) | null | 'identity' {
+  switch (name) {
+    case 'linear':
+      return 'identity';
+    case 'relu':
+      return options.maxValue != null ? (y) => tf.cast(tf.logicalAnd(tf.greater(y, 0), tf.less(y, options.maxValue as number)), 'float32') : (y) => tf.step(y);
+    case 'relu6':
+      return (y) => tf.cast(tf.logicalAnd(tf.greater(y, 0), tf.less(y, 6)), 'float32');
+    case 'sigmoid':
+      return (y) => tf.mul(y, tf.sub(1, y));
+    case 'tanh':
+      return (y) => tf.sub(1, tf.square(y));
+    case 'softplus':
+      return (y) => tf.sub(1, tf.exp(tf.neg(y)));
+    case 'elu':
+      return (y) => tf.where(tf.greater(y, 0), tf.onesLike(y), tf.add(y, 1));
+    case 'leakyRelu':
+      return (y) => tf.where(tf.greater(y, 0), tf.onesLike(y), tf.fill(y.shape, options.alpha ?? 0.3));
+    default:
+      return null;
+  }
+}
+
+/**
+ * Wraps a layer's forward pass (`layer.apply`, inference mode) with its activation's derivative.
+ * `prepare` makes tensors the linear part's backward pass `inner` needs (once per forward pass).
+ */
+function activationRule(
+  layer: Layer,
+  name: string,
+  options: { alpha?: number; maxValue?: number } = {},
+  inner?: (dy: tf.Tensor, prepared: tf.Tensor[]) => tf.Tensor,
+  prepare: () => tf.Tensor[] = () => [],
+): Rule {
+  const d = activationDerivative(name, options);
+  if (d === null) throw new NotCompilable(`activation '${name}' of layer '${layer.name}'`);
+  return {
+    forward(inputs) {
+      const y = apply(layer, inputs);
+      const prepared = prepare();
+      return { y, saved: d === 'identity' ? prepared : [...prepared, d(y)] };
+    },
+    backward(dy, saved) {
+      const g = d === 'identity' ? dy : mulPerSample(dy, saved[saved.length - 1] as tf.Tensor);
+      return [inner ? inner(g, saved) : g];
+    },
+  };
+}
+
+function apply(layer: Layer, inputs: tf.Tensor[]): tf.Tensor {
+  const y = layer.apply(inputs.length === 1 ? (inputs[0] as tf.Tensor) : inputs, { training: false });
+  if (Array.isArray(y)) throw new NotCompilable(`layer '${layer.name}' has several outputs`);
+  return y as tf.Tensor;
+}
+
+/**
+ * The filter that turns the backward pass of a conv (input `[H, W]`, filter `W: [fh, fw, ci, co]`,
+ * strides s, top/left padding p) into one stride-1 forward conv. With t = i + p, phase
+ * r = t mod s and q = ⌊t/s⌋, the input cotangent is
+ *
+ *   dx[i] = Σ_j dy[q − j] · W[s·j + r]   (j < ⌈f/s⌉, zero where s·j + r ≥ f),
+ *
+ * per axis: for each of the s_h·s_w phases a "full" stride-1 correlation of dy with a flipped
+ * sub-filter. All phases go into one filter `[kh, kw, co, s_h·s_w·ci]` (output channels ordered
+ * phase-row, phase-column, ci), built here in float32 on the CPU (the filter is small).
+ */
+export function phaseFilter(W: Float32Array, [fh, fw, ci, co]: number[], [sh, sw]: [number, number]): { filter: tf.Tensor4D; kh: number; kw: number } {
+  const kh = Math.ceil((fh as number) / sh);
+  const kw = Math.ceil((fw as number) / sw);
+  const out = new Float32Array(kh * kw * (co as number) * sh * sw * (ci as number));
+  const cout = sh * sw * (ci as number);
+  for (let a = 0; a < kh; a++) {
+    for (let b = 0; b < kw; b++) {
+      for (let rh = 0; rh < sh; rh++) {
+        const u = sh * (kh - 1 - a) + rh; // filter row, flipped
+        if (u >= (fh as number)) continue;
+        for (let rw = 0; rw < sw; rw++) {
+          const v = sw * (kw - 1 - b) + rw;
+          if (v >= (fw as number)) continue;
+          for (let c = 0; c < (ci as number); c++) {
+            const src = ((u * (fw as number) + v) * (ci as number) + c) * (co as number);
+            const dstChannel = (rh * sw + rw) * (ci as number) + c;
+            for (let o = 0; o < (co as number); o++) {
+              out[((a * kw + b) * (co as number) + o) * cout + dstChannel] = W[src + o] as number;
+            }
+          }
+        }
+      }
+    }
+  }
+  return { filter: tf.tensor4d(out, [kh, kw, co as number, cout]), kh, kw };
+}
+
+/** Cotangent rows of the needed outputs q ∈ [q0, q1] of one axis, and how to pad dy for them. */
+function phaseAxis(H: number, out: number, f: number, s: number, p: number) {
+  const k = Math.ceil(f / s);
+  const q0 = Math.floor(p / s);
+  const q1 = Math.floor((H - 1 + p) / s);
+  const before = k - 1 - q0;
+  const after = q1 - q0 + k - out - before;
+  return { k, q0, q1, before, after, start: p - s * q0 };
+}
+
+/**
+ * The input cotangent of a 2-D convolution (NHWC, no dilation) as one stride-1 forward
+ * convolution with the phase filter, then an interleave of the phases. @internal (tested directly)
+ */
+export function convBackpropInput(
+  dy: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  filterShape: number[],
+  inShape: [number, number, number],
+  strides: [number, number],
+  pad: { top: number; left: number },
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [H, W, ci] = inShape;
+    const [N, oh, ow] = dy.shape;
+    const [sh, sw] = strides;
+    const ax = phaseAxis(H, oh, filterShape[0] as number, sh, pad.top);
+    const ay = phaseAxis(W, ow, filterShape[1] as number, sw, pad.left);
+    // Negative padding means rows of dy that no needed output reads: crop them.
+    let d: tf.Tensor4D = dy;
+    if (ax.before < 0 || ax.after < 0 || ay.before < 0 || ay.after < 0) {
+      const t = Math.max(0, -ax.before);
+      const l = Math.max(0, -ay.before);
+      d = tf.slice(dy, [0, t, l, 0], [N, oh - t - Math.max(0, -ax.after), ow - l - Math.max(0, -ay.after), -1]);
+    }
+    const pads: [[number, number], [number, number], [number, number], [number, number]] = [
+      [0, 0],
+      [Math.max(0, ax.before), Math.max(0, ax.after)],
+      [Math.max(0, ay.before), Math.max(0, ay.after)],
+      [0, 0],
+    ];
+    const z = tf.conv2d(d, filter, 1, pads as unknown as 'valid'); // [N, Qh, Qw, sh·sw·ci]
+    const Qh = ax.q1 - ax.q0 + 1;
+    const Qw = ay.q1 - ay.q0 + 1;
+    let u: tf.Tensor4D = z;
+    if (sh !== 1 || sw !== 1) {
+      // [N·Qh, Qw, sh, sw·ci] → [N·Qh, sh, Qw, sw·ci] → [N, Qh·sh, Qw·sw, ci]
+      const t = tf.transpose(tf.reshape(z, [N * Qh, Qw, sh, sw * ci]), [0, 2, 1, 3]);
+      u = tf.reshape(t, [N, Qh * sh, Qw * sw, ci]);
+    }
+    if (ax.start === 0 && ay.start === 0 && Qh * sh === H && Qw * sw === W) return u;
+    return tf.slice(u, [0, ax.start, ay.start, 0], [N, H, W, ci]);
+  });
+}
+
+function convRule(layer: Layer, inShape: (number | null)[]): Rule {
+  const c = config(layer);
+  if (c['dataFormat'] === 'channelsFirst') throw new NotCompilable(`channels-first conv '${layer.name}'`);
+  const dil = pair(c['dilationRate'], 1);
+  if (dil[0] !== 1 || dil[1] !== 1) throw new NotCompilable(`dilated conv '${layer.name}'`);
+  const padding = c['padding'];
+  if (padding !== 'same' && padding !== 'valid') throw new NotCompilable(`padding '${String(padding)}' of '${layer.name}'`);
+  const strides = pair(c['strides'], 1);
+  const kernel = weight(layer, 'kernel');
+  if (kernel === undefined || kernel.rank !== 4) throw new NotCompilable(`kernel of '${layer.name}'`);
+  const [H, W, ci] = inShape.slice(1) as [number, number, number];
+  const info = tf.backend_util.computeConv2DInfo([1, H, W, ci], kernel.shape as [number, number, number, number], strides, 1, padding);
+  const pad = { top: info.padInfo.top, left: info.padInfo.left };
+  // The weights can change between calls (training): the phase filter is built in each forward pass.
+  const prepare = () => {
+    const k = weight(layer, 'kernel') as tf.Tensor;
+    return [phaseFilter(k.dataSync() as Float32Array, k.shape, strides).filter];
+  };
+  const inner = (dy: tf.Tensor, prepared: tf.Tensor[]) =>
+    convBackpropInput(dy as tf.Tensor4D, prepared[0] as tf.Tensor4D, kernel.shape, [H, W, ci], strides, pad);
+  return activationRule(layer, String(c['activation'] ?? 'linear'), {}, inner, prepare);
+}
+
+function denseRule(layer: Layer, inShape: (number | null)[], linearHead: boolean): Rule {
+  const c = config(layer);
+  const units = Number(c['units']);
+  // The transposed kernel, made once per forward pass: a matMul with transposeB is ~50× slower on wasm.
+  const prepare = () => [tf.transpose(weight(layer, 'kernel') as tf.Tensor2D)];
+  const inner = (dy: tf.Tensor, prepared: tf.Tensor[]) => {
+    const flat = tf.reshape(dy, [-1, units]);
+    return tf.reshape(tf.matMul(flat, prepared[0] as tf.Tensor2D), [dy.shape[0] as number, ...(inShape.slice(1) as number[])]);
+  };
+  if (!linearHead) return activationRule(layer, String(c['activation'] ?? 'linear'), {}, inner, prepare);
+  // The classifier's trailing softmax: differentiate the logits, the Dense layer without it.
+  return {
+    forward([x]) {
+      const k = weight(layer, 'kernel') as tf.Tensor2D;
+      const b = weight(layer, 'bias');
+      const h = x as tf.Tensor;
+      const z = tf.matMul(tf.reshape(h, [-1, k.shape[0]]), k);
+      const y = b ? tf.add(z, b) : z;
+      return { y: tf.reshape(y, [...h.shape.slice(0, -1), units]), saved: prepare() };
+    },
+    backward: (dy, saved) => [inner(dy, saved)],
+  };
+}
+
+/**
+ * Non-overlapping pooling (pool = strides, 'valid'). The forward pass regroups each window's
+ * entries as `[B·oh·ow, ph·pw, C]`; the backward pass spreads dy over the window (a max-pool: to its
+ * first maximum, as tfjs's MaxPoolGrad) and interleaves it back.
+ */
+function windowRule(layer: Layer, inShape: (number | null)[], kind: 'max' | 'avg'): Rule {
+  const c = config(layer);
+  const pool = pair(c['poolSize'], 2);
+  const strides = pair(c['strides'] ?? c['poolSize'], pool[0]);
+  if (c['dataFormat'] === 'channelsFirst' || c['padding'] !== 'valid' || strides[0] !== pool[0] || strides[1] !== pool[1]) {
+    throw new NotCompilable(`overlapping or padded pooling '${layer.name}'`);
+  }
+  const [H, W, C] = inShape.slice(1) as [number, number, number];
+  const [ph, pw] = pool;
+  const oh = Math.floor(H / ph);
+  const ow = Math.floor(W / pw);
+  const area = ph * pw;
+  return {
+    forward(inputs) {
+      const y = apply(layer, inputs);
+      if (kind === 'avg') return { y, saved: [tf.fill([1, 1, area, 1], 1 / area)] };
+      const x = inputs[0] as tf.Tensor4D;
+      const B = x.shape[0];
+      const crop = oh * ph === H && ow * pw === W ? x : tf.slice(x, [0, 0, 0, 0], [B, oh * ph, ow * pw, C]);
+      // [B·oh, ph, ow, pw·C] → [B·oh, ow, ph, pw·C] → [B·oh·ow, ph·pw, C]
+      const windows = tf.reshape(tf.transpose(tf.reshape(crop, [B * oh, ph, ow, pw * C]), [0, 2, 1, 3]), [B * oh * ow, area, C]);
+      // x − max = 0 exactly where x = max; a broadcast subtraction is ~25× faster than a broadcast
+      // comparison on wasm.
+      const hit = tf.cast(tf.equal(tf.sub(windows, tf.reshape(y, [B * oh * ow, 1, C])), 0), 'float32');
+      const first = tf.mul(hit, tf.cast(tf.equal(tf.cumsum(hit, 1), 1), 'float32'));
+      return { y, saved: [tf.reshape(first, [1, B * oh * ow, area, C])] };
+    },
+    backward(dy, saved) {
+      const N = dy.shape[0] as number;
+      const mask = saved[0] as tf.Tensor;
+      // Rows × windows: the mask has the windows of B samples (R rows each), the average none.
+      const windows = kind === 'max' ? (mask.shape[1] as number) : N * oh * ow;
+      const g = tf.mul(tf.reshape(dy, [(N * oh * ow) / windows, windows, 1, C]), mask); // [R, B·oh·ow, ph·pw, C]
+      // [N·oh, ow, ph, pw·C] → [N·oh, ph, ow, pw·C] → [N, oh·ph, ow·pw, C]
+      const t = tf.transpose(tf.reshape(g, [N * oh, ow, ph, pw * C]), [0, 2, 1, 3]);
+      const dx = tf.reshape(t, [N, oh * ph, ow * pw, C]);
+      return [oh * ph === H && ow * pw === W ? dx : tf.pad(dx, [[0, 0], [0, H - oh * ph], [0, W - ow * pw], [0, 0]])];
+    },
+  };
+}
+
+function batchNormRule(layer: Layer, inShape: (number | null)[]): Rule {
+  const c = config(layer);
+  const axis = Number(c['axis'] ?? -1);
+  if (axis !== -1 && axis !== inShape.length - 1) throw new NotCompilable(`BatchNormalization '${layer.name}' over axis ${axis}`);
+  const eps = Number(c['epsilon'] ?? 1e-3);
+  return {
+    forward(inputs) {
+      const y = apply(layer, inputs);
+      const gamma = weight(layer, 'gamma');
+      const variance = weight(layer, 'moving_variance');
+      if (variance === undefined) throw new NotCompilable(`moving variance of '${layer.name}'`);
+      const s = tf.rsqrt(tf.add(variance, eps));
+      return { y, saved: [gamma ? tf.mul(s, gamma) : s] };
+    },
+    backward: (dy, saved) => [tf.mul(dy, saved[0] as tf.Tensor)],
+  };
+}
+
+const IDENTITY_LAYERS = new Set(['Dropout', 'SpatialDropout1D', 'SpatialDropout2D', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout']);
+
+function ruleFor(layer: Layer, inShapes: (number | null)[][], outShape: (number | null)[], linearHead: boolean): Rule {
+  const cls = layer.getClassName();
+  const c = config(layer);
+  const inShape = inShapes[0] as (number | null)[];
+  const passThrough = (backward: Rule['backward']): Rule => ({ forward: (inputs) => ({ y: apply(layer, inputs), saved: [] }), backward });
+  switch (cls) {
+    case 'Conv2D':
+      return convRule(layer, inShape);
+    case 'Dense':
+      return denseRule(layer, inShape, linearHead);
+    case 'Activation':
+      return activationRule(layer, String(c['activation']));
+    case 'ReLU':
+      if (c['threshold'] != null && c['threshold'] !== 0) throw new NotCompilable(`ReLU threshold of '${layer.name}'`);
+      return activationRule(layer, 'relu', { maxValue: c['maxValue'] as number | undefined });
+    case 'LeakyReLU':
+      if (!(Number(c['alpha'] ?? 0.3) > 0)) throw new NotCompilable(`LeakyReLU alpha of '${layer.name}'`);
+      return activationRule(layer, 'leakyRelu', { alpha: Number(c['alpha'] ?? 0.3) });
+    case 'ELU':
+      if (Number(c['alpha'] ?? 1) !== 1) throw new NotCompilable(`ELU alpha of '${layer.name}'`);
+      return activationRule(layer, 'elu');
+    case 'MaxPooling2D':
+      return windowRule(layer, inShape, 'max');
+    case 'AveragePooling2D':
+      return windowRule(layer, inShape, 'avg');
+    case 'GlobalAveragePooling2D': {
+      if (c['dataFormat'] === 'channelsFirst') throw new NotCompilable(`channels-first pooling '${layer.name}'`);
+      const [H, W, C] = inShape.slice(1) as [number, number, number];
+      return passThrough((dy) => [tf.mul(tf.reshape(dy, [-1, 1, 1, C]), tf.fill([1, H, W, 1], 1 / (H * W)))]);
+    }
+    case 'BatchNormalization':
+      return batchNormRule(layer, inShape);
+    case 'Add':
+      return passThrough((dy) => inShapes.map(() => dy));
+    case 'Concatenate': {
+      const axis = Number(c['axis'] ?? -1);
+      const rank = outShape.length;
+      const ax = axis < 0 ? rank + axis : axis;
+      const sizes = inShapes.map((s) => s[ax] as number);
+      return passThrough((dy) => tf.split(dy, sizes, ax));
+    }
+    case 'Flatten':
+    case 'Reshape':
+      return passThrough((dy) => [tf.reshape(dy, [dy.shape[0] as number, ...(inShape.slice(1) as number[])])]);
+    default:
+      if (IDENTITY_LAYERS.has(cls)) return passThrough((dy) => [dy]);
+      throw new NotCompilable(`layer '${layer.name}' (${cls})`);
+  }
+}
+
+/**
+ * Compiles the path from the model's input to `target` (a symbolic tensor of the model). With
+ * `linearHead`, the target's own layer is a Dense layer whose activation (a softmax) is left out.
+ * Returns null (and the reason) when some layer on the path is not covered.
+ */
+export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, linearHead = false): CompiledGraph | { reason: string } {
+  const ops: GraphOp[] = [];
+  const slots = new Map<number, number>(); // symbolic tensor id → slot
+  const shapes: (number | null)[][] = [];
+  const inputSlot = 0;
+  slots.set(input.id, inputSlot);
+  shapes.push(input.shape);
+  try {
+    const visit = (t: SymbolicTensor): number => {
+      const known = slots.get(t.id);
+      if (known !== undefined) return known;
+      const layer = t.sourceLayer;
+      const node = layer.inboundNodes[t.nodeIndex];
+      if (node === undefined || node.outputTensors.length !== 1) throw new NotCompilable(`layer '${layer.name}' with several outputs`);
+      if (Array.isArray((layer as unknown as { layers?: unknown }).layers)) throw new NotCompilable(`nested model '${layer.name}'`);
+      if (node.inputTensors.length === 0) throw new NotCompilable(`a second input '${layer.name}'`);
+      const inputs = node.inputTensors.map(visit);
+      const rule = ruleFor(layer, node.inputTensors.map((s) => s.shape), t.shape, linearHead && t === target);
+      const slot = shapes.length;
+      shapes.push(t.shape);
+      slots.set(t.id, slot);
+      ops.push({ layerName: layer.name, inputs, output: slot, rule });
+      return slot;
+    };
+    visit(target);
+  } catch (e) {
+    if (e instanceof NotCompilable) return { reason: e.message };
+    throw e;
+  }
+  const outSlot = slots.get(target.id) as number;
+  const nSlots = shapes.length;
+  const largest = Math.max(...shapes.map((s) => product(s.slice(1))));
+  return {
+    bytesPerRow: 4 * (4 * largest + 2 * product(input.shape.slice(1))),
+    forward(x) {
+      const B = x.shape[0] as number;
+      const values: (tf.Tensor | undefined)[] = new Array(nSlots);
+      const saved: tf.Tensor[][] = [];
+      values[inputSlot] = x;
+      const kept = tf.tidy(() => {
+        for (const op of ops) {
+          const r = op.rule.forward(op.inputs.map((i) => values[i] as tf.Tensor));
+          values[op.output] = r.y;
+          saved.push(r.saved);
+        }
+        const out = values[outSlot] as tf.Tensor;
+        return [tf.reshape(out, [B, -1]), ...saved.flat()];
+      });
+      const output = kept[0] as tf.Tensor2D;
+      return {
+        output,
+        vjpRows(U) {
+          return tf.tidy(() => {
+            const [R, m] = U.shape;
+            const n = product(shapes[inputSlot]?.slice(1) ?? []);
+            const grads: (tf.Tensor | undefined)[] = new Array(nSlots);
+            const seed = tf.reshape(tf.tile(tf.expandDims(U, 1), [1, B, 1]), [R * B, m]);
+            grads[outSlot] = tf.reshape(seed, [R * B, ...(shapes[outSlot]?.slice(1) as number[])]);
+            for (let k = ops.length - 1; k >= 0; k--) {
+              const op = ops[k] as GraphOp;
+              const dy = grads[op.output];
+              if (dy === undefined) continue;
+              grads[op.output] = undefined;
+              const dxs = op.rule.backward(dy, saved[k] as tf.Tensor[]);
+              op.inputs.forEach((slot, i) => {
+                const dx = dxs[i] as tf.Tensor;
+                const prev = grads[slot];
+                grads[slot] = prev === undefined ? dx : tf.add(prev, dx);
+              });
+            }
+            const dx = grads[inputSlot] ?? tf.zeros([R * B, n]);
+            return tf.transpose(tf.reshape(dx, [R, B, n]), [1, 0, 2]) as tf.Tensor3D;
+          });
+        },
+        dispose() {
+          tf.dispose(kept);
+        },
+      };
+    },
+  };
+}

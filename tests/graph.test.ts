@@ -1,0 +1,177 @@
+/**
+ * infogeo's own reverse mode (strategy 'graph') against tf.grad ('loop'), layer by layer: the
+ * transposed convolution by phases against tfjs's Conv2DBackpropInput, every covered layer kind in
+ * small models, the max-pool tie rule, the fallback for layers it does not cover, weights that
+ * change between calls, and leaks.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { describe, expect, it } from 'vitest';
+import { inputJacobian, UnsupportedModelError, wrapClassifier } from '../src/index.js';
+import type { Target } from '../src/index.js';
+import { convBackpropInput, phaseFilter } from '../src/jacobian/graph.js';
+import { planInputJacobian } from '../src/jacobian/input.js';
+import { randomizeBatchNorm } from '../examples/models.js';
+import { expectClose, expectNoLeak, randn } from './helpers.js';
+
+const init = (s: number) => tfl.initializers.glorotNormal({ seed: s });
+
+describe('convBackpropInput (the backward pass of a conv as one stride-1 conv by phases)', () => {
+  // Every combination of size parity, kernel size (smaller than, equal to and larger than the
+  // stride), stride and padding; tf.grad of tf.conv2d (tfjs's Conv2DBackpropInput) is the oracle.
+  const cases: [number, number, number, 'same' | 'valid'][] = [];
+  for (const H of [7, 8]) for (const f of [1, 2, 3, 5]) for (const s of [1, 2, 3]) for (const pad of ['same', 'valid'] as const) if (f <= H) cases.push([H, f, s, pad]);
+  it(`equals tf.grad of conv2d in ${cases.length} configurations`, () => {
+    cases.forEach(([H, f, s, pad], i) => {
+      tf.tidy(() => {
+        const x = randn([2, H, H + 1, 2], 100 + i) as tf.Tensor4D;
+        const w = randn([f, f + (f > 1 ? -1 : 0), 2, 3], 200 + i) as tf.Tensor4D;
+        const y = tf.conv2d(x, w, s, pad);
+        const dy = randn(y.shape, 300 + i) as tf.Tensor4D;
+        const want = tf.grad((z: tf.Tensor4D) => tf.sum(tf.mul(tf.conv2d(z, w, s, pad), dy)))(x);
+        const info = tf.backend_util.computeConv2DInfo(x.shape, w.shape, s, 1, pad);
+        const { filter } = phaseFilter(w.dataSync() as Float32Array, w.shape, [s, s]);
+        const got = convBackpropInput(dy, filter, w.shape, [H, H + 1, 2], [s, s], { top: info.padInfo.top, left: info.padInfo.left });
+        expect(got.shape).toEqual(x.shape);
+        // Sums of ≤ 5·4·3 products of N(0, 1) numbers in another order: float32 rounding, ~1e-6.
+        expectClose(got, want, { rtol: 1e-5, label: `H=${H} f=${f} s=${s} ${pad}` });
+      });
+    });
+  });
+});
+
+/** Sequential: strided/valid convs, tanh, max-pool over an odd size, BatchNorm, average pool, sigmoid, Dropout, softmax head. */
+function sequentialZoo(): tfl.LayersModel {
+  const m = tfl.sequential();
+  m.add(tfl.layers.conv2d({ inputShape: [11, 11, 2], filters: 4, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu', kernelInitializer: init(1) }));
+  m.add(tfl.layers.conv2d({ filters: 5, kernelSize: 2, activation: 'tanh', kernelInitializer: init(2) })); // 6 → 5
+  m.add(tfl.layers.maxPooling2d({ poolSize: 2 })); // 5 → 2, the last row and column dropped
+  m.add(tfl.layers.batchNormalization({}));
+  m.add(tfl.layers.averagePooling2d({ poolSize: 2 })); // 2 → 1
+  m.add(tfl.layers.flatten());
+  m.add(tfl.layers.dense({ units: 6, activation: 'sigmoid', kernelInitializer: init(3) }));
+  m.add(tfl.layers.dropout({ rate: 0.5 }));
+  m.add(tfl.layers.dense({ units: 4, activation: 'softplus', kernelInitializer: init(4) }));
+  m.add(tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: init(5) }));
+  randomizeBatchNorm(m, 3);
+  return m;
+}
+
+/** Functional: BatchNorm, ReLU(maxValue), branches with strides 2 (3×3 ELU and 1×1), Add, LeakyReLU, Concatenate, GAP, Reshape, Dense on rank 3, a Softmax layer head. */
+function functionalZoo(): tfl.LayersModel {
+  const input = tfl.input({ shape: [8, 8, 3] });
+  const apply = (l: tfl.layers.Layer, x: tfl.SymbolicTensor | tfl.SymbolicTensor[]) => l.apply(x) as tfl.SymbolicTensor;
+  let h = apply(tfl.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: init(6) }), input);
+  h = apply(tfl.layers.batchNormalization({}), h);
+  h = apply(tfl.layers.reLU({ maxValue: 6 }), h);
+  const a = apply(tfl.layers.conv2d({ filters: 4, kernelSize: 3, strides: 2, padding: 'same', activation: 'elu', kernelInitializer: init(7) }), h);
+  const b = apply(tfl.layers.conv2d({ filters: 4, kernelSize: 1, strides: 2, kernelInitializer: init(8) }), h);
+  let s = apply(tfl.layers.leakyReLU({ alpha: 0.2 }), apply(tfl.layers.add(), [a, b]));
+  s = apply(tfl.layers.concatenate(), [s, apply(tfl.layers.conv2d({ filters: 2, kernelSize: 2, strides: 2, activation: 'relu6', kernelInitializer: init(9) }), h)]);
+  const g = apply(tfl.layers.globalAveragePooling2d({}), s); // [6]
+  const r = apply(tfl.layers.reshape({ targetShape: [2, 3] }), g);
+  const d = apply(tfl.layers.dense({ units: 4, activation: 'linear', kernelInitializer: init(10) }), r); // [2, 4]
+  const f = apply(tfl.layers.flatten(), d);
+  const logits = apply(tfl.layers.dense({ units: 5, kernelInitializer: init(11), name: 'logits' }), f);
+  const out = apply(tfl.layers.softmax(), logits);
+  const m = tfl.model({ inputs: input, outputs: out });
+  randomizeBatchNorm(m, 4);
+  return m;
+}
+
+/**
+ * Runs `fn` on the cpu backend: the oracle is tf.grad with tfjs's cpu kernels, because wasm's
+ * MaxPoolGrad puts the gradient of a window whose values are all negative on the wrong element
+ * (see the test below).
+ */
+async function onCpu<T>(fn: () => Promise<T>): Promise<T> {
+  const backend = tf.getBackend();
+  await tf.setBackend('cpu');
+  try {
+    return await fn();
+  } finally {
+    await tf.setBackend(backend);
+  }
+}
+
+describe.each([
+  { name: 'a Sequential model with every covered single-input layer', build: sequentialZoo, shape: [11, 11, 2] },
+  { name: 'a functional model with branches, Add, Concatenate and a Softmax layer', build: functionalZoo, shape: [8, 8, 3] },
+])('strategy graph on $name', ({ build, shape }) => {
+  it('compiles (auto picks it) and equals tf.grad for log-probabilities, logits and a layer', async () => {
+    const model = build();
+    const x = randn([3, ...shape], 7);
+    const clf = wrapClassifier(model);
+    expect(planInputJacobian(clf, 3, {}).strategy).toBe('graph');
+    const hidden = model.layers.find((l) => l.getClassName() === 'Dense')?.name as string;
+    for (const target of ['logProbs', 'logits', { layer: hidden }] as Target[]) {
+      const J = await expectNoLeak(() => inputJacobian(model, x, { target, strategy: 'graph' }), (t) => [t]);
+      const ref = await onCpu(() => inputJacobian(model, x, { target, strategy: 'loop' }));
+      // Same derivatives, summed in another order: float32 rounding, ≤ ~1e-6 of the largest.
+      expectClose(J, ref, { rtol: 1e-5, label: JSON.stringify(target) });
+      tf.dispose([J, ref]);
+    }
+    x.dispose();
+  });
+});
+
+describe('strategy graph: conventions and limits', () => {
+  it('gives a max-pool window’s gradient to its first maximum on every backend (as tfjs cpu, TF and PyTorch)', async () => {
+    const m = tfl.sequential();
+    m.add(tfl.layers.maxPooling2d({ inputShape: [2, 2, 1], poolSize: 2 }));
+    m.add(tfl.layers.flatten());
+    m.add(tfl.layers.dense({ units: 2, kernelInitializer: 'ones', biasInitializer: 'zeros' }));
+    const x = tf.ones([1, 2, 2, 1]); // all four tie
+    const J = await inputJacobian(m, x, { target: 'logits', strategy: 'graph', flatten: true });
+    expect(Array.from(J.dataSync())).toEqual([1, 0, 0, 0, 1, 0, 0, 0]);
+    tf.dispose([J, x]);
+  });
+
+  it('gives a max-pool window of negative values’ gradient to its maximum (tfjs wasm’s MaxPoolGrad does not)', async () => {
+    const m = tfl.sequential();
+    m.add(tfl.layers.maxPooling2d({ inputShape: [2, 4, 1], poolSize: 2 }));
+    m.add(tfl.layers.flatten());
+    // Two windows: {−1.6, −1.5, −0.5, −0.9} with its maximum at index 4, {0.3, 0.1, 0.2, 0.4} at 7.
+    const x = tf.tensor4d([-1.6, -1.5, 0.3, 0.1, -0.5, -0.9, 0.2, 0.4], [1, 2, 4, 1]);
+    const J = await inputJacobian(m, x, { target: 'logits', strategy: 'graph', flatten: true });
+    expect(Array.from(J.dataSync())).toEqual([0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    tf.dispose([J, x]);
+  });
+
+  it('uses the current weights: after setWeights it still equals tf.grad', async () => {
+    const m = functionalZoo();
+    const x = randn([2, 8, 8, 3], 9);
+    (await inputJacobian(m, x)).dispose();
+    const conv = m.layers.find((l) => l.getClassName() === 'Conv2D') as tfl.layers.Layer;
+    const w = randn(conv.getWeights()[0]!.shape, 10);
+    conv.setWeights([w]);
+    const J = await inputJacobian(m, x, { strategy: 'graph' });
+    const ref = await onCpu(() => inputJacobian(m, x, { strategy: 'loop' }));
+    expectClose(J, ref, { rtol: 1e-5, label: 'after setWeights' });
+    tf.dispose([x, w, J, ref]);
+  });
+
+  it("falls back to tf.grad for a layer it does not cover, and 'graph' says which", async () => {
+    const m = tfl.sequential();
+    m.add(tfl.layers.dense({ inputShape: [5], units: 4, activation: 'selu', kernelInitializer: init(12) }));
+    m.add(tfl.layers.dense({ units: 3, kernelInitializer: init(13) }));
+    const x = randn([2, 5], 11);
+    const plan = planInputJacobian(wrapClassifier(m), 2, {});
+    expect(plan.strategy).toBe('softmax-chain');
+    expect(plan.graphUnavailable).toMatch(/selu/);
+    await expect(inputJacobian(m, x, { strategy: 'graph' })).rejects.toThrow(UnsupportedModelError);
+    await expect(inputJacobian(m, x, { strategy: 'graph' })).rejects.toThrow(/selu/);
+    const J = await inputJacobian(m, x); // auto: tf.grad
+    expect(J.shape).toEqual([2, 3, 5]);
+    tf.dispose([x, J]);
+  });
+
+  it('covers no model whose logits are log-probabilities read from the output', async () => {
+    const m = tfl.sequential();
+    m.add(tfl.layers.dense({ inputShape: [4], units: 3, activation: 'softmax', kernelInitializer: init(14) }));
+    const plan = planInputJacobian(wrapClassifier(m, { modelOutput: 'logits' }), 1, { strategy: 'auto' });
+    // As logits, a Dense softmax layer's output: the softmax activation is not covered.
+    expect(plan.strategy).toBe('softmax-chain');
+    expect(plan.graphUnavailable).toMatch(/softmax/);
+  });
+});
