@@ -28,7 +28,7 @@ describe('convBackpropInput (the backward pass of a conv as one stride-1 conv by
         const w = randn([f, f + (f > 1 ? -1 : 0), 2, 3], 200 + i) as tf.Tensor4D;
         const y = tf.conv2d(x, w, s, pad);
         const dy = randn(y.shape, 300 + i) as tf.Tensor4D;
-        const want = tf.grad((z: tf.Tensor4D) => tf.sum(tf.mul(tf.conv2d(z, w, s, pad), dy)))(x);
+        const want = tf.grad((z: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(z as tf.Tensor4D, w, s, pad), dy)))(x);
         const info = tf.backend_util.computeConv2DInfo(x.shape, w.shape, s, 1, pad);
         const { filter } = phaseFilter(w.dataSync() as Float32Array, w.shape, [s, s]);
         const got = convBackpropInput(dy, filter, w.shape, [H, H + 1, 2], [s, s], { top: info.padInfo.top, left: info.padInfo.left });
