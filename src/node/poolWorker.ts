@@ -1,0 +1,56 @@
+/**
+ * One thread of a {@link createJacobianPool} pool: its own tfjs engine and backend, a copy of the
+ * model, and input Jacobians on request. Not a public module.
+ *
+ * @internal
+ * @module
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { registerGradientKernels } from '../backends/gradientKernels.js';
+import { useWasmBackend } from '../backends/wasm.js';
+import { inputJacobian } from '../jacobian/input.js';
+import type { PoolRequest, PoolResponse, PoolWorkerData } from './protocol.js';
+
+const port = parentPort;
+if (port === null) throw new Error('infogeo pool worker: not started as a worker thread');
+const init = workerData as PoolWorkerData;
+
+tf.env().set('PROD', true);
+if (init.backend === 'wasm') {
+  await useWasmBackend();
+} else {
+  await import('@tensorflow/tfjs-backend-cpu');
+  await tf.setBackend('cpu');
+}
+registerGradientKernels([tf.getBackend()]);
+const model = await tfl.loadLayersModel(tf.io.fromMemory(init.artifacts));
+
+function reply(msg: PoolResponse, transfer: ArrayBuffer[] = []): void {
+  port?.postMessage(msg, transfer);
+}
+
+port.on('message', async (msg: PoolRequest) => {
+  if (msg.type === 'weights') {
+    const values = msg.weights.map((w) => tf.tensor(w.data, w.shape, 'float32'));
+    model.setWeights(values);
+    tf.dispose(values);
+    reply({ type: 'done', id: msg.id });
+    return;
+  }
+  const x = tf.tensor(msg.data, msg.shape, 'float32');
+  try {
+    const J = await inputJacobian(model, x, msg.options);
+    const data = (await J.data()) as Float32Array;
+    const shape = J.shape;
+    J.dispose();
+    reply({ type: 'jacobian', id: msg.id, data, shape }, [data.buffer as ArrayBuffer]);
+  } catch (e) {
+    const err = e as Error;
+    reply({ type: 'error', id: msg.id, name: err.name ?? 'Error', message: err.message ?? String(e) });
+  } finally {
+    x.dispose();
+  }
+});
+reply({ type: 'ready', id: -1 });
