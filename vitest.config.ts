@@ -16,8 +16,8 @@ export default defineConfig({
     outputFile: { json: 'test-results.json' },
     projects: [
       { test: { ...shared, name: 'cpu', setupFiles: ['tests/setup/cpu.ts'] } },
-      // Files without tensors need no second backend.
-      { test: { ...shared, name: 'wasm', setupFiles: ['tests/setup/wasm.ts'], exclude: ['tests/shallow.test.ts', 'tests/datasets.test.ts'] } },
+      // Files without tensors need no second backend; the pool's threads choose their own.
+      { test: { ...shared, name: 'wasm', setupFiles: ['tests/setup/wasm.ts'], exclude: ['tests/shallow.test.ts', 'tests/datasets.test.ts', 'tests/pool.test.ts'] } },
     ],
   },
 });

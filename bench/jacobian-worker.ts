@@ -1,31 +1,37 @@
 /**
  * One benchmark configuration, in its own process (peak RSS is per process, and the wasm heap never
  * shrinks): `tsx bench/jacobian-worker.ts <backend> <model> <B> <strategy> <minSeconds>`.
- * Prints one JSON line.
+ * Strategy `pool` is `auto` on a pool of one worker thread per core (`infogeo/node`), each running
+ * `<backend>`. Prints one JSON line.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { inputJacobian } from '../src/index.js';
 import type { JacobianStrategy } from '../src/index.js';
 import { planInputJacobian } from '../src/jacobian/input.js';
 import { wrapClassifier } from '../src/model/classifier.js';
+import { createJacobianPool } from '../src/node/pool.js';
+import { availableParallelism } from 'node:os';
 import { setupWorker } from './setup.js';
 
 const [backend = 'wasm', modelName = 'mnist-cnn', bArg = '8', strategy = 'auto', minSecondsArg = '3'] = process.argv.slice(2);
 const B = Number(bArg);
 const { model, x } = await setupWorker(backend, modelName, B);
-const opts = { strategy: strategy as JacobianStrategy };
-const plan = planInputJacobian(wrapClassifier(model), B, opts);
+const usePool = strategy === 'pool';
+const opts = { strategy: (usePool ? 'auto' : strategy) as JacobianStrategy };
+const plan = planInputJacobian(wrapClassifier(model), usePool ? Math.ceil(B / availableParallelism()) : B, opts);
+const pool = usePool ? await createJacobianPool(model, { backend: backend as 'wasm' | 'cpu' }) : undefined;
+const jacobian = (xs: tf.Tensor) => (pool ? pool.inputJacobian(xs, opts) : inputJacobian(model, xs, opts));
 
-// Warm-up on one sample: kernel set-up and the first-call costs of tfjs.
-const x1 = tf.slice(x, 0, 1);
-(await inputJacobian(model, x1, opts)).dispose();
+// Warm-up on one sample per thread: kernel set-up and the first-call costs of tfjs.
+const x1 = tf.slice(x, 0, Math.min(B, pool?.threads ?? 1));
+(await jacobian(x1)).dispose();
 x1.dispose();
 
 const times: number[] = [];
 const start = performance.now();
 while (times.length < 5 && (times.length === 0 || performance.now() - start < Number(minSecondsArg) * 1000)) {
   const t0 = performance.now();
-  const J = await inputJacobian(model, x, opts);
+  const J = await jacobian(x);
   await J.data(); // make sure the work is done (async backends)
   times.push(performance.now() - t0);
   J.dispose();
@@ -39,6 +45,7 @@ console.log(
     model: modelName,
     B,
     strategy,
+    threads: pool?.threads ?? 1,
     plan: (({ graph: _graph, ...rest }) => rest)(plan),
     kernels:
       plan.strategy === 'graph'
@@ -50,3 +57,4 @@ console.log(
     peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
   }),
 );
+await pool?.close();

@@ -8,7 +8,8 @@
  *
  * Options: --only jacobian|geometry, --quick (B ∈ {1, 8}, wasm only, strategy auto), --backends wasm,cpu, --models a,b,
  * --batches 1,8,32 (cpu, ~20× slower than wasm, defaults to 1,8), --strategies
- * auto,graph,loop,tiled,softmax-chain, --seconds N (time per configuration).
+ * auto,pool,graph,loop,tiled,softmax-chain (pool: auto on one worker thread per core; cpu runs only
+ * auto and loop unless given), --seconds N (time per configuration).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -29,7 +30,9 @@ const only = opt('only', 'all');
 const models = opt('models', 'mnist-cnn,cifar-resnet').split(',');
 const batches = opt('batches', quick ? '1,8' : '1,8,32').split(',').map(Number);
 const batchesFor = (backend: string) => (backend === 'cpu' && !args.includes('--batches') ? batches.filter((b) => b <= 8) : batches);
-const strategies = opt('strategies', quick ? 'auto' : 'auto,graph,loop,tiled,softmax-chain').split(',');
+const strategies = opt('strategies', quick ? 'auto,pool' : 'auto,pool,loop,tiled,softmax-chain').split(',');
+// The cpu backend is ~20× slower than wasm: its tf.grad strategies would take most of the run.
+const strategiesFor = (backend: string) => (backend === 'cpu' && !args.includes('--strategies') ? strategies.filter((s) => s === 'auto' || s === 'loop') : strategies);
 const seconds = opt('seconds', quick ? '1' : '3');
 const TORCH_PYTHON = '/usr/bin/python3';
 const TORCH_THREADS = 2;
@@ -87,7 +90,7 @@ const rows: Row[] = [];
 for (const model of models) {
   for (const backend of backends) {
     for (const B of batchesFor(backend)) {
-      for (const strategy of strategies) {
+      for (const strategy of strategiesFor(backend)) {
         process.stdout.write(`  ${model} ${backend} B=${B} ${strategy} ... `);
         const row = runWorker(backend, model, B, strategy);
         if (row) {
@@ -121,10 +124,12 @@ lines.push('# Jacobian core benchmark', '');
 lines.push(
   `Input Jacobian of the log-probabilities (10 rows per image), float32. Machine: ${machine.cpu}, ` +
     `${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}, tfjs ${machine.tfjs}, ${machine.date}. ` +
-    `wasm runs one thread (SIMD, no threads in Node); infogeo's gradient kernels registered. ` +
+    `wasm runs one thread (SIMD, no threads in Node); 'pool' is 'auto' on a pool of one worker thread per core ` +
+    `(\`createJacobianPool\` from \`infogeo/node\`), each with its own backend; 'auto' is infogeo's own reverse mode ('graph') ` +
+    `for both models; infogeo's gradient kernels registered (the tf.grad strategies use them). ` +
     `Median of up to 5 runs (at least one, ${seconds} s per configuration) after a one-image warm-up; ` +
     `each configuration in a fresh process, so peak RSS is its own. On a shared 2-core machine the rates vary by ` +
-    `about ±15 % from run to run ('auto' and 'softmax-chain' run the same plan at B ≥ 8). Command: \`npm run bench${quick ? ':quick' : ''}\`.`,
+    `about ±15 % from run to run. Command: \`npm run bench${quick ? ':quick' : ''}\`.`,
   '',
 );
 if (torchVersion) {

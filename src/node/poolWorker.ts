@@ -8,6 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { registerGradientKernels } from '../backends/gradientKernels.js';
 import { useWasmBackend } from '../backends/wasm.js';
 import { inputJacobian } from '../jacobian/input.js';
@@ -17,21 +18,23 @@ const port = parentPort;
 if (port === null) throw new Error('infogeo pool worker: not started as a worker thread');
 const init = workerData as PoolWorkerData;
 
-tf.env().set('PROD', true);
-if (init.backend === 'wasm') {
-  await useWasmBackend();
-} else {
-  await import('@tensorflow/tfjs-backend-cpu');
-  await tf.setBackend('cpu');
+async function start(): Promise<LayersModel> {
+  tf.env().set('PROD', true);
+  if (init.backend === 'wasm') {
+    await useWasmBackend();
+  } else {
+    await import('@tensorflow/tfjs-backend-cpu');
+    await tf.setBackend('cpu');
+  }
+  registerGradientKernels([tf.getBackend()]);
+  return tfl.loadLayersModel(tf.io.fromMemory(init.artifacts));
 }
-registerGradientKernels([tf.getBackend()]);
-const model = await tfl.loadLayersModel(tf.io.fromMemory(init.artifacts));
 
 function reply(msg: PoolResponse, transfer: ArrayBuffer[] = []): void {
   port?.postMessage(msg, transfer);
 }
 
-port.on('message', async (msg: PoolRequest) => {
+async function handle(model: LayersModel, msg: PoolRequest): Promise<void> {
   if (msg.type === 'weights') {
     const values = msg.weights.map((w) => tf.tensor(w.data, w.shape, 'float32'));
     model.setWeights(values);
@@ -52,5 +55,10 @@ port.on('message', async (msg: PoolRequest) => {
   } finally {
     x.dispose();
   }
+}
+
+// No top-level await: the package targets ES2020.
+void start().then((model) => {
+  port.on('message', (msg: PoolRequest) => void handle(model, msg));
+  reply({ type: 'ready', id: -1 });
 });
-reply({ type: 'ready', id: -1 });
