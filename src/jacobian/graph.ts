@@ -35,7 +35,8 @@ interface Rule {
 }
 
 interface GraphOp {
-  layerName: string;
+  layer: Layer;
+  inShapes: (number | null)[][];
   inputs: number[];
   output: number;
   rule: Rule;
@@ -157,26 +158,29 @@ function apply(layer: Layer, inputs: tf.Tensor[]): tf.Tensor {
  *
  *   dx[i] = Σ_j dy[q − j] · W[s·j + r]   (j < ⌈f/s⌉, zero where s·j + r ≥ f),
  *
- * per axis: for each of the s_h·s_w phases a "full" stride-1 correlation of dy with a flipped
- * sub-filter. All phases go into one filter `[kh, kw, co, s_h·s_w·ci]` (output channels ordered
- * phase-row, phase-column, ci), built here in float32 on the CPU (the filter is small).
+ * per axis: for each phase a "full" stride-1 correlation of dy with a flipped sub-filter. Phases
+ * r ≥ f (a 1×1 conv with stride 2) have no filter taps and are left out. The live phases go into
+ * one filter `[kh, kw, co, P_h·P_w·ci]` (P = min(s, f); output channels ordered phase-row,
+ * phase-column, ci), built here in float32 on the CPU (the filter is small).
  */
 export function phaseFilter(W: Float32Array, [fh, fw, ci, co]: number[], [sh, sw]: [number, number]): { filter: tf.Tensor4D; kh: number; kw: number } {
   const kh = Math.ceil((fh as number) / sh);
   const kw = Math.ceil((fw as number) / sw);
-  const out = new Float32Array(kh * kw * (co as number) * sh * sw * (ci as number));
-  const cout = sh * sw * (ci as number);
+  const ph = Math.min(sh, fh as number);
+  const pw = Math.min(sw, fw as number);
+  const cout = ph * pw * (ci as number);
+  const out = new Float32Array(kh * kw * (co as number) * cout);
   for (let a = 0; a < kh; a++) {
     for (let b = 0; b < kw; b++) {
-      for (let rh = 0; rh < sh; rh++) {
+      for (let rh = 0; rh < ph; rh++) {
         const u = sh * (kh - 1 - a) + rh; // filter row, flipped
         if (u >= (fh as number)) continue;
-        for (let rw = 0; rw < sw; rw++) {
+        for (let rw = 0; rw < pw; rw++) {
           const v = sw * (kw - 1 - b) + rw;
           if (v >= (fw as number)) continue;
           for (let c = 0; c < (ci as number); c++) {
             const src = ((u * (fw as number) + v) * (ci as number) + c) * (co as number);
-            const dstChannel = (rh * sw + rw) * (ci as number) + c;
+            const dstChannel = (rh * pw + rw) * (ci as number) + c;
             for (let o = 0; o < (co as number); o++) {
               out[((a * kw + b) * (co as number) + o) * cout + dstChannel] = W[src + o] as number;
             }
@@ -229,9 +233,16 @@ export function convBackpropInput(
       [Math.max(0, ay.before), Math.max(0, ay.after)],
       [0, 0],
     ];
-    const z = tf.conv2d(d, filter, 1, pads as unknown as 'valid'); // [N, Qh, Qw, sh·sw·ci]
+    let z = tf.conv2d(d, filter, 1, pads as unknown as 'valid'); // [N, Qh, Qw, Ph·Pw·ci]
     const Qh = ax.q1 - ax.q0 + 1;
     const Qw = ay.q1 - ay.q0 + 1;
+    const ph = Math.min(sh, filterShape[0] as number);
+    const pw = Math.min(sw, filterShape[1] as number);
+    if (ph < sh || pw < sw) {
+      // The phases without filter taps are zeros: [N·Qh·Qw, Ph, Pw, ci] → [N·Qh·Qw, sh, sw, ci].
+      const live = tf.reshape(z, [N * Qh * Qw, ph, pw, ci]);
+      z = tf.reshape(tf.pad(live, [[0, 0], [0, sh - ph], [0, sw - pw], [0, 0]]), [N, Qh, Qw, sh * sw * ci]);
+    }
     let u: tf.Tensor4D = z;
     if (sh !== 1 || sw !== 1) {
       // [N·Qh, Qw, sh, sw·ci] → [N·Qh, sh, Qw, sw·ci] → [N, Qh·sh, Qw·sw, ci]
@@ -243,7 +254,12 @@ export function convBackpropInput(
   });
 }
 
-function convRule(layer: Layer, inShape: (number | null)[]): Rule {
+/**
+ * `convRule` with `foldedScale`: the conv feeds only a BatchNorm, whose backward pass (a
+ * per-output-channel scale) is folded into the conv's phase filter, saving one pass over the
+ * largest cotangents.
+ */
+function convRule(layer: Layer, inShape: (number | null)[], foldedScale?: Layer): Rule {
   const c = config(layer);
   if (c['dataFormat'] === 'channelsFirst') throw new NotCompilable(`channels-first conv '${layer.name}'`);
   const dil = pair(c['dilationRate'], 1);
@@ -259,7 +275,13 @@ function convRule(layer: Layer, inShape: (number | null)[]): Rule {
   // The weights can change between calls (training): the phase filter is built in each forward pass.
   const prepare = () => {
     const k = weight(layer, 'kernel') as tf.Tensor;
-    return [phaseFilter(k.dataSync() as Float32Array, k.shape, strides).filter];
+    let w = k.dataSync() as Float32Array;
+    if (foldedScale !== undefined) {
+      const scale = tf.tidy(() => batchNormScale(foldedScale).dataSync());
+      const co = k.shape[3] as number;
+      w = w.map((v, i) => v * (scale[i % co] as number));
+    }
+    return [phaseFilter(w, k.shape, strides).filter];
   };
   const inner = (dy: tf.Tensor, prepared: tf.Tensor[]) =>
     convBackpropInput(dy as tf.Tensor4D, prepared[0] as tf.Tensor4D, kernel.shape, [H, W, ci], strides, pad);
@@ -336,21 +358,23 @@ function windowRule(layer: Layer, inShape: (number | null)[], kind: 'max' | 'avg
   };
 }
 
-function batchNormRule(layer: Layer, inShape: (number | null)[]): Rule {
+/** A BatchNorm's derivative in inference mode, per channel: γ/√(σ² + ε). */
+function batchNormScale(layer: Layer): tf.Tensor {
+  const eps = Number(config(layer)['epsilon'] ?? 1e-3);
+  const gamma = weight(layer, 'gamma');
+  const s = tf.rsqrt(tf.add(weight(layer, 'moving_variance') as tf.Tensor, eps));
+  return gamma ? tf.mul(s, gamma) : s;
+}
+
+/** BatchNorm in inference mode; `folded`: its scale is applied by the conv before it. */
+function batchNormRule(layer: Layer, inShape: (number | null)[], folded = false): Rule {
   const c = config(layer);
   const axis = Number(c['axis'] ?? -1);
   if (axis !== -1 && axis !== inShape.length - 1) throw new NotCompilable(`BatchNormalization '${layer.name}' over axis ${axis}`);
-  const eps = Number(c['epsilon'] ?? 1e-3);
+  if (weight(layer, 'moving_variance') === undefined) throw new NotCompilable(`moving variance of '${layer.name}'`);
   return {
-    forward(inputs) {
-      const y = apply(layer, inputs);
-      const gamma = weight(layer, 'gamma');
-      const variance = weight(layer, 'moving_variance');
-      if (variance === undefined) throw new NotCompilable(`moving variance of '${layer.name}'`);
-      const s = tf.rsqrt(tf.add(variance, eps));
-      return { y, saved: [gamma ? tf.mul(s, gamma) : s] };
-    },
-    backward: (dy, saved) => [tf.mul(dy, saved[0] as tf.Tensor)],
+    forward: (inputs) => ({ y: apply(layer, inputs), saved: folded ? [] : [batchNormScale(layer)] }),
+    backward: (dy, saved) => [folded ? dy : tf.mul(dy, saved[0] as tf.Tensor)],
   };
 }
 
@@ -406,6 +430,21 @@ function ruleFor(layer: Layer, inShapes: (number | null)[][], outShape: (number 
   }
 }
 
+/** Folds each BatchNorm that is the only consumer of a linear Conv2D into that conv's backward pass. */
+function foldBatchNorms(ops: GraphOp[]): void {
+  const consumers = new Map<number, number>();
+  for (const op of ops) for (const i of op.inputs) consumers.set(i, (consumers.get(i) ?? 0) + 1);
+  for (const bn of ops) {
+    if (bn.layer.getClassName() !== 'BatchNormalization' || bn.inputs.length !== 1) continue;
+    const slot = bn.inputs[0] as number;
+    const conv = ops.find((op) => op.output === slot);
+    if (conv === undefined || conv.layer.getClassName() !== 'Conv2D' || consumers.get(slot) !== 1) continue;
+    if ((config(conv.layer)['activation'] ?? 'linear') !== 'linear') continue;
+    conv.rule = convRule(conv.layer, conv.inShapes[0] as (number | null)[], bn.layer);
+    bn.rule = batchNormRule(bn.layer, bn.inShapes[0] as (number | null)[], true);
+  }
+}
+
 /**
  * Compiles the path from the model's input to `target` (a symbolic tensor of the model). With
  * `linearHead`, the target's own layer is a Dense layer whose activation (a softmax) is left out.
@@ -432,7 +471,7 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
       const slot = shapes.length;
       shapes.push(t.shape);
       slots.set(t.id, slot);
-      ops.push({ layerName: layer.name, inputs, output: slot, rule });
+      ops.push({ layer, inShapes: node.inputTensors.map((s) => s.shape), inputs, output: slot, rule });
       return slot;
     };
     visit(target);
@@ -440,6 +479,7 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
     if (e instanceof NotCompilable) return { reason: e.message };
     throw e;
   }
+  foldBatchNorms(ops);
   const outSlot = slots.get(target.id) as number;
   const nSlots = shapes.length;
   const largest = Math.max(...shapes.map((s) => product(s.slice(1))));
