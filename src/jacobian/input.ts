@@ -24,7 +24,7 @@ import { logitDifferenceRows, softmaxChain, vjpRows } from './rows.js';
  *   chain rule (as `'softmax-chain'`). Covers Dense, Conv2D (no dilation, NHWC), pooling without
  *   overlap, global average pooling, BatchNormalization, Add, Concatenate, Flatten, Reshape,
  *   Dropout-like layers and the activations relu, relu6, elu, sigmoid, tanh, softplus, linear.
- *   Measured on wasm: 3–8× faster than `tf.grad` (the numbers are in the README).
+ *   Measured on wasm: 2.4–8× faster than `tf.grad` (the numbers are in the README).
  * - `'loop'`: `tf.grad`, one backward pass per output row over the whole chunk (least memory).
  * - `'tiled'`: `tf.grad`, all rows in one backward pass over the chunk tiled R times.
  * - `'softmax-chain'` (log-probabilities only): `tf.grad`, C−1 backward passes on the logits, with

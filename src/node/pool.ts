@@ -34,7 +34,7 @@ export interface JacobianPool {
   /** The number of worker threads. */
   readonly threads: number;
   /**
-   * {@link inputJacobian} with the batch split between the threads (a batch of B samples uses
+   * {@link infogeo!inputJacobian | inputJacobian} with the batch split between the threads (a batch of B samples uses
    * min(B, threads) of them). Same arguments and result; the result is a new tensor on the
    * calling thread's active backend, owned by the caller. The model's current weights are used:
    * when they changed since the last call (training), they are copied to the workers first.
@@ -80,11 +80,11 @@ function weightStamp(model: LayersModel): unknown[] {
  *
  * Measured on a 2-core machine (wasm, MNIST CNN, B = 32): see the benchmark table in the README.
  *
- * @param model - a classifier `LayersModel` (see {@link inputJacobian}).
+ * @param model - a classifier `LayersModel` (see {@link infogeo!inputJacobian | inputJacobian}).
  * @param options - see {@link JacobianPoolOptions}.
  * @returns the pool, once every thread is ready.
- * @throws {@link ValueError} for a bad `threads` or `backend`.
- * @throws {@link UnsupportedModelError} for a model infogeo cannot use.
+ * @throws {@link infogeo!ValueError | ValueError} for a bad `threads` or `backend`.
+ * @throws {@link infogeo!UnsupportedModelError | UnsupportedModelError} for a model infogeo cannot use.
  *
  * @example
  * ```ts
