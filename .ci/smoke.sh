@@ -33,6 +33,26 @@ if (!threw) throw new Error('expected a ShapeError');
 console.log(`ESM ok: backend ${tf.getBackend()}, Jacobian ${J.shape}`);
 JS
 
+cat > pool.mjs <<'JS'
+// The worker threads of infogeo/node load the packaged worker script next to the module.
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { inputJacobian } from 'infogeo';
+import { useWasmBackend } from 'infogeo/wasm';
+import { createJacobianPool } from 'infogeo/node';
+tf.env().set('PROD', true);
+await useWasmBackend();
+const model = tfl.sequential({ layers: [tfl.layers.conv2d({ inputShape: [6, 6, 1], filters: 2, kernelSize: 3, activation: 'relu' }), tfl.layers.flatten(), tfl.layers.dense({ units: 3 })] });
+const pool = await createJacobianPool(model, { threads: 2 });
+const x = tf.randomNormal([3, 6, 6, 1]);
+const J = await pool.inputJacobian(x);
+const ref = await inputJacobian(model, x);
+const err = tf.max(tf.abs(tf.sub(J, ref))).dataSync()[0];
+await pool.close();
+if (!(err < 1e-5)) throw new Error(`pool and in-thread Jacobians differ by ${err}`);
+console.log(`pool ok: ${pool.threads} threads, Jacobian ${J.shape}, max difference ${err}`);
+JS
+
 cat > smoke.cjs <<'JS'
 const tf = require('@tensorflow/tfjs-core');
 const tfl = require('@tensorflow/tfjs-layers');
@@ -51,4 +71,5 @@ tf.env().set('PROD', true);
 JS
 
 node smoke.mjs
+node pool.mjs
 node smoke.cjs
