@@ -127,7 +127,7 @@ lines.push(
     `wasm runs one thread (SIMD, no threads in Node); 'pool' is 'auto' on a pool of one worker thread per core ` +
     `(\`createJacobianPool\` from \`infogeo/node\`), each with its own backend; 'auto' is infogeo's own reverse mode ('graph') ` +
     `for both models; infogeo's gradient kernels registered (the tf.grad strategies use them). ` +
-    `Median of up to 5 runs (at least one, ${seconds} s per configuration) after a one-image warm-up; ` +
+    `Median of up to 5 runs (at least one, ${seconds} s per configuration) after a warm-up call on the same batch (on both sides); ` +
     `each configuration in a fresh process, so peak RSS is its own. On a shared 2-core machine the rates vary by ` +
     `about ±15 % from run to run. Command: \`npm run bench${quick ? ':quick' : ''}\`.`,
   '',

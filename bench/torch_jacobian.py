@@ -89,7 +89,7 @@ def main():
         x = torch.randn(B, *shape)
         for strategy, fn in (("loop-retain-graph", jac_loop), ("vmap-jacrev", jac_vmap)):
             try:
-                fn(model, x[:1])
+                fn(model, x)  # warm-up on the same batch, as the tfjs side does
                 times, start = [], time.perf_counter()
                 while len(times) < 5 and (not times or time.perf_counter() - start < 3):
                     t0 = time.perf_counter()
