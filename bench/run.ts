@@ -216,7 +216,7 @@ function geometryBench(): void {
       '`localDataMatrix` is the input Jacobian (C − 1 logit-difference rows) and the (C−1)-row factor; `eig` its nonzero eigenpairs in float64 ' +
       '(MGS2 basis, no n × n matrix); the projector is the same Jacobian plus the float64 basis; `localFisher` covers every trainable weight ' +
       '(1,199,882 for the MNIST CNN); a horizontal-path step is timed over 20 steps. The volume element uses the penultimate layer ' +
-      '(128 features for the MNIST CNN, 64 for the ResNet): `effective` needs its full Jacobian (one backward pass per feature), the plane ' +
+      '(128 features for the MNIST CNN, 64 for the ResNet): `effective` needs its full Jacobian (one row per feature, all in one backward pass of the graph), the plane ' +
       'two Jacobian-vector products (central differences past the MNIST CNN\'s max-pool, double VJP for the ResNet). `relativeStability` ' +
       'at one temperature evaluates the model on the clean, deformed and noisy images. Command: `npm run bench -- --only geometry`.',
     '',
