@@ -61,7 +61,16 @@ describe('createJacobianPool (2 threads, wasm in each)', () => {
     ctrl.abort();
     const x = randn([2, 28, 28, 1], 5);
     await expect(pool.inputJacobian(x, { signal: ctrl.signal })).rejects.toMatchObject({ name: 'AbortError' });
-    x.dispose();
+    // Aborted while the threads work: rejects at once, leaves nothing here, and the pool still works.
+    const later = new AbortController();
+    const before = tf.memory().numTensors;
+    const running = pool.inputJacobian(x, { signal: later.signal });
+    later.abort();
+    await expect(running).rejects.toMatchObject({ name: 'AbortError' });
+    expect(tf.memory().numTensors).toBe(before);
+    const J = await pool.inputJacobian(x);
+    expect(J.shape).toEqual([2, 10, 28, 28, 1]);
+    tf.dispose([x, J]);
     await expect(createJacobianPool(model, { threads: 0 })).rejects.toThrow(ValueError);
     await expect(createJacobianPool(model, { backend: 'webgl' as never })).rejects.toThrow(ValueError);
   });

@@ -180,7 +180,14 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
       planInputJacobian(clf, B, opts, call); // validates the options here, with this call's name
       const { onProgress, signal, ...portable } = opts;
       signal?.throwIfAborted();
-      await syncWeights();
+      // Listening from here on: an abort while the weights or the batch are read counts too.
+      let onAbort: (() => void) | undefined;
+      const aborted = new Promise<never>((_, reject) => {
+        onAbort = () => reject(signal?.reason);
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
+      aborted.catch(() => undefined); // rejected before the race below subscribes: not unhandled
+      await Promise.race([syncWeights(), aborted]);
       const all = (await x.data()) as Float32Array;
       const per = x.size / B;
       const used = Math.min(B, pool.length);
@@ -197,10 +204,9 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
         onProgress?.({ done, total: B });
         return r;
       });
-      const aborted = new Promise<never>((_, reject) => {
-        signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+      const results = await Promise.race([Promise.all(parts), aborted]).finally(() => {
+        if (onAbort) signal?.removeEventListener('abort', onAbort);
       });
-      const results = await Promise.race([Promise.all(parts), aborted]);
       const shape = [B, ...(results[0]?.shape.slice(1) ?? [])];
       const out = new Float32Array(results.reduce((a, r) => a + r.data.length, 0));
       let offset = 0;
