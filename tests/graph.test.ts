@@ -166,12 +166,18 @@ describe('strategy graph: conventions and limits', () => {
     tf.dispose([x, J]);
   });
 
-  it('covers no model whose logits are log-probabilities read from the output', async () => {
-    const m = tfl.sequential();
-    m.add(tfl.layers.dense({ inputShape: [4], units: 3, activation: 'softmax', kernelInitializer: init(14) }));
-    const plan = planInputJacobian(wrapClassifier(m, { modelOutput: 'logits' }), 1, { strategy: 'auto' });
-    // As logits, a Dense softmax layer's output: the softmax activation is not covered.
-    expect(plan.strategy).toBe('softmax-chain');
-    expect(plan.graphUnavailable).toMatch(/softmax/);
+  it('does not cover logits read as log-probabilities, nor a softmax taken as logits', async () => {
+    const linear = tfl.sequential();
+    linear.add(tfl.layers.dense({ inputShape: [4], units: 3, kernelInitializer: init(14) }));
+    // modelOutput 'probabilities' without a softmax to skip: the logits are log(max(p, 1e-30)).
+    const asProbs = planInputJacobian(wrapClassifier(linear, { modelOutput: 'probabilities' }), 1, { modelOutput: 'probabilities' });
+    expect(asProbs.strategy).toBe('softmax-chain');
+    expect(asProbs.graphUnavailable).toMatch(/log-probabilities/);
+    const soft = tfl.sequential();
+    soft.add(tfl.layers.dense({ inputShape: [4], units: 3, activation: 'softmax', kernelInitializer: init(15) }));
+    // modelOutput 'logits' on a softmax output: the softmax is part of the function, not covered.
+    const asLogits = planInputJacobian(wrapClassifier(soft, { modelOutput: 'logits' }), 1, {});
+    expect(asLogits.strategy).toBe('softmax-chain');
+    expect(asLogits.graphUnavailable).toMatch(/softmax/);
   });
 });
