@@ -30,7 +30,7 @@ describe('convBackpropInput (the backward pass of a conv as one stride-1 conv by
         const dy = randn(y.shape, 300 + i) as tf.Tensor4D;
         const want = tf.grad((z: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(z as tf.Tensor4D, w, s, pad), dy)))(x);
         const info = tf.backend_util.computeConv2DInfo(x.shape, w.shape, s, 1, pad);
-        const { filter } = phaseFilter(w.dataSync() as Float32Array, w.shape, [s, s]);
+        const filter = phaseFilter(w.dataSync() as Float32Array, w.shape, [s, s]);
         const got = convBackpropInput(dy, filter, w.shape, [H, H + 1, 2], [s, s], { top: info.padInfo.top, left: info.padInfo.left });
         expect(got.shape).toEqual(x.shape);
         // Sums of ≤ 5·4·3 products of N(0, 1) numbers in another order: float32 rounding, ~1e-6.

@@ -20,6 +20,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
+import { samplesFirst, tileRows } from './rows.js';
 
 type Layer = SymbolicTensor['sourceLayer'];
 
@@ -100,10 +101,12 @@ function activationDerivative(name: string, options: { alpha?: number; maxValue?
   switch (name) {
     case 'linear':
       return 'identity';
-    case 'relu':
-      return options.maxValue != null ? (y) => tf.cast(tf.logicalAnd(tf.greater(y, 0), tf.less(y, options.maxValue as number)), 'float32') : (y) => tf.step(y);
+    case 'relu': {
+      const max = options.maxValue;
+      return max != null ? (y) => tf.cast(tf.logicalAnd(tf.greater(y, 0), tf.less(y, max)), 'float32') : (y) => tf.step(y);
+    }
     case 'relu6':
-      return (y) => tf.cast(tf.logicalAnd(tf.greater(y, 0), tf.less(y, 6)), 'float32');
+      return activationDerivative('relu', { maxValue: 6 });
     case 'sigmoid':
       return (y) => tf.mul(y, tf.sub(1, y));
     case 'tanh':
@@ -163,33 +166,32 @@ function apply(layer: Layer, inputs: tf.Tensor[]): tf.Tensor {
  * one filter `[kh, kw, co, P_h·P_w·ci]` (P = min(s, f); output channels ordered phase-row,
  * phase-column, ci), built here in float32 on the CPU (the filter is small).
  */
-export function phaseFilter(W: Float32Array, [fh, fw, ci, co]: number[], [sh, sw]: [number, number]): { filter: tf.Tensor4D; kh: number; kw: number } {
-  const kh = Math.ceil((fh as number) / sh);
-  const kw = Math.ceil((fw as number) / sw);
-  const ph = Math.min(sh, fh as number);
-  const pw = Math.min(sw, fw as number);
-  const cout = ph * pw * (ci as number);
-  const out = new Float32Array(kh * kw * (co as number) * cout);
+export function phaseFilter(W: Float32Array, shape: readonly number[], [sh, sw]: [number, number]): tf.Tensor4D {
+  const [fh, fw, ci, co] = shape as [number, number, number, number];
+  const kh = Math.ceil(fh / sh);
+  const kw = Math.ceil(fw / sw);
+  const ph = Math.min(sh, fh);
+  const pw = Math.min(sw, fw);
+  const cout = ph * pw * ci;
+  const out = new Float32Array(kh * kw * co * cout);
   for (let a = 0; a < kh; a++) {
     for (let b = 0; b < kw; b++) {
       for (let rh = 0; rh < ph; rh++) {
         const u = sh * (kh - 1 - a) + rh; // filter row, flipped
-        if (u >= (fh as number)) continue;
+        if (u >= fh) continue;
         for (let rw = 0; rw < pw; rw++) {
           const v = sw * (kw - 1 - b) + rw;
-          if (v >= (fw as number)) continue;
-          for (let c = 0; c < (ci as number); c++) {
-            const src = ((u * (fw as number) + v) * (ci as number) + c) * (co as number);
-            const dstChannel = (rh * pw + rw) * (ci as number) + c;
-            for (let o = 0; o < (co as number); o++) {
-              out[((a * kw + b) * (co as number) + o) * cout + dstChannel] = W[src + o] as number;
-            }
+          if (v >= fw) continue;
+          for (let c = 0; c < ci; c++) {
+            const src = ((u * fw + v) * ci + c) * co;
+            const dstChannel = (rh * pw + rw) * ci + c;
+            for (let o = 0; o < co; o++) out[((a * kw + b) * co + o) * cout + dstChannel] = W[src + o] as number;
           }
         }
       }
     }
   }
-  return { filter: tf.tensor4d(out, [kh, kw, co as number, cout]), kh, kw };
+  return tf.tensor4d(out, [kh, kw, co, cout]);
 }
 
 /** Cotangent rows of the needed outputs q ∈ [q0, q1] of one axis, and how to pad dy for them. */
@@ -281,7 +283,7 @@ function convRule(layer: Layer, inShape: (number | null)[], foldedScale?: Layer)
       const co = k.shape[3] as number;
       w = w.map((v, i) => v * (scale[i % co] as number));
     }
-    return [phaseFilter(w, k.shape, strides).filter];
+    return [phaseFilter(w, k.shape, strides)];
   };
   const inner = (dy: tf.Tensor, prepared: tf.Tensor[]) =>
     convBackpropInput(dy as tf.Tensor4D, prepared[0] as tf.Tensor4D, kernel.shape, [H, W, ci], strides, pad);
@@ -315,7 +317,7 @@ function denseRule(layer: Layer, inShape: (number | null)[], linearHead: boolean
 /**
  * Non-overlapping pooling (pool = strides, 'valid'). The forward pass regroups each window's
  * entries as `[B·oh·ow, ph·pw, C]`; the backward pass spreads dy over the window (a max-pool: to its
- * first maximum, as tfjs's MaxPoolGrad) and interleaves it back.
+ * first maximum, as tfjs's cpu kernel, TensorFlow and PyTorch do) and interleaves it back.
  */
 function windowRule(layer: Layer, inShape: (number | null)[], kind: 'max' | 'avg'): Rule {
   const c = config(layer);
@@ -467,11 +469,12 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
       if (Array.isArray((layer as unknown as { layers?: unknown }).layers)) throw new NotCompilable(`nested model '${layer.name}'`);
       if (node.inputTensors.length === 0) throw new NotCompilable(`a second input '${layer.name}'`);
       const inputs = node.inputTensors.map(visit);
-      const rule = ruleFor(layer, node.inputTensors.map((s) => s.shape), t.shape, linearHead && t === target);
+      const inShapes = node.inputTensors.map((s) => s.shape);
+      const rule = ruleFor(layer, inShapes, t.shape, linearHead && t === target);
       const slot = shapes.length;
       shapes.push(t.shape);
       slots.set(t.id, slot);
-      ops.push({ layer, inShapes: node.inputTensors.map((s) => s.shape), inputs, output: slot, rule });
+      ops.push({ layer, inShapes, inputs, output: slot, rule });
       return slot;
     };
     visit(target);
@@ -483,8 +486,9 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
   const outSlot = slots.get(target.id) as number;
   const nSlots = shapes.length;
   const largest = Math.max(...shapes.map((s) => product(s.slice(1))));
+  const n = product(input.shape.slice(1));
   return {
-    bytesPerRow: 4 * (4 * largest + 2 * product(input.shape.slice(1))),
+    bytesPerRow: 4 * (4 * largest + 2 * n),
     forward(x) {
       const B = x.shape[0] as number;
       const values: (tf.Tensor | undefined)[] = new Array(nSlots);
@@ -504,11 +508,9 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
         output,
         vjpRows(U) {
           return tf.tidy(() => {
-            const [R, m] = U.shape;
-            const n = product(shapes[inputSlot]?.slice(1) ?? []);
+            const R = U.shape[0];
             const grads: (tf.Tensor | undefined)[] = new Array(nSlots);
-            const seed = tf.reshape(tf.tile(tf.expandDims(U, 1), [1, B, 1]), [R * B, m]);
-            grads[outSlot] = tf.reshape(seed, [R * B, ...(shapes[outSlot]?.slice(1) as number[])]);
+            grads[outSlot] = tf.reshape(tileRows(U, B), [R * B, ...(shapes[outSlot]?.slice(1) as number[])]);
             for (let k = ops.length - 1; k >= 0; k--) {
               const op = ops[k] as GraphOp;
               const dy = grads[op.output];
@@ -521,8 +523,7 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
                 grads[slot] = prev === undefined ? dx : tf.add(prev, dx);
               });
             }
-            const dx = grads[inputSlot] ?? tf.zeros([R * B, n]);
-            return tf.transpose(tf.reshape(dx, [R, B, n]), [1, 0, 2]) as tf.Tensor3D;
+            return samplesFirst(grads[inputSlot] ?? tf.zeros([R * B, n]), R, B);
           });
         },
         dispose() {

@@ -171,8 +171,10 @@ async function jacobianOfChunk(
  *
  * For log-probabilities, Σᵢ p_i J[b, i] = 0, so each J[b] has rank ≤ C − 1.
  *
- * Cost: about R backward passes of the model per sample (R = C rows, or the layer's width), chunked
- * so that one pass stays under `memoryBudgetMB`.
+ * Cost: with the default `'graph'` strategy, one forward pass and one backward pass of all R rows
+ * per chunk (R = C − 1 logit differences for log-probabilities, C for logits, the layer's width for
+ * a layer); through `tf.grad` (the fallback), about R backward passes. Chunks keep one pass under
+ * `memoryBudgetMB`.
  *
  * @param model - a classifier `LayersModel` with one input and one `[B, C]` output. A trailing
  *   softmax is detected and skipped (see {@link ClassifierOptions.modelOutput}).

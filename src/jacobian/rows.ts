@@ -1,6 +1,7 @@
 /**
- * The one primitive under every Jacobian: rows of vector-Jacobian products over a batch, and the
- * exact softmax chain rule that turns C−1 logit rows into the C log-probability rows.
+ * Rows of vector-Jacobian products over a batch with `tf.grad` (the strategies that infogeo's own
+ * reverse mode, `graph.ts`, falls back to), the row-major layout both use, and the exact softmax
+ * chain rule that turns C−1 logit rows into the C log-probability rows.
  *
  * tfjs has no vmap, no forward mode and no tape reuse: each `tf.grad` call runs the forward pass
  * again, so a Jacobian with R rows costs R backward passes (or fewer, larger ones when rows are
@@ -9,6 +10,21 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * Cotangent rows `U: [R, m]` for a batch of b samples, laid out row-major: `[R·b, m]`, with row
+ * r·b + i equal to U[r]. A backward pass over them gives `[R·b, ...]`, which
+ * {@link samplesFirst} turns back into `[b, R, n]`.
+ */
+export function tileRows(U: tf.Tensor2D, b: number): tf.Tensor2D {
+  const [R, m] = U.shape;
+  return tf.reshape(tf.tile(tf.expandDims(U, 1), [1, b, 1]), [R * b, m]);
+}
+
+/** `[R·b, ...]` (row-major, as {@link tileRows}) → `[b, R, n]`, n the per-row size. */
+export function samplesFirst(t: tf.Tensor, R: number, b: number): tf.Tensor3D {
+  return tf.transpose(tf.reshape(t, [R, b, -1]), [1, 0, 2]) as tf.Tensor3D;
+}
 
 /**
  * Rows of vector-Jacobian products. For `f: [b, ...in] → [b, m]` and cotangent rows `U: [R, m]`,
@@ -29,15 +45,14 @@ export function vjpRows(f: (x: tf.Tensor) => tf.Tensor2D, x: tf.Tensor, U: tf.Te
       const k = Math.min(rowsPerPass, R - r0);
       blocks.push(
         tf.tidy(() => {
-          const Uk = tf.slice(U, [r0, 0], [k, m]);
-          const dy = tf.reshape(tf.tile(tf.expandDims(Uk, 1), [1, b, 1]), [k * b, m]);
+          const dy = tileRows(tf.slice(U, [r0, 0], [k, m]), b);
           const xt = k === 1 ? x : tf.tile(x, [k, ...inShape.map(() => 1)]);
           return tf.reshape(grad(xt, dy), [k, b, n]);
         }),
       );
     }
     const all = blocks.length === 1 ? (blocks[0] as tf.Tensor) : tf.concat(blocks, 0); // [R, b, n]
-    return tf.reshape(tf.transpose(all, [1, 0, 2]), [b, R, ...inShape]);
+    return tf.reshape(samplesFirst(all, R, b), [b, R, ...inShape]);
   });
 }
 
