@@ -27,4 +27,4 @@ for (const k of info.kernels) {
 const rows = [...byKernel.entries()].sort((a, b) => b[1].ms - a[1].ms);
 const total = rows.reduce((a, [, e]) => a + e.ms, 0);
 console.log(`${backend} ${modelName} B=${bArg} ${strategy}: wall ${wall.toFixed(0)} ms, kernels ${total.toFixed(0)} ms, ${info.kernels.length} calls`);
-for (const [key, e] of rows.slice(0, 25)) console.log(`${e.ms.toFixed(1).padStart(8)} ms ${String(e.calls).padStart(4)}×  ${key}`);
+for (const [key, e] of rows.slice(0, Number(process.env.TOP ?? 25))) console.log(`${e.ms.toFixed(1).padStart(8)} ms ${String(e.calls).padStart(4)}×  ${key}`);

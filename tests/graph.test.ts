@@ -9,14 +9,14 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
 import { inputJacobian, UnsupportedModelError, wrapClassifier } from '../src/index.js';
 import type { Target } from '../src/index.js';
-import { convBackpropInput, phaseFilter } from '../src/jacobian/graph.js';
+import { convBackpropInput, phaseFilters } from '../src/jacobian/graph.js';
 import { planInputJacobian } from '../src/jacobian/input.js';
 import { randomizeBatchNorm } from '../examples/models.js';
 import { expectClose, expectNoLeak, randn } from './helpers.js';
 
 const init = (s: number) => tfl.initializers.glorotNormal({ seed: s });
 
-describe('convBackpropInput (the backward pass of a conv as one stride-1 conv by phases)', () => {
+describe('convBackpropInput (the backward pass of a conv as stride-1 convs, one per phase)', () => {
   // Every combination of size parity, kernel size (smaller than, equal to and larger than the
   // stride), stride and padding; tf.grad of tf.conv2d (tfjs's Conv2DBackpropInput) is the oracle.
   const cases: [number, number, number, 'same' | 'valid'][] = [];
@@ -30,8 +30,10 @@ describe('convBackpropInput (the backward pass of a conv as one stride-1 conv by
         const dy = randn(y.shape, 300 + i) as tf.Tensor4D;
         const want = tf.grad((z: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(z as tf.Tensor4D, w, s, pad), dy)))(x);
         const info = tf.backend_util.computeConv2DInfo(x.shape, w.shape, s, 1, pad);
-        const filter = phaseFilter(w.dataSync() as Float32Array, w.shape, [s, s]);
-        const got = convBackpropInput(dy, filter, w.shape, [H, H + 1, 2], [s, s], { top: info.padInfo.top, left: info.padInfo.left });
+        const phases = phaseFilters(w.dataSync() as Float32Array, w.shape, [s, s]);
+        // Exactly the filter's taps, split between the phases.
+        expect(phases.reduce((a, p) => a + p.filter.shape[0] * p.filter.shape[1], 0)).toBe(w.shape[0] * w.shape[1]);
+        const got = convBackpropInput(dy, phases, [H, H + 1, 2], [s, s], { top: info.padInfo.top, left: info.padInfo.left });
         expect(got.shape).toEqual(x.shape);
         // Sums of ≤ 5·4·3 products of N(0, 1) numbers in another order: float32 rounding, ~1e-6.
         expectClose(got, want, { rtol: 1e-5, label: `H=${H} f=${f} s=${s} ${pad}` });

@@ -32,7 +32,26 @@ interface Rule {
    * Cotangents of the inputs from the cotangent `dy: [R·B, ...outShape]` of the output, with the
    * tensors its forward pass saved for a batch of B samples.
    */
-  backward(dy: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[];
+  backward(dy: tf.Tensor, saved: tf.Tensor[]): Cotangent[];
+}
+
+/**
+ * The input cotangent of a strided conv before its phases are interleaved: convs that read the
+ * same tensor with the same phase grid (a ResNet block's 3×3/2 conv and its 1×1/2 shortcut) add
+ * their phases and interleave once. `phases[rh·sw + rw]`, null where no filter tap falls.
+ */
+interface Phased {
+  phased: true;
+  /** Equal keys: the same grid, so the phases add. */
+  key: string;
+  phases: (tf.Tensor4D | null)[];
+  grid: { N: number; Qh: number; Qw: number; ci: number; sh: number; sw: number; top: number; left: number; H: number; W: number };
+}
+
+type Cotangent = tf.Tensor | Phased;
+
+function isPhased(g: Cotangent): g is Phased {
+  return (g as Partial<Phased>).phased === true;
 }
 
 interface GraphOp {
@@ -130,7 +149,7 @@ function activationRule(
   layer: Layer,
   name: string,
   options: { alpha?: number; maxValue?: number } = {},
-  inner?: (dy: tf.Tensor, prepared: tf.Tensor[]) => tf.Tensor,
+  inner?: (dy: tf.Tensor, prepared: tf.Tensor[]) => Cotangent,
   prepare: () => tf.Tensor[] = () => [],
 ): Rule {
   const d = activationDerivative(name, options);
@@ -154,106 +173,163 @@ function apply(layer: Layer, inputs: tf.Tensor[]): tf.Tensor {
   return y as tf.Tensor;
 }
 
+/** One phase of a conv's backward pass: the input positions t ≡ (rh, rw) modulo the strides. */
+export interface Phase {
+  rh: number;
+  rw: number;
+  /** The flipped sub-filter `[kh, kw, co, ci]` of this phase (its taps only). */
+  filter: tf.Tensor4D;
+}
+
 /**
- * The filter that turns the backward pass of a conv (input `[H, W]`, filter `W: [fh, fw, ci, co]`,
- * strides s, top/left padding p) into one stride-1 forward conv. With t = i + p, phase
- * r = t mod s and q = ⌊t/s⌋, the input cotangent is
+ * The filters that turn the backward pass of a conv (filter `W: [fh, fw, ci, co]`, strides s) into
+ * stride-1 forward convs, one per phase. With t = i + p (p the top/left padding), phase
+ * r = t mod s and q = ⌊t/s⌋, the input cotangent is, per axis,
  *
- *   dx[i] = Σ_j dy[q − j] · W[s·j + r]   (j < ⌈f/s⌉, zero where s·j + r ≥ f),
+ *   dx[i] = Σ_j dy[q − j] · W[s·j + r]   (j < k_r = ⌈(f − r)/s⌉),
  *
- * per axis: for each phase a "full" stride-1 correlation of dy with a flipped sub-filter. Phases
- * r ≥ f (a 1×1 conv with stride 2) have no filter taps and are left out. The live phases go into
- * one filter `[kh, kw, co, P_h·P_w·ci]` (P = min(s, f); output channels ordered phase-row,
- * phase-column, ci), built here in float32 on the CPU (the filter is small).
+ * a "full" stride-1 correlation of dy with the flipped sub-filter of the taps s·j + r. Each phase
+ * gets exactly its own taps (a 3×3 filter with stride 2: 2×2, 2×1, 1×2 and 1×1, 9 taps in all);
+ * phases r ≥ f (a 1×1 conv with stride 2) have none and are left out. Built in float32 on the CPU
+ * (filters are small).
  */
-export function phaseFilter(W: Float32Array, shape: readonly number[], [sh, sw]: [number, number]): tf.Tensor4D {
-  const [fh, fw, ci, co] = shape as [number, number, number, number];
-  const kh = Math.ceil(fh / sh);
-  const kw = Math.ceil(fw / sw);
-  const ph = Math.min(sh, fh);
-  const pw = Math.min(sw, fw);
-  const cout = ph * pw * ci;
-  const out = new Float32Array(kh * kw * co * cout);
-  for (let a = 0; a < kh; a++) {
-    for (let b = 0; b < kw; b++) {
-      for (let rh = 0; rh < ph; rh++) {
-        const u = sh * (kh - 1 - a) + rh; // filter row, flipped
-        if (u >= fh) continue;
-        for (let rw = 0; rw < pw; rw++) {
-          const v = sw * (kw - 1 - b) + rw;
-          if (v >= fw) continue;
-          for (let c = 0; c < ci; c++) {
-            const src = ((u * fw + v) * ci + c) * co;
-            const dstChannel = (rh * pw + rw) * ci + c;
-            for (let o = 0; o < co; o++) out[((a * kw + b) * co + o) * cout + dstChannel] = W[src + o] as number;
-          }
+export function phaseFilters(W: Float32Array, shape: readonly number[], strides: [number, number]): Phase[] {
+  const [, fw, ci, co] = shape as [number, number, number, number];
+  const [sh, sw] = strides;
+  return livePhases(shape, strides).map(({ rh, rw, kh, kw }) => {
+    const out = new Float32Array(kh * kw * co * ci);
+    for (let a = 0; a < kh; a++) {
+      const u = sh * (kh - 1 - a) + rh; // filter row, flipped
+      for (let b = 0; b < kw; b++) {
+        const v = sw * (kw - 1 - b) + rw;
+        for (let c = 0; c < ci; c++) {
+          const src = ((u * fw + v) * ci + c) * co;
+          for (let o = 0; o < co; o++) out[((a * kw + b) * co + o) * ci + c] = W[src + o] as number;
         }
       }
     }
-  }
-  return tf.tensor4d(out, [kh, kw, co, cout]);
+    return { rh, rw, filter: tf.tensor4d(out, [kh, kw, co, ci]) };
+  });
 }
 
-/** Cotangent rows of the needed outputs q ∈ [q0, q1] of one axis, and how to pad dy for them. */
-function phaseAxis(H: number, out: number, f: number, s: number, p: number) {
-  const k = Math.ceil(f / s);
+/** The phases with filter taps, and their tap counts k_r = ⌈(f − r)/s⌉ per axis. */
+function livePhases([fh, fw]: readonly number[], [sh, sw]: [number, number]) {
+  const phases: { rh: number; rw: number; kh: number; kw: number }[] = [];
+  for (let rh = 0; rh < Math.min(sh, fh as number); rh++) {
+    for (let rw = 0; rw < Math.min(sw, fw as number); rw++) {
+      phases.push({ rh, rw, kh: Math.ceil(((fh as number) - rh) / sh), kw: Math.ceil(((fw as number) - rw) / sw) });
+    }
+  }
+  return phases;
+}
+
+/**
+ * The outputs q ∈ [q0, q1] of one axis that the input positions need, and how to pad dy (negative:
+ * crop) for a phase with k taps.
+ */
+function phaseAxis(H: number, out: number, k: number, s: number, p: number) {
   const q0 = Math.floor(p / s);
   const q1 = Math.floor((H - 1 + p) / s);
   const before = k - 1 - q0;
   const after = q1 - q0 + k - out - before;
-  return { k, q0, q1, before, after, start: p - s * q0 };
+  return { q0, q1, before, after, start: p - s * q0 };
+}
+
+/** A stride-1 "valid" conv of dy padded by (before, after) per axis; negative padding crops. */
+function paddedConv(dy: tf.Tensor4D, filter: tf.Tensor4D, [bh, ah]: [number, number], [bw, aw]: [number, number]): tf.Tensor4D {
+  const [N, oh, ow] = dy.shape;
+  let d = dy;
+  if (bh < 0 || ah < 0 || bw < 0 || aw < 0) {
+    const t = Math.max(0, -bh);
+    const l = Math.max(0, -bw);
+    d = tf.slice(dy, [0, t, l, 0], [N, oh - t - Math.max(0, -ah), ow - l - Math.max(0, -aw), -1]);
+  }
+  const pads = [[0, 0], [Math.max(0, bh), Math.max(0, ah)], [Math.max(0, bw), Math.max(0, aw)], [0, 0]];
+  return tf.conv2d(d, filter, 1, pads as unknown as 'valid');
 }
 
 /**
- * The input cotangent of a 2-D convolution (NHWC, no dilation) as one stride-1 forward
- * convolution with the phase filter, then an interleave of the phases. @internal (tested directly)
+ * The input cotangent of a 2-D convolution (NHWC, no dilation): one stride-1 forward convolution
+ * per phase (see {@link phaseFilters}); with strides > 1, phased (not yet interleaved).
+ */
+function convPhases(
+  dy: tf.Tensor4D,
+  phases: Phase[],
+  inShape: [number, number, number],
+  strides: [number, number],
+  pad: { top: number; left: number },
+): Cotangent {
+  const [H, W, ci] = inShape;
+  const [N, oh, ow] = dy.shape;
+  const [sh, sw] = strides;
+  const rows = (k: number) => phaseAxis(H, oh, k, sh, pad.top);
+  const cols = (k: number) => phaseAxis(W, ow, k, sw, pad.left);
+  const ax = rows(1);
+  const ay = cols(1);
+  const out: (tf.Tensor4D | null)[] = new Array<tf.Tensor4D | null>(sh * sw).fill(null);
+  for (const { rh, rw, filter } of phases) {
+    const h = rows(filter.shape[0]);
+    const w = cols(filter.shape[1]);
+    out[rh * sw + rw] = paddedConv(dy, filter, [h.before, h.after], [w.before, w.after]); // [N, Qh, Qw, ci]
+  }
+  const grid = { N, Qh: ax.q1 - ax.q0 + 1, Qw: ay.q1 - ay.q0 + 1, ci, sh, sw, top: ax.start, left: ay.start, H, W };
+  const phased: Phased = { phased: true, key: JSON.stringify({ ...grid, N: 0 }), phases: out, grid };
+  return sh === 1 && sw === 1 ? interleave(phased) : phased;
+}
+
+/** Interleaves the phases of a conv's input cotangent: `[N, H, W, ci]`. */
+function interleave({ phases, grid }: Phased): tf.Tensor4D {
+  const { N, Qh, Qw, ci, sh, sw, top, left, H, W } = grid;
+  let u: tf.Tensor4D;
+  if (sh === 1 && sw === 1) {
+    u = phases[0] as tf.Tensor4D;
+  } else {
+    // Phases stacked along a leading axis (whole-tensor copies), phases without taps as zeros,
+    // then interleaved by two transposes of rank ≤ 4 (wasm's rank-5 transpose is ~100× slower):
+    // [sh, sw, N·Qh·Qw, ci] → [sh, N·Qh·Qw, sw, ci] = [sh, N·Qh, Qw·sw·ci] → [N·Qh, sh, Qw·sw·ci].
+    const zeros = phases.includes(null) ? tf.zeros([N, Qh, Qw, ci]) : undefined;
+    const stacked = tf.reshape(tf.concat(phases.map((p) => p ?? (zeros as tf.Tensor)), 0), [sh, sw, N * Qh * Qw, ci]);
+    const columns = tf.reshape(tf.transpose(stacked, [0, 2, 1, 3]), [sh, N * Qh, Qw * sw * ci]);
+    u = tf.reshape(tf.transpose(columns, [1, 0, 2]), [N, Qh * sh, Qw * sw, ci]);
+  }
+  if (top === 0 && left === 0 && Qh * sh === H && Qw * sw === W) return u;
+  return tf.slice(u, [0, top, left, 0], [N, H, W, ci]);
+}
+
+/** A cotangent as a tensor (interleaving a phased one). */
+function materialize(g: Cotangent): tf.Tensor {
+  return isPhased(g) ? interleave(g) : g;
+}
+
+/** The sum of two cotangents of one tensor: phase by phase where they share a grid. */
+function accumulate(a: Cotangent, b: Cotangent): Cotangent {
+  if (isPhased(a) && isPhased(b) && a.key === b.key) {
+    const phases = a.phases.map((p, k) => {
+      const q = b.phases[k] ?? null;
+      return p === null ? q : q === null ? p : tf.add<tf.Tensor4D>(p, q);
+    });
+    return { ...a, phases };
+  }
+  return tf.add(materialize(a), materialize(b));
+}
+
+/** The tensors a cotangent holds. */
+function tensorsOf(g: Cotangent): tf.Tensor[] {
+  return isPhased(g) ? g.phases.filter((p): p is tf.Tensor4D => p !== null) : [g];
+}
+
+/**
+ * The input cotangent of a 2-D convolution (NHWC, no dilation) from its phase filters.
+ * @internal (tested directly)
  */
 export function convBackpropInput(
   dy: tf.Tensor4D,
-  filter: tf.Tensor4D,
-  filterShape: number[],
+  phases: Phase[],
   inShape: [number, number, number],
   strides: [number, number],
   pad: { top: number; left: number },
 ): tf.Tensor4D {
-  return tf.tidy(() => {
-    const [H, W, ci] = inShape;
-    const [N, oh, ow] = dy.shape;
-    const [sh, sw] = strides;
-    const ax = phaseAxis(H, oh, filterShape[0] as number, sh, pad.top);
-    const ay = phaseAxis(W, ow, filterShape[1] as number, sw, pad.left);
-    // Negative padding means rows of dy that no needed output reads: crop them.
-    let d: tf.Tensor4D = dy;
-    if (ax.before < 0 || ax.after < 0 || ay.before < 0 || ay.after < 0) {
-      const t = Math.max(0, -ax.before);
-      const l = Math.max(0, -ay.before);
-      d = tf.slice(dy, [0, t, l, 0], [N, oh - t - Math.max(0, -ax.after), ow - l - Math.max(0, -ay.after), -1]);
-    }
-    const pads: [[number, number], [number, number], [number, number], [number, number]] = [
-      [0, 0],
-      [Math.max(0, ax.before), Math.max(0, ax.after)],
-      [Math.max(0, ay.before), Math.max(0, ay.after)],
-      [0, 0],
-    ];
-    let z = tf.conv2d(d, filter, 1, pads as unknown as 'valid'); // [N, Qh, Qw, Ph·Pw·ci]
-    const Qh = ax.q1 - ax.q0 + 1;
-    const Qw = ay.q1 - ay.q0 + 1;
-    const ph = Math.min(sh, filterShape[0] as number);
-    const pw = Math.min(sw, filterShape[1] as number);
-    if (ph < sh || pw < sw) {
-      // The phases without filter taps are zeros: [N·Qh·Qw, Ph, Pw, ci] → [N·Qh·Qw, sh, sw, ci].
-      const live = tf.reshape(z, [N * Qh * Qw, ph, pw, ci]);
-      z = tf.reshape(tf.pad(live, [[0, 0], [0, sh - ph], [0, sw - pw], [0, 0]]), [N, Qh, Qw, sh * sw * ci]);
-    }
-    let u: tf.Tensor4D = z;
-    if (sh !== 1 || sw !== 1) {
-      // [N·Qh, Qw, sh, sw·ci] → [N·Qh, sh, Qw, sw·ci] → [N, Qh·sh, Qw·sw, ci]
-      const t = tf.transpose(tf.reshape(z, [N * Qh, Qw, sh, sw * ci]), [0, 2, 1, 3]);
-      u = tf.reshape(t, [N, Qh * sh, Qw * sw, ci]);
-    }
-    if (ax.start === 0 && ay.start === 0 && Qh * sh === H && Qw * sw === W) return u;
-    return tf.slice(u, [0, ax.start, ay.start, 0], [N, H, W, ci]);
-  });
+  return tf.tidy(() => materialize(convPhases(dy, phases, inShape, strides, pad)) as tf.Tensor4D);
 }
 
 /**
@@ -283,10 +359,11 @@ function convRule(layer: Layer, inShape: (number | null)[], foldedScale?: Layer)
       const co = k.shape[3] as number;
       w = w.map((v, i) => v * (scale[i % co] as number));
     }
-    return [phaseFilter(w, k.shape, strides)];
+    return phaseFilters(w, k.shape, strides).map((p) => p.filter);
   };
+  const live = livePhases(kernel.shape, strides); // in the order of the filters `prepare` makes
   const inner = (dy: tf.Tensor, prepared: tf.Tensor[]) =>
-    convBackpropInput(dy as tf.Tensor4D, prepared[0] as tf.Tensor4D, kernel.shape, [H, W, ci], strides, pad);
+    convPhases(dy as tf.Tensor4D, live.map((p, i) => ({ ...p, filter: prepared[i] as tf.Tensor4D })), [H, W, ci], strides, pad);
   return activationRule(layer, String(c['activation'] ?? 'linear'), {}, inner, prepare);
 }
 
@@ -509,21 +586,41 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
         vjpRows(U) {
           return tf.tidy(() => {
             const R = U.shape[0];
-            const grads: (tf.Tensor | undefined)[] = new Array(nSlots);
+            const grads: (Cotangent | undefined)[] = new Array(nSlots);
             grads[outSlot] = tf.reshape(tileRows(U, B), [R * B, ...(shapes[outSlot]?.slice(1) as number[])]);
+            // Each layer's backward pass in its own scope, and each cotangent released as soon as it
+            // is consumed: what stays alive is the cotangents not yet consumed (bytesPerRow).
+            const scoped = (f: () => Cotangent | Cotangent[]) => tf.tidy(f as () => tf.TensorContainer) as unknown as Cotangent & Cotangent[];
+            const release = (spent: Cotangent[], live: Cotangent[]) => {
+              const keep = new Set(live.flatMap(tensorsOf));
+              for (const t of spent.flatMap(tensorsOf)) if (!keep.has(t)) t.dispose();
+            };
             for (let k = ops.length - 1; k >= 0; k--) {
               const op = ops[k] as GraphOp;
               const dy = grads[op.output];
               if (dy === undefined) continue;
               grads[op.output] = undefined;
-              const dxs = op.rule.backward(dy, saved[k] as tf.Tensor[]);
+              const dxs = scoped(() => op.rule.backward(materialize(dy), saved[k] as tf.Tensor[]));
+              const owned = new Set<tf.Tensor>();
               op.inputs.forEach((slot, i) => {
-                const dx = dxs[i] as tf.Tensor;
+                let dx = dxs[i] as Cotangent;
+                // One tensor handed to two inputs (Add): each slot gets its own handle on the same
+                // data (a reshape shares it; tf.clone copies on wasm).
+                if (!isPhased(dx) && owned.has(dx)) dx = tf.reshape(dx, dx.shape);
+                if (!isPhased(dx)) owned.add(dx);
                 const prev = grads[slot];
-                grads[slot] = prev === undefined ? dx : tf.add(prev, dx);
+                if (prev === undefined) {
+                  grads[slot] = dx;
+                } else {
+                  const sum = scoped(() => accumulate(prev, dx));
+                  release([prev, dx], [sum]);
+                  grads[slot] = sum;
+                }
               });
+              release([dy], grads.filter((g): g is Cotangent => g !== undefined));
             }
-            return samplesFirst(grads[inputSlot] ?? tf.zeros([R * B, n]), R, B);
+            const dx = grads[inputSlot];
+            return samplesFirst(dx === undefined ? tf.zeros([R * B, n]) : materialize(dx), R, B);
           });
         },
         dispose() {
