@@ -194,21 +194,26 @@ export interface Phase {
  * (filters are small).
  */
 export function phaseFilters(W: Float32Array, shape: readonly number[], strides: [number, number]): Phase[] {
+  return phaseFilterData(W, shape, strides).map(({ rh, rw, kh, kw, data }) => ({ rh, rw, filter: tf.tensor4d(data, [kh, kw, shape[3] as number, shape[2] as number]) }));
+}
+
+/** {@link phaseFilters} as plain arrays. */
+function phaseFilterData(W: Float32Array, shape: readonly number[], strides: [number, number]) {
   const [, fw, ci, co] = shape as [number, number, number, number];
   const [sh, sw] = strides;
   return livePhases(shape, strides).map(({ rh, rw, kh, kw }) => {
-    const out = new Float32Array(kh * kw * co * ci);
+    const data = new Float32Array(kh * kw * co * ci);
     for (let a = 0; a < kh; a++) {
       const u = sh * (kh - 1 - a) + rh; // filter row, flipped
       for (let b = 0; b < kw; b++) {
         const v = sw * (kw - 1 - b) + rw;
         for (let c = 0; c < ci; c++) {
           const src = ((u * fw + v) * ci + c) * co;
-          for (let o = 0; o < co; o++) out[((a * kw + b) * co + o) * ci + c] = W[src + o] as number;
+          for (let o = 0; o < co; o++) data[((a * kw + b) * co + o) * ci + c] = W[src + o] as number;
         }
       }
     }
-    return { rh, rw, filter: tf.tensor4d(out, [kh, kw, co, ci]) };
+    return { rh, rw, kh, kw, data };
   });
 }
 
@@ -350,16 +355,24 @@ function convRule(layer: Layer, inShape: (number | null)[], foldedScale?: Layer)
   const [H, W, ci] = inShape.slice(1) as [number, number, number];
   const info = tf.backend_util.computeConv2DInfo([1, H, W, ci], kernel.shape as [number, number, number, number], strides, 1, padding);
   const pad = { top: info.padInfo.top, left: info.padInfo.left };
-  // The weights can change between calls (training): the phase filter is built in each forward pass.
+  // The weights can change between calls (training): the phase filters are rebuilt when the
+  // tensors they come from were replaced (a write gives a variable a new dataId).
+  const sources = () => [weight(layer, 'kernel'), ...(foldedScale ? [weight(foldedScale, 'gamma'), weight(foldedScale, 'moving_variance')] : [])];
+  let cache: { stamp: unknown[]; filters: ReturnType<typeof phaseFilterData> } | undefined;
   const prepare = () => {
-    const k = weight(layer, 'kernel') as tf.Tensor;
-    let w = k.dataSync() as Float32Array;
-    if (foldedScale !== undefined) {
-      const scale = tf.tidy(() => batchNormScale(foldedScale).dataSync());
-      const co = k.shape[3] as number;
-      w = w.map((v, i) => v * (scale[i % co] as number));
+    const stamp = sources().map((t) => (t as unknown as { dataId?: unknown } | undefined)?.dataId);
+    if (cache === undefined || stamp.some((d, i) => d !== cache?.stamp[i])) {
+      const k = weight(layer, 'kernel') as tf.Tensor;
+      let w = k.dataSync() as Float32Array;
+      if (foldedScale !== undefined) {
+        const scale = tf.tidy(() => batchNormScale(foldedScale).dataSync());
+        const co = k.shape[3] as number;
+        w = Float32Array.from(w);
+        for (let i = 0; i < w.length; i++) w[i] = (w[i] as number) * (scale[i % co] as number);
+      }
+      cache = { stamp, filters: phaseFilterData(w, k.shape, strides) };
     }
-    return phaseFilters(w, k.shape, strides).map((p) => p.filter);
+    return cache.filters.map(({ kh, kw, data }) => tf.tensor4d(data, [kh, kw, kernel.shape[3] as number, ci]));
   };
   const live = livePhases(kernel.shape, strides); // in the order of the filters `prepare` makes
   const inner = (dy: tf.Tensor, prepared: tf.Tensor[]) =>

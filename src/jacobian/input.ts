@@ -70,10 +70,20 @@ const STRATEGIES = ['auto', 'graph', 'loop', 'tiled', 'softmax-chain'] as const;
 const AUTO_PASS_SAMPLES = 8;
 
 /** The compiled reverse mode for a target, or why there is none. */
+/** Compiled graphs by target tensor (a model's topology is fixed; its weights are read per call). */
+const compiled = new WeakMap<SymbolicTensor, Map<boolean, CompiledGraph | { reason: string }>>();
+
 function graphFor(clf: Classifier, target: Target): CompiledGraph | { reason: string } {
   const sym = clf.symbolicTarget(target);
   if (sym === null) return { reason: "the logits are log-probabilities read from the model's output" };
-  return compileGraph(clf.model.inputs[0] as SymbolicTensor, sym.tensor, sym.linearHead);
+  const byHead = compiled.get(sym.tensor) ?? new Map<boolean, CompiledGraph | { reason: string }>();
+  compiled.set(sym.tensor, byHead);
+  let graph = byHead.get(sym.linearHead);
+  if (graph === undefined) {
+    graph = compileGraph(clf.model.inputs[0] as SymbolicTensor, sym.tensor, sym.linearHead);
+    byHead.set(sym.linearHead, graph);
+  }
+  return graph;
 }
 
 /**
