@@ -184,7 +184,17 @@ describe('strategy graph: conventions and limits', () => {
     const J = await inputJacobian(m, x, { strategy: 'graph' });
     const ref = await onCpu(() => inputJacobian(m, x, { strategy: 'loop' }));
     expectClose(J, ref, { rtol: 1e-5, label: 'after setWeights' });
-    tf.dispose([x, w, J, ref]);
+    // The BatchNorm folded into that conv's backward pass: new γ and moving variance.
+    const bn = m.layers.find((l) => l.getClassName() === 'BatchNormalization') as tfl.layers.Layer;
+    const [gamma, beta, mean, variance] = bn.getWeights() as tf.Tensor[];
+    const newGamma = tf.mul(gamma as tf.Tensor, 3);
+    const newVariance = tf.add(variance as tf.Tensor, 2);
+    bn.setWeights([newGamma, beta as tf.Tensor, mean as tf.Tensor, newVariance]);
+    const J2 = await inputJacobian(m, x, { strategy: 'graph' });
+    const ref2 = await onCpu(() => inputJacobian(m, x, { strategy: 'loop' }));
+    expectClose(J2, ref2, { rtol: 1e-5, label: 'after setWeights of the BatchNorm' });
+    expect(tf.max(tf.abs(tf.sub(J2, J))).dataSync()[0]).toBeGreaterThan(1e-3); // it did change
+    tf.dispose([x, w, J, ref, J2, ref2, newGamma, newVariance]);
   });
 
   it("falls back to tf.grad for a layer it does not cover, and 'graph' says which", async () => {
