@@ -19,13 +19,15 @@ const init = (s: number) => tfl.initializers.glorotNormal({ seed: s });
 describe('convBackpropInput (the backward pass of a conv as stride-1 convs, one per phase)', () => {
   // Every combination of size parity, kernel size (smaller than, equal to and larger than the
   // stride), stride and padding; tf.grad of tf.conv2d (tfjs's Conv2DBackpropInput) is the oracle.
-  const cases: [number, number, number, 'same' | 'valid'][] = [];
-  for (const H of [7, 8]) for (const f of [1, 2, 3, 5]) for (const s of [1, 2, 3]) for (const pad of ['same', 'valid'] as const) if (f <= H) cases.push([H, f, s, pad]);
+  // One input channel (a grayscale first layer) takes a depthwise path.
+  const cases: [number, number, number, 'same' | 'valid', number][] = [];
+  for (const H of [7, 8]) for (const f of [1, 2, 3, 5]) for (const s of [1, 2, 3]) for (const pad of ['same', 'valid'] as const) if (f <= H) cases.push([H, f, s, pad, 1 + ((H + f + s) % 2)]);
   it(`equals tf.grad of conv2d in ${cases.length} configurations`, () => {
-    cases.forEach(([H, f, s, pad], i) => {
+    expect(new Set(cases.map((c) => c[4]))).toEqual(new Set([1, 2]));
+    cases.forEach(([H, f, s, pad, ci], i) => {
       tf.tidy(() => {
-        const x = randn([2, H, H + 1, 2], 100 + i) as tf.Tensor4D;
-        const w = randn([f, f + (f > 1 ? -1 : 0), 2, 3], 200 + i) as tf.Tensor4D;
+        const x = randn([2, H, H + 1, ci], 100 + i) as tf.Tensor4D;
+        const w = randn([f, f + (f > 1 ? -1 : 0), ci, 3], 200 + i) as tf.Tensor4D;
         const y = tf.conv2d(x, w, s, pad);
         const dy = randn(y.shape, 300 + i) as tf.Tensor4D;
         const want = tf.grad((z: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(z as tf.Tensor4D, w, s, pad), dy)))(x);
@@ -33,10 +35,10 @@ describe('convBackpropInput (the backward pass of a conv as stride-1 convs, one 
         const phases = phaseFilters(w.dataSync() as Float32Array, w.shape, [s, s]);
         // Exactly the filter's taps, split between the phases.
         expect(phases.reduce((a, p) => a + p.filter.shape[0] * p.filter.shape[1], 0)).toBe(w.shape[0] * w.shape[1]);
-        const got = convBackpropInput(dy, phases, [H, H + 1, 2], [s, s], { top: info.padInfo.top, left: info.padInfo.left });
+        const got = convBackpropInput(dy, phases, [H, H + 1, ci], [s, s], { top: info.padInfo.top, left: info.padInfo.left });
         expect(got.shape).toEqual(x.shape);
         // Sums of ≤ 5·4·3 products of N(0, 1) numbers in another order: float32 rounding, ~1e-6.
-        expectClose(got, want, { rtol: 1e-5, label: `H=${H} f=${f} s=${s} ${pad}` });
+        expectClose(got, want, { rtol: 1e-5, label: `H=${H} f=${f} s=${s} ${pad} ci=${ci}` });
       });
     });
   });

@@ -249,8 +249,11 @@ function paddedConv(dy: tf.Tensor4D, filter: tf.Tensor4D, [bh, ah]: [number, num
     const l = Math.max(0, -bw);
     d = tf.slice(dy, [0, t, l, 0], [N, oh - t - Math.max(0, -ah), ow - l - Math.max(0, -aw), -1]);
   }
-  const pads = [[0, 0], [Math.max(0, bh), Math.max(0, ah)], [Math.max(0, bw), Math.max(0, aw)], [0, 0]];
-  return tf.conv2d(d, filter, 1, pads as unknown as 'valid');
+  const pads = [[0, 0], [Math.max(0, bh), Math.max(0, ah)], [Math.max(0, bw), Math.max(0, aw)], [0, 0]] as unknown as 'valid';
+  // One output channel (a grayscale input): a depthwise conv and a sum over the channels, ~2× faster
+  // on wasm than a conv that fills one of XNNPACK's 8 output lanes. [kh, kw, co, 1] is a depthwise filter.
+  if (filter.shape[3] === 1) return tf.sum(tf.depthwiseConv2d(d, filter, 1, pads), -1, true);
+  return tf.conv2d(d, filter, 1, pads);
 }
 
 /**
@@ -338,6 +341,21 @@ export function convBackpropInput(
 }
 
 /**
+ * Tensors derived from a layer's weights (a conv's phase filters, a dense layer's transposed
+ * kernel), made for each forward pass from float32 arrays that are rebuilt only when the weight
+ * tensors they come from were replaced (training and `setWeights` write new tensors, with new
+ * dataIds). Nothing is held between calls but the arrays.
+ */
+function derivedFromWeights(sources: () => (tf.Tensor | undefined)[], build: () => { data: Float32Array; shape: number[] }[]): () => tf.Tensor[] {
+  let cache: { stamp: unknown[]; arrays: { data: Float32Array; shape: number[] }[] } | undefined;
+  return () => {
+    const stamp = sources().map((t) => (t as unknown as { dataId?: unknown } | undefined)?.dataId);
+    if (cache === undefined || stamp.some((d, i) => d !== cache?.stamp[i])) cache = { stamp, arrays: build() };
+    return cache.arrays.map(({ data, shape }) => tf.tensor(data, shape, 'float32'));
+  };
+}
+
+/**
  * `convRule` with `foldedScale`: the conv feeds only a BatchNorm, whose backward pass (a
  * per-output-channel scale) is folded into the conv's phase filter, saving one pass over the
  * largest cotangents.
@@ -355,25 +373,20 @@ function convRule(layer: Layer, inShape: (number | null)[], foldedScale?: Layer)
   const [H, W, ci] = inShape.slice(1) as [number, number, number];
   const info = tf.backend_util.computeConv2DInfo([1, H, W, ci], kernel.shape as [number, number, number, number], strides, 1, padding);
   const pad = { top: info.padInfo.top, left: info.padInfo.left };
-  // The weights can change between calls (training): the phase filters are rebuilt when the
-  // tensors they come from were replaced (a write gives a variable a new dataId).
-  const sources = () => [weight(layer, 'kernel'), ...(foldedScale ? [weight(foldedScale, 'gamma'), weight(foldedScale, 'moving_variance')] : [])];
-  let cache: { stamp: unknown[]; filters: ReturnType<typeof phaseFilterData> } | undefined;
-  const prepare = () => {
-    const stamp = sources().map((t) => (t as unknown as { dataId?: unknown } | undefined)?.dataId);
-    if (cache === undefined || stamp.some((d, i) => d !== cache?.stamp[i])) {
+  const prepare = derivedFromWeights(
+    () => [weight(layer, 'kernel'), ...(foldedScale ? [weight(foldedScale, 'gamma'), weight(foldedScale, 'moving_variance')] : [])],
+    () => {
       const k = weight(layer, 'kernel') as tf.Tensor;
+      const co = k.shape[3] as number;
       let w = k.dataSync() as Float32Array;
       if (foldedScale !== undefined) {
         const scale = tf.tidy(() => batchNormScale(foldedScale).dataSync());
-        const co = k.shape[3] as number;
         w = Float32Array.from(w);
         for (let i = 0; i < w.length; i++) w[i] = (w[i] as number) * (scale[i % co] as number);
       }
-      cache = { stamp, filters: phaseFilterData(w, k.shape, strides) };
-    }
-    return cache.filters.map(({ kh, kw, data }) => tf.tensor4d(data, [kh, kw, kernel.shape[3] as number, ci]));
-  };
+      return phaseFilterData(w, k.shape, strides).map(({ kh, kw, data }) => ({ data, shape: [kh, kw, co, ci] }));
+    },
+  );
   const live = livePhases(kernel.shape, strides); // in the order of the filters `prepare` makes
   const inner = (dy: tf.Tensor, prepared: tf.Tensor[]) =>
     convPhases(dy as tf.Tensor4D, live.map((p, i) => ({ ...p, filter: prepared[i] as tf.Tensor4D })), [H, W, ci], strides, pad);
@@ -383,8 +396,19 @@ function convRule(layer: Layer, inShape: (number | null)[], foldedScale?: Layer)
 function denseRule(layer: Layer, inShape: (number | null)[], linearHead: boolean): Rule {
   const c = config(layer);
   const units = Number(c['units']);
-  // The transposed kernel, made once per forward pass: a matMul with transposeB is ~50× slower on wasm.
-  const prepare = () => [tf.transpose(weight(layer, 'kernel') as tf.Tensor2D)];
+  // The transposed kernel: a matMul with transposeB is ~50× slower on wasm, and a transpose per
+  // call costs 7 ms for the MNIST CNN's 9216×128 kernel.
+  const prepare = derivedFromWeights(
+    () => [weight(layer, 'kernel')],
+    () => {
+      const k = weight(layer, 'kernel') as tf.Tensor;
+      const [n, m] = k.shape as [number, number];
+      const w = k.dataSync() as Float32Array;
+      const data = new Float32Array(n * m);
+      for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) data[j * n + i] = w[i * m + j] as number;
+      return [{ data, shape: [m, n] }];
+    },
+  );
   const inner = (dy: tf.Tensor, prepared: tf.Tensor[]) => {
     const flat = tf.reshape(dy, [-1, units]);
     return tf.reshape(tf.matMul(flat, prepared[0] as tf.Tensor2D), [dy.shape[0] as number, ...(inShape.slice(1) as number[])]);
@@ -430,10 +454,12 @@ function windowRule(layer: Layer, inShape: (number | null)[], kind: 'max' | 'avg
       const crop = oh * ph === H && ow * pw === W ? x : tf.slice(x, [0, 0, 0, 0], [B, oh * ph, ow * pw, C]);
       // [B·oh, ph, ow, pw·C] → [B·oh, ow, ph, pw·C] → [B·oh·ow, ph·pw, C]
       const windows = tf.reshape(tf.transpose(tf.reshape(crop, [B * oh, ph, ow, pw * C]), [0, 2, 1, 3]), [B * oh * ow, area, C]);
-      // x − max = 0 exactly where x = max; a broadcast subtraction is ~25× faster than a broadcast
-      // comparison on wasm.
-      const hit = tf.cast(tf.equal(tf.sub(windows, tf.reshape(y, [B * oh * ow, 1, C])), 0), 'float32');
-      const first = tf.mul(hit, tf.cast(tf.equal(tf.cumsum(hit, 1), 1), 'float32'));
+      // d = x − max ≤ 0, and 0 exactly at the maxima: hit = 1 − step(−d); the first of them is
+      // where the running count of hits is 1: step(1.5 − count). (Subtractions and steps: wasm's
+      // broadcast comparisons are ~25× slower.)
+      const d = tf.sub(windows, tf.reshape(y, [B * oh * ow, 1, C]));
+      const hit = tf.sub(1, tf.step(tf.neg(d)));
+      const first = tf.mul(hit, tf.step(tf.sub(1.5, tf.cumsum(hit, 1))));
       return { y, saved: [tf.reshape(first, [1, B * oh * ow, area, C])] };
     },
     backward(dy, saved) {
