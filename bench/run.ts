@@ -9,7 +9,12 @@
  * Options: --only jacobian|geometry, --quick (B ∈ {1, 8}, wasm only, strategy auto), --backends wasm,cpu, --models a,b,
  * --batches 1,8,32 (cpu, ~20× slower than wasm, defaults to 1,8), --strategies
  * auto,pool,graph,loop,tiled,softmax-chain (pool: auto on one worker thread per core; cpu runs only
- * auto and loop unless given), --seconds N (time per configuration).
+ * auto and loop unless given), --seconds N (time per configuration), --pairs N (paired runs).
+ *
+ * With PyTorch installed, the ratio that counts is measured in pairs: infogeo's recommended
+ * configuration (wasm, a pool for B > 1) and then PyTorch, right after each other, N times per
+ * (model, B). The rates of this shared machine drift by up to ±40 % over minutes, and the main
+ * tables measure PyTorch minutes after infogeo; a pair is seconds apart.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -34,6 +39,7 @@ const strategies = opt('strategies', quick ? 'auto,pool' : 'auto,pool,loop,tiled
 // The cpu backend is ~20× slower than wasm: its tf.grad strategies would take most of the run.
 const strategiesFor = (backend: string) => (backend === 'cpu' && !args.includes('--strategies') ? strategies.filter((s) => s === 'auto' || s === 'loop') : strategies);
 const seconds = opt('seconds', quick ? '1' : '3');
+const pairCount = Number(opt('pairs', quick ? '1' : '3'));
 const TORCH_PYTHON = '/usr/bin/python3';
 const TORCH_THREADS = 2;
 
@@ -58,8 +64,8 @@ function torchAvailable(): string | undefined {
   return r.status === 0 ? r.stdout.trim() : undefined;
 }
 
-function runTorch(model: string): TorchRow[] {
-  const r = spawnSync(TORCH_PYTHON, [join(here, 'torch_jacobian.py'), model, String(TORCH_THREADS), ...batches.map(String)], {
+function runTorch(model: string, bs: number[] = batches): TorchRow[] {
+  const r = spawnSync(TORCH_PYTHON, [join(here, 'torch_jacobian.py'), model, String(TORCH_THREADS), ...bs.map(String)], {
     encoding: 'utf8',
     timeout: 20 * 60 * 1000,
   });
@@ -119,6 +125,28 @@ if (torchVersion) {
 const bestTorch = (model: string, B: number) =>
   torchRows.filter((r) => r.model === model && r.B === B && !r.error).sort((a, b) => b.rowsPerSec - a.rowsPerSec)[0];
 
+// Paired: infogeo (wasm, a pool for B > 1, as recommended) then PyTorch, seconds apart.
+type Pair = { infogeo: number; torch: number; torchStrategy: string; ratio: number };
+const paired: { model: string; B: number; strategy: string; pairs: Pair[]; medianRatio: number }[] = [];
+if (torchVersion && pairCount > 0) {
+  console.log(`Paired runs (${pairCount} per model and B):`);
+  for (const model of models) {
+    for (const B of batches) {
+      const strategy = B > 1 ? 'pool' : 'auto';
+      const pairs: Pair[] = [];
+      for (let k = 0; k < pairCount; k++) {
+        const ours = runWorker('wasm', model, B, strategy);
+        const theirs = runTorch(model, [B]).filter((r) => !r.error).sort((a, b) => b.rowsPerSec - a.rowsPerSec)[0];
+        if (ours && theirs) pairs.push({ infogeo: ours.rowsPerSec, torch: theirs.rowsPerSec, torchStrategy: theirs.strategy, ratio: theirs.rowsPerSec / ours.rowsPerSec });
+      }
+      const sorted = pairs.map((p) => p.ratio).sort((a, b) => a - b);
+      const medianRatio = sorted.length % 2 ? (sorted[(sorted.length - 1) / 2] as number) : ((sorted[sorted.length / 2 - 1] as number) + (sorted[sorted.length / 2] as number)) / 2;
+      paired.push({ model, B, strategy, pairs, medianRatio });
+      console.log(`  ${model} B=${B} ${strategy}: ratios ${pairs.map((p) => p.ratio.toFixed(2)).join(', ')} (median ${medianRatio.toFixed(2)})`);
+    }
+  }
+}
+
 const lines: string[] = [];
 lines.push('# Jacobian core benchmark', '');
 lines.push(
@@ -142,6 +170,25 @@ if (torchVersion) {
 } else {
   lines.push('PyTorch was not installed when this ran (`apt-get install -y python3-torch`), so there is no ratio.', '');
 }
+if (paired.length > 0) {
+  lines.push(
+    '## infogeo and PyTorch, paired',
+    '',
+    `The time ratio (infogeo time ÷ PyTorch time = PyTorch rows/s ÷ infogeo rows/s) from ${pairCount} pairs per row: infogeo ` +
+      "(wasm; 'pool' on both cores for B > 1, 'auto' on one thread for B = 1) and then PyTorch (best of its two strategies), each " +
+      'in a fresh process, seconds apart. Both sides drift together on a shared machine; the tables below measure PyTorch minutes ' +
+      'after infogeo, so their ratios carry that drift.',
+    '',
+    '| model | B | infogeo | infogeo rows/s | PyTorch rows/s | time ratio per pair | median ratio |',
+    '| --- | ---: | --- | ---: | ---: | ---: | ---: |',
+    ...paired.map(
+      (p) =>
+        `| ${p.model} | ${p.B} | ${p.strategy} | ${p.pairs.map((x) => x.infogeo).join(', ')} | ${p.pairs.map((x) => x.torch).join(', ')} | ` +
+        `${p.pairs.map((x) => x.ratio.toFixed(2)).join(', ')} | ${p.medianRatio.toFixed(2)} |`,
+    ),
+    '',
+  );
+}
 for (const model of models) {
   lines.push(`## ${BENCH_MODELS[model]?.label ?? model}`, '');
   lines.push('| backend | strategy | B | rows/s | images/s | peak RSS (MB) | PyTorch rows/s | × slower than PyTorch |');
@@ -159,7 +206,7 @@ for (const model of models) {
 const out = join(here, 'results');
 mkdirSync(out, { recursive: true });
 const suffix = quick ? '-quick' : '';
-writeFileSync(join(out, `jacobian${suffix}.json`), JSON.stringify({ machine, seconds, infogeo: rows, torch: { version: torchVersion ?? null, threads: TORCH_THREADS, rows: torchRows } }, null, 2) + '\n');
+writeFileSync(join(out, `jacobian${suffix}.json`), JSON.stringify({ machine, seconds, infogeo: rows, torch: { version: torchVersion ?? null, threads: TORCH_THREADS, rows: torchRows }, paired }, null, 2) + '\n');
 writeFileSync(join(out, `jacobian${suffix}.md`), lines.join('\n'));
 console.log(`\nwrote bench/results/jacobian${suffix}.json and .md`);
 }
