@@ -156,8 +156,8 @@ lines.push(
     `(\`createJacobianPool\` from \`infogeo/node\`), each with its own backend; 'auto' is infogeo's own reverse mode ('graph') ` +
     `for both models; infogeo's gradient kernels registered (the tf.grad strategies use them). ` +
     `Median of up to 5 runs (at least one, ${seconds} s per configuration) after a warm-up call on the same batch (on both sides); ` +
-    `each configuration in a fresh process, so peak RSS is its own. On a shared 2-core machine the rates vary by ` +
-    `about ±15 % from run to run. Command: \`npm run bench${quick ? ':quick' : ''}\`.`,
+    `each configuration in a fresh process, so peak RSS is its own. On this shared 2-core machine the rates vary by ` +
+    `about ±15 % from run to run, PyTorch's by up to ±40 % (see the paired table). Command: \`npm run bench${quick ? ':quick' : ''}\`.`,
   '',
 );
 if (torchVersion) {
