@@ -94,6 +94,16 @@ function siblingConvs(): tfl.LayersModel {
   return tfl.model({ inputs: input, outputs: tfl.layers.dense({ units: 4, activation: 'softmax', kernelInitializer: init(19) }).apply(h) as tfl.SymbolicTensor });
 }
 
+/** A tensor read by an Add and by a later layer, so that the Add's cotangent meets one already there. */
+function sharedByAddAndLater(): tfl.LayersModel {
+  const input = tfl.input({ shape: [6] });
+  const dense = (units: number, activation: 'tanh' | 'softmax', seed: number) => tfl.layers.dense({ units, activation, kernelInitializer: init(seed) });
+  const h = dense(5, 'tanh', 30).apply(input) as tfl.SymbolicTensor;
+  const s = tfl.layers.add().apply([h, dense(5, 'tanh', 31).apply(h) as tfl.SymbolicTensor]) as tfl.SymbolicTensor;
+  const c = tfl.layers.concatenate().apply([s, h]) as tfl.SymbolicTensor;
+  return tfl.model({ inputs: input, outputs: dense(3, 'softmax', 32).apply(c) as tfl.SymbolicTensor });
+}
+
 /**
  * Runs `fn` on the cpu backend: the oracle is tf.grad with tfjs's cpu kernels, because wasm's
  * MaxPoolGrad puts the gradient of a window whose values are all negative on the wrong element
@@ -113,6 +123,7 @@ describe.each([
   { name: 'a Sequential model with every covered single-input layer', build: sequentialZoo, shape: [11, 11, 2] },
   { name: 'a functional model with branches, Add, Concatenate and a Softmax layer', build: functionalZoo, shape: [8, 8, 3] },
   { name: 'strided convs that read one tensor, on an odd grid', build: siblingConvs, shape: [7, 7, 2] },
+  { name: 'a tensor read by an Add and by a later layer', build: sharedByAddAndLater, shape: [6] },
 ])('strategy graph on $name', ({ build, shape }) => {
   it('compiles (auto picks it) and equals tf.grad for log-probabilities, logits and a layer', async () => {
     const model = build();

@@ -281,7 +281,7 @@ function convPhases(
     out[rh * sw + rw] = paddedConv(dy, filter, [h.before, h.after], [w.before, w.after]); // [N, Qh, Qw, ci]
   }
   const grid = { N, Qh: ax.q1 - ax.q0 + 1, Qw: ay.q1 - ay.q0 + 1, ci, sh, sw, top: ax.start, left: ay.start, H, W };
-  const phased: Phased = { phased: true, key: JSON.stringify({ ...grid, N: 0 }), phases: out, grid };
+  const phased: Phased = { phased: true, key: JSON.stringify(grid), phases: out, grid };
   return sh === 1 && sw === 1 ? interleave(phased) : phased;
 }
 
@@ -566,7 +566,7 @@ function foldBatchNorms(ops: GraphOp[]): void {
 /**
  * Compiles the path from the model's input to `target` (a symbolic tensor of the model). With
  * `linearHead`, the target's own layer is a Dense layer whose activation (a softmax) is left out.
- * Returns null (and the reason) when some layer on the path is not covered.
+ * Returns `{ reason }` instead when some layer on the path is not covered.
  */
 export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, linearHead = false): CompiledGraph | { reason: string } {
   const ops: GraphOp[] = [];
@@ -640,13 +640,18 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
               if (dy === undefined) continue;
               grads[op.output] = undefined;
               const dxs = scoped(() => op.rule.backward(materialize(dy), saved[k] as tf.Tensor[]));
-              const owned = new Set<tf.Tensor>();
+              // One tensor handed to two inputs (Add): each input gets its own handle on the same
+              // data (a reshape shares it; tf.clone copies on wasm), taken before any of them is
+              // added to a cotangent already there and released.
+              const seen = new Set<tf.Tensor>();
+              const incoming = dxs.map((dx) => {
+                if (isPhased(dx)) return dx;
+                const handle = seen.has(dx) ? tf.reshape(dx, dx.shape) : dx;
+                seen.add(dx);
+                return handle;
+              });
               op.inputs.forEach((slot, i) => {
-                let dx = dxs[i] as Cotangent;
-                // One tensor handed to two inputs (Add): each slot gets its own handle on the same
-                // data (a reshape shares it; tf.clone copies on wasm).
-                if (!isPhased(dx) && owned.has(dx)) dx = tf.reshape(dx, dx.shape);
-                if (!isPhased(dx)) owned.add(dx);
+                const dx = incoming[i] as Cotangent;
                 const prev = grads[slot];
                 if (prev === undefined) {
                   grads[slot] = dx;
