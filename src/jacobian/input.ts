@@ -24,7 +24,7 @@ import { logitDifferenceRows, softmaxChain, vjpRows } from './rows.js';
  *   chain rule (as `'softmax-chain'`). Covers Dense, Conv2D (no dilation, NHWC), pooling without
  *   overlap, global average pooling, BatchNormalization, Add, Concatenate, Flatten, Reshape,
  *   Dropout-like layers and the activations relu, relu6, elu, sigmoid, tanh, softplus, linear.
- *   Measured on wasm: 2.4–8× faster than `tf.grad` (the numbers are in the README).
+ *   Measured on wasm: 3.7–9.5× faster than `tf.grad` (the numbers are in the README).
  * - `'loop'`: `tf.grad`, one backward pass per output row over the whole chunk (least memory).
  * - `'tiled'`: `tf.grad`, all rows in one backward pass over the chunk tiled R times.
  * - `'softmax-chain'` (log-probabilities only): `tf.grad`, C−1 backward passes on the logits, with
@@ -69,10 +69,10 @@ const STRATEGIES = ['auto', 'graph', 'loop', 'tiled', 'softmax-chain'] as const;
 /** Samples per backward pass that `'auto'` tiles rows up to. */
 const AUTO_PASS_SAMPLES = 8;
 
-/** The compiled reverse mode for a target, or why there is none. */
 /** Compiled graphs by target tensor (a model's topology is fixed; its weights are read per call). */
 const compiled = new WeakMap<SymbolicTensor, Map<boolean, CompiledGraph | { reason: string }>>();
 
+/** The compiled reverse mode for a target (compiled on first use), or why there is none. */
 function graphFor(clf: Classifier, target: Target): CompiledGraph | { reason: string } {
   const sym = clf.symbolicTarget(target);
   if (sym === null) return { reason: "the logits are log-probabilities read from the model's output" };
@@ -87,7 +87,7 @@ function graphFor(clf: Classifier, target: Target): CompiledGraph | { reason: st
 }
 
 /**
- * Resolves the strategy and the chunk sizes for a batch of `B` samples, and compiles the graph
+ * Resolves the strategy and the chunk sizes for a batch of `B` samples, with the compiled graph
  * when the strategy is `'graph'`.
  */
 export function planInputJacobian(clf: Classifier, B: number, options: InputJacobianOptions, fn = 'inputJacobian'): JacobianPlan & { graph?: CompiledGraph } {
@@ -101,7 +101,6 @@ export function planInputJacobian(clf: Classifier, B: number, options: InputJaco
     throw new ValueError(`${fn}: strategy 'softmax-chain' only applies to target 'logProbs'.`);
   }
   const budget = budgetBytes(options, fn);
-  const perSample = bytesPerSamplePass(clf.model);
   let graphUnavailable: string | undefined;
   if (requested === 'auto' || requested === 'graph') {
     const graph = graphFor(clf, target);
@@ -119,7 +118,7 @@ export function planInputJacobian(clf: Classifier, B: number, options: InputJaco
   }
   const strategy: JacobianPlan['strategy'] = requested === 'auto' ? (target === 'logProbs' ? 'softmax-chain' : 'loop') : requested;
   const passRows = strategy === 'softmax-chain' ? width - 1 : width;
-  const maxSampleRows = Math.max(1, Math.floor(budget / perSample));
+  const maxSampleRows = Math.max(1, Math.floor(budget / bytesPerSamplePass(clf.model)));
   let rowsPerPass = strategy === 'tiled' ? passRows : 1;
   if (requested === 'auto') {
     const wanted = Math.min(passRows, Math.ceil(AUTO_PASS_SAMPLES / Math.min(B, maxSampleRows)));
