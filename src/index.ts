@@ -45,7 +45,7 @@ export type { InputJacobianOptions, JacobianStrategy } from './jacobian/input.js
 export { weightJacobian } from './jacobian/weight.js';
 export type { WeightJacobianOptions, WeightJacobianResult, WeightSlice } from './jacobian/weight.js';
 export { jvp, vjp } from './jacobian/products.js';
-export type { JvpMethod, JvpOptions, VjpOptions } from './jacobian/products.js';
+export type { JvpOptions, JvpStrategy, VjpOptions } from './jacobian/products.js';
 export type { Progress, RunOptions } from './jacobian/chunks.js';
 
 export { localDataMatrix, distributionProjector } from './infogeo/dataMatrix.js';

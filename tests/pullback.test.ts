@@ -52,7 +52,7 @@ describe('pullbackMetric on a one-hidden-layer net equals the closed form', () =
       const x = randn([5, 2], 4);
       const analytic = shallowAnalyticDetG({ W, b, activation, x: x.arraySync() as number[][] });
       for (const method of ['rows', 'columns'] as const) {
-        const g = await expectNoLeak(() => pullbackMetric(model, x, { normalization: 'width', method }), (r) => [r.factor]);
+        const g = await expectNoLeak(() => pullbackMetric(model, x, { normalization: 'width', strategy: method }), (r) => [r.factor]);
         expect(g.factor.shape).toEqual([5, 7, 2]);
         const dense = g.toDense();
         // float32 Jacobians (rounding ~1e-7 of each entry) against float64: 1e-5 of the largest entry.
@@ -62,7 +62,7 @@ describe('pullbackMetric on a one-hidden-layer net equals the closed form', () =
       }
       const v = await volumeElement(model, x, { normalization: 'width' });
       expect(v.terms).toBe(2);
-      expect(v.layer).toBe('hidden');
+      expect(v.target).toEqual({ layer: 'hidden' });
       // log √det g of a well-conditioned 2 × 2 metric: absolute 1e-5 (relative error of det ~1e-6).
       expectClose(v.logVolume, analytic.logVolume, { atol: 1e-5, rtol: 0 });
       const v10 = await volumeElement(model, x, { normalization: 'width', base: 10 });
@@ -94,9 +94,9 @@ describe('pullbackMetric on a CNN', () => {
     const model = smallCnn(false);
     const E = randn([2, 6, 6, 2], 12); // shared by all samples
     const Eb = randn([3, 4, 6, 6, 2], 13); // one basis of 4 directions per sample
-    const full = await pullbackMetric(model, x, { method: 'rows' }); // [3, 12, 72]
+    const full = await pullbackMetric(model, x, { strategy: 'rows' }); // [3, 12, 72]
     for (const [basis, k] of [[E, 2], [Eb, 4]] as const) {
-      const viaJvp = await expectNoLeak(() => pullbackMetric(model, x, { subspace: basis, method: 'columns' }), (r) => [r.factor]);
+      const viaJvp = await expectNoLeak(() => pullbackMetric(model, x, { subspace: basis, strategy: 'columns' }), (r) => [r.factor]);
       expect(viaJvp.factor.shape).toEqual([3, 12, k]);
       const expected = tf.tidy(() => {
         const Ef = tf.reshape(basis.rank === 4 ? tf.tile(tf.expandDims(basis, 0), [3, 1, 1, 1, 1]) : basis, [3, k, 72]);
@@ -104,7 +104,7 @@ describe('pullbackMetric on a CNN', () => {
         return tf.matMul(JE, JE, true);
       });
       const got = viaJvp.toDense();
-      // double-VJP is exact: float32 rounding of sums over 72 inputs, 1e-5 of the largest entry.
+      // Forward mode is exact: float32 rounding of sums over 72 inputs, 1e-5 of the largest entry.
       expectClose(got, expected, { rtol: 1e-5, label: `k = ${k}` });
       tf.dispose([got, expected]);
       viaJvp.dispose();
@@ -113,14 +113,15 @@ describe('pullbackMetric on a CNN', () => {
     tf.dispose([E, Eb]);
   });
 
-  it('uses central differences past a max-pool and stays within their error', async () => {
+  it('is exact past a max-pool: forward mode (columns) equals reverse mode (rows)', async () => {
     const model = smallCnn(true);
     const E = randn([2, 6, 6, 2], 14);
-    const rows = await pullbackMetric(model, x, { subspace: E, method: 'rows' });
-    const cols = await pullbackMetric(model, x, { subspace: E, method: 'columns' });
-    // Central differences in float32 (jvp's documented ~1e-3 of ‖J‖), squared into g: 1e-2.
+    const rows = await pullbackMetric(model, x, { subspace: E, strategy: 'rows' });
+    const cols = await pullbackMetric(model, x, { subspace: E, strategy: 'columns' });
+    // Both exact (the max pool's mask from the forward pass, no central differences): float32
+    // rounding of sums over 72 inputs, 1e-5 of the largest entry.
     const [a, b] = [rows.toDense(), cols.toDense()];
-    expectClose(b, a, { rtol: 1e-2 });
+    expectClose(b, a, { rtol: 1e-5 });
     tf.dispose([a, b, E]);
     rows.dispose();
     cols.dispose();
@@ -162,7 +163,7 @@ describe('pullbackMetric on a CNN', () => {
   it('leaks nothing and throws typed errors', async () => {
     const model = smallCnn(false);
     await expectNoLeak(() => volumeElement(model, x, { mode: 'effective', k: 3 }), () => []);
-    await expect(pullbackMetric(model, x, { layer: 'nope' })).rejects.toThrow(LayerNotFoundError);
+    await expect(pullbackMetric(model, x, { target: { layer: 'nope' } })).rejects.toThrow(LayerNotFoundError);
     await expect(pullbackMetric(model, x, { subspace: randn([2, 6, 6], 1) })).rejects.toThrow(ShapeError);
     await expect(pullbackMetric(model, x, { subspace: randn([2, 2, 6, 6, 2], 1) })).rejects.toThrow(ShapeError); // wrong B
     await expect(pullbackMetric(model, x, { normalization: 'sqrt' as 'none' })).rejects.toThrow(ValueError);

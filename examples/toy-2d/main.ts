@@ -88,7 +88,7 @@ for (let step = 1; step <= STEPS; step++) {
 const trainSeconds = (performance.now() - t0) / 1000;
 
 // Cross-check: infogeo's autodiff volume element (JVPs through the tfjs model) against the closed form.
-const check = await volumeElement(model, gridTensor, { layer: 'phi', base: 10 });
+const check = await volumeElement(model, gridTensor, { target: { layer: 'phi' }, base: 10 });
 const last = snapshots.at(-1)!;
 let maxDiff = 0;
 check.logVolume.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - (last.logVolume[i] as number)))));

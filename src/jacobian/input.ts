@@ -4,15 +4,15 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { UnsupportedModelError, ValueError } from '../errors.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
 import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
 import { budgetBytes, bytesPerSamplePass, runChunks, tidySteps } from './chunks.js';
 import type { RunOptions } from './chunks.js';
-import { compileGraph } from './graph.js';
-import type { CompiledGraph } from './graph.js';
+import type { CompiledGraph } from './graph/compile.js';
+import { graphFor } from './linearize.js';
 import { logitDifferenceRows, softmaxChain, vjpRows } from './rows.js';
 
 /**
@@ -68,23 +68,6 @@ export interface JacobianPlan {
 const STRATEGIES = ['auto', 'graph', 'loop', 'tiled', 'softmax-chain'] as const;
 /** Samples per backward pass that `'auto'` tiles rows up to. */
 const AUTO_PASS_SAMPLES = 8;
-
-/** Compiled graphs by target tensor (a model's topology is fixed; its weights are read per call). */
-const compiled = new WeakMap<SymbolicTensor, Map<boolean, CompiledGraph | { reason: string }>>();
-
-/** The compiled reverse mode for a target (compiled on first use), or why there is none. */
-function graphFor(clf: Classifier, target: Target): CompiledGraph | { reason: string } {
-  const sym = clf.symbolicTarget(target);
-  if (sym === null) return { reason: "the logits are log-probabilities read from the model's output" };
-  const byHead = compiled.get(sym.tensor) ?? new Map<boolean, CompiledGraph | { reason: string }>();
-  compiled.set(sym.tensor, byHead);
-  let graph = byHead.get(sym.linearHead);
-  if (graph === undefined) {
-    graph = compileGraph(clf.model.inputs[0] as SymbolicTensor, sym.tensor, sym.linearHead);
-    byHead.set(sym.linearHead, graph);
-  }
-  return graph;
-}
 
 /**
  * Resolves the strategy and the chunk sizes for a batch of `B` samples, with the compiled graph

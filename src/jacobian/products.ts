@@ -1,18 +1,18 @@
 /**
- * Batched vector products with the input Jacobian: VJP (output cotangent → input) and JVP (input
- * tangent → output). They cost one (VJP) or about two (JVP) backward passes, where a full Jacobian
- * costs one per output row.
+ * Batched vector products with the input Jacobian: VJP (output cotangent → input, reverse mode) and
+ * JVP (input tangent → output, forward mode), from one linearisation of the target per chunk.
  *
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { fmtShape, ShapeError, UnsupportedModelError, ValueError } from '../errors.js';
+import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
-import type { ClassifierOptions, Target } from '../model/classifier.js';
-import { assertDifferentiable, firstOrderOnlyLayer, rethrowKernelError } from '../model/support.js';
+import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
+import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
 import { budgetBytes, bytesPerSamplePass, runChunks } from './chunks.js';
 import type { RunOptions } from './chunks.js';
+import { centralDifference, graphFor, linearize } from './linearize.js';
 
 /** Options of {@link vjp}. */
 export interface VjpOptions extends ClassifierOptions, RunOptions {
@@ -21,13 +21,29 @@ export interface VjpOptions extends ClassifierOptions, RunOptions {
 }
 
 /**
- * Vector-Jacobian products, one per sample: out[b] = Σⱼ u[b, j] ∂f_j(x_b)/∂x_b.
+ * Samples per chunk for a linear map with `rows` rows (or tangents) per sample: the graph's cost
+ * per row, or the tf.grad fallback's per backward pass (`passes` per row: a JVP through tf.grad
+ * is two). Checks the differentiability of the fallback on the active backend.
+ */
+export function linearChunk(clf: Classifier, target: Target, rows: number, options: RunOptions, fn: string, passes = 1): number {
+  const budget = budgetBytes(options, fn);
+  const graph = graphFor(clf, target);
+  if ('reason' in graph) {
+    assertDifferentiable(clf.model, 'input', fn);
+    return Math.max(1, Math.floor(budget / (passes * rows * bytesPerSamplePass(clf.model))));
+  }
+  return Math.max(1, Math.floor(budget / (rows * graph.bytesPerRow)));
+}
+
+/**
+ * Vector-Jacobian products, one per sample: out[b] = Σⱼ u[b, j] ∂f_j(x_b)/∂x_b (reverse mode: one
+ * backward pass per chunk).
  *
  * @param model - a classifier `LayersModel`.
  * @param x - input batch `[B, ...inputShape]`, float32.
- * @param cotangent - `[B, m]`, with m = C for log-probabilities and logits, or the layer's width.
+ * @param cotangent - `[B, m]`, float32, with m = C for log-probabilities and logits, or the layer's width.
  * @returns `[B, ...inputShape]`, owned by the caller.
- * @throws {@link ShapeError} if `cotangent` is not `[B, m]`; otherwise as {@link inputJacobian}.
+ * @throws {@link ShapeError} if `cotangent` is not a float32 `[B, m]`; otherwise as {@link inputJacobian}.
  *
  * @example
  * ```ts
@@ -39,21 +55,26 @@ export async function vjp(model: LayersModel, x: tf.Tensor, cotangent: tf.Tensor
   const fn = 'vjp';
   const clf = wrapClassifier(model, options, fn);
   checkBatch(clf, x, fn);
-  const { fn: f, width } = clf.target(options.target ?? 'logProbs');
+  const target = options.target ?? 'logProbs';
+  const { width } = clf.target(target);
   const B = x.shape[0] as number;
   if (!(cotangent instanceof tf.Tensor) || cotangent.rank !== 2 || cotangent.shape[0] !== B || cotangent.shape[1] !== width) {
     throw new ShapeError(
       `${fn}: argument 'cotangent' must have shape [${B},${width}], got ${cotangent instanceof tf.Tensor ? fmtShape(cotangent.shape) : typeof cotangent}.`,
     );
   }
+  if (cotangent.dtype !== 'float32') throw new ShapeError(`${fn}: argument 'cotangent' must be float32, got ${cotangent.dtype}.`);
   assertFinite(cotangent, fn, 'cotangent');
-  const chunk = Math.max(1, Math.floor(budgetBytes(options, fn) / bytesPerSamplePass(model)));
-  assertDifferentiable(model, 'input', fn);
-  const grad = tf.grad((z: tf.Tensor) => f(z));
+  const chunk = linearChunk(clf, target, 1, options, fn);
   try {
-    const [g] = await runChunks(x, chunk, options, (xc, start) =>
-      tf.tidy(() => [grad(xc, tf.slice(cotangent, [start, 0], [xc.shape[0] as number, width]))]),
-    );
+    const [g] = await runChunks(x, chunk, options, (xc, start) => {
+      const lin = linearize(clf, xc, target);
+      try {
+        return [tf.tidy(() => tf.reshape(lin.vjp(tf.slice(cotangent, [start, 0], [xc.shape[0] as number, width])), xc.shape))];
+      } finally {
+        lin.dispose();
+      }
+    });
     return g as tf.Tensor;
   } catch (e) {
     return rethrowKernelError(e, fn);
@@ -61,47 +82,29 @@ export async function vjp(model: LayersModel, x: tf.Tensor, cotangent: tf.Tensor
 }
 
 /** How {@link jvp} computes J·v. */
-export type JvpMethod = 'auto' | 'double-vjp' | 'central';
+export type JvpStrategy = 'auto' | 'central';
 
 /** Options of {@link jvp}. */
 export interface JvpOptions extends VjpOptions {
   /**
-   * - `'double-vjp'`: exact. tfjs has no forward mode, so J v is computed as the gradient with
-   *   respect to u of ⟨Jᵀu, v⟩ (a backward pass differentiated once more). Needs second-order
-   *   gradients of every op; tfjs 4.22 has none for `MaxPoolGrad` and `AvgPoolGrad`.
+   * - `'auto'`: exact forward mode — the tangents go through the same forward kernels as x (a conv
+   *   of the tangent, the ReLU's mask, a max pool's forward argmax, φ'(z)·ż). For a model with a
+   *   layer infogeo's graph does not cover, `tf.grad` of a `tf.grad` (exact), or central
+   *   differences where tfjs has no second-order gradient (max and average pooling).
    * - `'central'`: (f(x + h v̂) − f(x − h v̂)) ‖v‖ / 2h with v̂ = v/‖v‖ and
-   *   h = `eps`·max(1, ‖x_b‖), per sample. Two forward passes. In float32 the error is about
-   *   0.1 % of ‖J‖ (ReLU kinks within h cost O(h), rounding O(ε/h); the default step is where
-   *   the two meet on MNIST-scale inputs), more for directions that J barely sees.
-   * - `'auto'`: `'double-vjp'`, or `'central'` for models with max- or average-pooling layers.
+   *   h = `eps`·max(1, ‖x_b‖), per sample: two forward passes, an independent check of the exact
+   *   answer. In float32 the error is about 0.1–1 % of ‖J‖ (ReLU kinks and pooling ties within h
+   *   cost O(h), rounding O(ε/h)), more for directions that J barely sees.
    * @defaultValue `'auto'`
    */
-  method?: JvpMethod;
+  strategy?: JvpStrategy;
   /** Relative step of `'central'`. @defaultValue 1e-4 */
   eps?: number;
 }
 
-function jvpDoubleVjp(f: (x: tf.Tensor) => tf.Tensor2D, x: tf.Tensor, v: tf.Tensor, width: number): tf.Tensor2D {
-  const b = x.shape[0] as number;
-  const inner = tf.grad((z: tf.Tensor) => f(z));
-  const outer = tf.grad((u: tf.Tensor) => tf.sum(tf.mul(inner(x, u), v)));
-  return outer(tf.zeros([b, width])) as tf.Tensor2D;
-}
-
-function jvpCentral(f: (x: tf.Tensor) => tf.Tensor2D, x: tf.Tensor, v: tf.Tensor, eps: number): tf.Tensor2D {
-  const b = x.shape[0] as number;
-  const bcast = [b, ...x.shape.slice(1).map(() => 1)];
-  const flat = (t: tf.Tensor) => tf.reshape(t, [b, -1]);
-  const vNorm = tf.norm(flat(v), 'euclidean', 1); // [b]
-  const h = tf.mul(eps, tf.maximum(tf.norm(flat(x), 'euclidean', 1), 1)); // [b]
-  const safe = tf.maximum(vNorm, 1e-30);
-  const step = tf.mul(v, tf.reshape(tf.div(h, safe), bcast));
-  const diff = tf.sub(f(tf.add(x, step)), f(tf.sub(x, step))); // [b, m]
-  return tf.mul(diff, tf.expandDims(tf.div(vNorm, tf.mul(2, h)), 1)) as tf.Tensor2D;
-}
-
 /**
- * Jacobian-vector products, one or k per sample: out[b] = ∂f(x_b)/∂x_b · v[b].
+ * Jacobian-vector products, one or k per sample: out[b] = ∂f(x_b)/∂x_b · v[b] (forward mode: one
+ * pass of all k tangents per chunk, after the forward pass).
  *
  * @param model - a classifier `LayersModel`.
  * @param x - input batch `[B, ...inputShape]`, float32.
@@ -109,7 +112,7 @@ function jvpCentral(f: (x: tf.Tensor) => tf.Tensor2D, x: tf.Tensor, v: tf.Tensor
  *   (k directions per sample, e.g. the two axes of a plane).
  * @returns `[B, m]` or `[B, k, m]`, owned by the caller (m = C, or the layer's width).
  * @throws {@link ShapeError} for a tangent of the wrong shape; {@link ValueError} for a bad `eps`
- *   or `method`; otherwise as {@link inputJacobian}.
+ *   or `strategy`; otherwise as {@link inputJacobian}.
  *
  * @example
  * ```ts
@@ -121,7 +124,8 @@ export async function jvp(model: LayersModel, x: tf.Tensor, tangent: tf.Tensor, 
   const fn = 'jvp';
   const clf = wrapClassifier(model, options, fn);
   checkBatch(clf, x, fn);
-  const { fn: f, width } = clf.target(options.target ?? 'logProbs');
+  const target = options.target ?? 'logProbs';
+  const { fn: f, width } = clf.target(target);
   const B = x.shape[0] as number;
   const inShape = clf.inputShape;
   const ok = (extra: number[]) =>
@@ -138,34 +142,39 @@ export async function jvp(model: LayersModel, x: tf.Tensor, tangent: tf.Tensor, 
   }
   if (tangent.dtype !== 'float32') throw new ShapeError(`${fn}: argument 'tangent' must be float32, got ${tangent.dtype}.`);
   assertFinite(tangent, fn, 'tangent');
-  const method = options.method ?? 'auto';
-  if (!['auto', 'double-vjp', 'central'].includes(method)) {
-    throw new ValueError(`${fn}: method must be 'auto', 'double-vjp' or 'central'; got '${String(method)}'.`);
+  const strategy = options.strategy ?? 'auto';
+  if (strategy !== 'auto' && strategy !== 'central') {
+    throw new ValueError(`${fn}: strategy must be 'auto' or 'central'; got '${String(strategy)}'.`);
   }
   const eps = options.eps ?? 1e-4;
   if (!(Number.isFinite(eps) && eps > 0)) throw new ValueError(`${fn}: eps must be a positive number, got ${String(eps)}.`);
   const reps = Math.max(k, 1);
-  const chunk = Math.max(1, Math.floor(budgetBytes(options, fn) / (3 * reps * bytesPerSamplePass(model))));
-  assertDifferentiable(model, 'input', fn);
-
-  const blocker = firstOrderOnlyLayer(model);
-  if (method === 'double-vjp' && blocker !== undefined) {
-    throw new UnsupportedModelError(
-      `${fn}: method 'double-vjp' differentiates the backward pass, and tfjs has no gradient for ${blocker.op}, ` +
-        `which layer '${blocker.name}' (${blocker.className}) runs in it. Use method 'central' or 'auto'.`,
-    );
-  }
-  const resolved = method === 'auto' ? (blocker === undefined ? 'double-vjp' : 'central') : method;
+  const n = clf.inputSize;
+  const chunk = linearChunk(clf, target, reps, options, fn, 2);
   try {
-    const [out] = await runChunks(x, chunk, options, (xc, start) => tf.tidy(() => {
+    const [out] = await runChunks(x, chunk, options, (xc, start) => {
       const b = xc.shape[0] as number;
-      // Tile the k directions into the batch: [k·b, ...], direction-major.
       const tc = tf.slice(tangent, start, b);
-      const v = k > 0 ? tf.reshape(tf.transpose(tc, [1, 0, ...inShape.map((_, i) => i + 2)]), [k * b, ...inShape]) : tc;
-      const xt = k > 0 ? tf.tile(xc, [k, ...inShape.map(() => 1)]) : xc;
-      const jv = resolved === 'double-vjp' ? jvpDoubleVjp(f, xt, v, width) : jvpCentral(f, xt, v, eps);
-      return [k > 0 ? tf.transpose(tf.reshape(jv, [k, b, width]), [1, 0, 2]) : jv];
-    }));
+      try {
+        if (strategy === 'central') {
+          return [tf.tidy(() => {
+            // The k directions tiled into the batch: [k·b, ...], direction-major.
+            const v = k > 0 ? tf.reshape(tf.transpose(tc, [1, 0, ...inShape.map((_, i) => i + 2)]), [k * b, ...inShape]) : tc;
+            const xt = k > 0 ? tf.tile(xc, [k, ...inShape.map(() => 1)]) : xc;
+            const jv = centralDifference(f, xt, v, eps);
+            return k > 0 ? tf.transpose(tf.reshape(jv, [k, b, width]), [1, 0, 2]) : jv;
+          })];
+        }
+        const lin = linearize(clf, xc, target);
+        try {
+          return [tf.tidy(() => lin.jvp(tf.reshape(tc, k > 0 ? [b, k, n] : [b, n])))];
+        } finally {
+          lin.dispose();
+        }
+      } finally {
+        tc.dispose();
+      }
+    });
     return out as tf.Tensor;
   } catch (e) {
     return rethrowKernelError(e, fn);

@@ -106,8 +106,9 @@ export function releaseFailedTape(): void {
 }
 
 /**
- * Rethrows tfjs's "Kernel 'X' not registered for backend 'Y'" as an {@link UnsupportedModelError}
- * (other errors as they are), after freeing what a failed backward pass left behind.
+ * Rethrows tfjs's "Kernel 'X' not registered for backend 'Y'" and its missing gradients as an
+ * {@link UnsupportedModelError} (other errors as they are), after freeing what a failed backward
+ * pass left behind.
  */
 export function rethrowKernelError(e: unknown, fn: string): never {
   releaseFailedTape();
@@ -117,6 +118,10 @@ export function rethrowKernelError(e: unknown, fn: string): never {
     throw new UnsupportedModelError(
       `${fn}: the backward pass needs kernel '${m[1]}', which the '${m[2]}' backend does not have (${msg}).`,
     );
+  }
+  // The tf.grad fallback (a layer infogeo's graph does not cover) met an op tfjs cannot differentiate.
+  if (/gradient function not found|not yet supported in gradients/.test(msg)) {
+    throw new UnsupportedModelError(`${fn}: tfjs cannot differentiate this model here (${msg}); see the backends guide for the layers infogeo's own graph covers.`);
   }
   throw e;
 }

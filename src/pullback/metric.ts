@@ -8,16 +8,17 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
-import { inputJacobian } from '../jacobian/input.js';
-import { jvp } from '../jacobian/products.js';
+import { runChunks } from '../jacobian/chunks.js';
 import type { RunOptions } from '../jacobian/chunks.js';
+import { linearize } from '../jacobian/linearize.js';
+import { linearChunk } from '../jacobian/products.js';
 import { checkRtol, LowRankPSD } from '../linalg/lowRankPSD.js';
 import type { RankOptions } from '../linalg/lowRankPSD.js';
 import { DEFAULT_RTOL } from '../linalg/rows.js';
 import { singularValues } from '../linalg/special.js';
 import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
-import type { ClassifierOptions } from '../model/classifier.js';
-import { firstOrderOnlyLayer } from '../model/support.js';
+import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
+import { rethrowKernelError } from '../model/support.js';
 
 /**
  * The metric's normalisation: `'none'` for g = J_Φᵀ J_Φ, `'width'` for g = J_Φᵀ J_Φ / m (m = the
@@ -29,11 +30,12 @@ export type MetricNormalization = 'none' | 'width';
 /** Options of {@link pullbackMetric}. */
 export interface PullbackMetricOptions extends ClassifierOptions, RunOptions {
   /**
-   * The layer whose output is Φ (flattened per sample). Defaults to the layer that feeds the
-   * classifier head: the input of the last `Dense` (or of the layer before a trailing softmax
-   * layer), e.g. the 128 ReLU units of the MNIST CNN.
+   * The feature map Φ: `{ layer: name }` (that layer's output, flattened per sample), `'logits'` or
+   * `'logProbs'`. Defaults to the layer that feeds the classifier head: the input of the last
+   * `Dense` (or of the layer before a trailing softmax layer), e.g. the 128 ReLU units of the
+   * MNIST CNN.
    */
-  layer?: string;
+  target?: Target;
   /** @defaultValue `'none'` */
   normalization?: MetricNormalization;
   /**
@@ -44,16 +46,13 @@ export interface PullbackMetricOptions extends ClassifierOptions, RunOptions {
    */
   subspace?: tf.Tensor;
   /**
-   * How J_Φ (or J_Φ E) is computed:
-   * - `'rows'`: m vector-Jacobian products (one backward pass each), exact;
-   * - `'columns'`: one Jacobian-vector product per input coordinate (or per direction of E), with
-   *   {@link jvp}'s `'auto'` method (exact double-VJP, or central differences for models with
-   *   pooling layers, about 1e-3 relative);
-   * - `'auto'`: `'columns'` when that takes fewer passes (k directions cost about 2k backward
-   *   passes, or 2k forward passes with central differences), else `'rows'`.
+   * How J_Φ (or J_Φ E) is computed, from one linearisation of Φ per chunk; both exact:
+   * - `'rows'`: m rows in reverse mode (one backward pass of m cotangent rows);
+   * - `'columns'`: one tangent per input coordinate, or per direction of E, in forward mode;
+   * - `'auto'`: `'columns'` when there are fewer columns (k) than rows (m), else `'rows'`.
    * @defaultValue `'auto'`
    */
-  method?: 'auto' | 'rows' | 'columns';
+  strategy?: 'auto' | 'rows' | 'columns';
 }
 
 /**
@@ -72,7 +71,7 @@ export function defaultFeatureLayer(model: LayersModel, fn = 'defaultFeatureLaye
   if (cls === 'Softmax' || (cls === 'Activation' && cfg['activation'] === 'softmax')) head = source(head.input);
   const feature = source(head.input);
   if (feature.getClassName() === 'InputLayer' || !layerNames.has(feature.name)) {
-    throw new ValueError(`${fn}: the output layer '${head.name}' reads the model input directly; there is no hidden feature map. Pass options.layer.`);
+    throw new ValueError(`${fn}: the output layer '${head.name}' reads the model input directly; there is no hidden feature map. Pass options.target.`);
   }
   return feature.name;
 }
@@ -121,46 +120,52 @@ export async function pullbackMetric(model: LayersModel, x: tf.Tensor, options: 
   return (await computeMetric(model, x, options, 'pullbackMetric')).metric;
 }
 
+/** The feature map of the options (default: the layer that feeds the head) and its width. */
+function featureTarget(clf: Classifier, options: PullbackMetricOptions, fn: string): { target: Target; width: number } {
+  const target = options.target ?? { layer: defaultFeatureLayer(clf.model, fn) };
+  return { target, width: clf.target(target).width };
+}
+
 async function computeMetric(model: LayersModel, x: tf.Tensor, options: PullbackMetricOptions, fn: string) {
   const clf = wrapClassifier(model, options, fn);
   checkBatch(clf, x, fn);
-  const layer = options.layer ?? defaultFeatureLayer(model, fn);
-  const target = { layer };
-  const { width: m } = clf.target(target);
+  const { target, width: m } = featureTarget(clf, options, fn);
   const normalization = options.normalization ?? 'none';
   if (normalization !== 'none' && normalization !== 'width') {
     throw new ValueError(`${fn}: normalization must be 'none' or 'width', got '${String(normalization)}'.`);
   }
-  const method = options.method ?? 'auto';
-  if (!['auto', 'rows', 'columns'].includes(method)) throw new ValueError(`${fn}: method must be 'auto', 'rows' or 'columns', got '${String(method)}'.`);
+  const strategy = options.strategy ?? 'auto';
+  if (!['auto', 'rows', 'columns'].includes(strategy)) throw new ValueError(`${fn}: strategy must be 'auto', 'rows' or 'columns', got '${String(strategy)}'.`);
   const B = x.shape[0] as number;
   const n = clf.inputSize;
   const E = options.subspace === undefined ? undefined : subspaceBasis(options.subspace, B, clf.inputShape, fn);
   try {
     const k = E === undefined ? n : (E.shape[1] as number);
-    // A column costs ~2 backward passes (double VJP) or 2 forward passes (central), a row one backward pass.
-    const columnCost = firstOrderOnlyLayer(model) === undefined ? 2 : 1;
-    const columns = method === 'columns' || (method === 'auto' && columnCost * k < m);
-    const run = { modelOutput: options.modelOutput, memoryBudgetMB: options.memoryBudgetMB, onProgress: options.onProgress, signal: options.signal };
-    let A: tf.Tensor3D;
-    if (columns) {
-      const dirs = E ?? tf.tidy(() => tf.tile(tf.reshape(tf.eye(n), [1, n, ...clf.inputShape]), [B, 1, ...clf.inputShape.map(() => 1)]));
-      const jv = await jvp(model, x, dirs, { ...run, target }).finally(() => {
-        if (dirs !== E) dirs.dispose();
-      }); // [B, k, m]
-      A = tf.tidy(() => tf.transpose(jv, [0, 2, 1]) as tf.Tensor3D);
-      jv.dispose();
-    } else {
-      const J = await inputJacobian(model, x, { ...run, target, flatten: true }); // [B, m, n]
-      A = E === undefined ? (J as tf.Tensor3D) : tf.tidy(() => tf.matMul(J as tf.Tensor3D, tf.reshape(E, [B, k, n]), false, true));
-      if (A !== J) J.dispose();
-    }
-    if (normalization === 'width') {
-      const scaled = tf.mul(A, 1 / Math.sqrt(m)) as tf.Tensor3D;
-      A.dispose();
-      A = scaled;
-    }
-    return { metric: new LowRankPSD(A), dim: k };
+    const columns = strategy === 'columns' || (strategy === 'auto' && k < m);
+    const chunk = linearChunk(clf, target, columns ? k : m, options, fn, columns ? 2 : 1);
+    const [factor] = await runChunks(x, chunk, options, (xc, start) => {
+      const b = xc.shape[0] as number;
+      const lin = linearize(clf, xc, target);
+      try {
+        return [tf.tidy(() => {
+          const Ec = E === undefined ? undefined : tf.reshape(tf.slice(E, start, b), [b, k, n]);
+          let A: tf.Tensor;
+          if (columns) {
+            const dirs = Ec ?? tf.tile(tf.expandDims(tf.eye(n), 0), [b, 1, 1]);
+            A = tf.transpose(lin.jvp(dirs), [0, 2, 1]); // [b, m, k]
+          } else {
+            const J = lin.rows(tf.eye(m) as tf.Tensor2D); // [b, m, n]
+            A = Ec === undefined ? J : tf.matMul(J, Ec as tf.Tensor3D, false, true);
+          }
+          return normalization === 'width' ? tf.mul(A, 1 / Math.sqrt(m)) : A;
+        })];
+      } finally {
+        lin.dispose();
+      }
+    });
+    return { metric: new LowRankPSD(factor as tf.Tensor3D), dim: k, target, width: m };
+  } catch (e) {
+    return rethrowKernelError(e, fn);
   } finally {
     E?.dispose();
   }
@@ -201,8 +206,8 @@ export interface VolumeElementResult {
   terms: number;
   /** log σᵢ (in `base`) of the factor per sample, descending, all min(m, dim) of them. */
   logSingularValues: Float64Array[];
-  /** The feature layer Φ. */
-  layer: string;
+  /** The feature map Φ. */
+  target: Target;
   /** Its width m. */
   width: number;
 }
@@ -240,18 +245,18 @@ export async function volumeElement(model: LayersModel, x: tf.Tensor, options: V
   const rtol = checkRtol(options.rtol ?? DEFAULT_RTOL, fn);
   // Validate what can be validated before any backward pass.
   const clf = wrapClassifier(model, options, fn);
-  const layer = options.layer ?? defaultFeatureLayer(model, fn);
-  const m = clf.target({ layer }).width;
+  const { target, width: m } = featureTarget(clf, options, fn);
+  const name = clf.target(target).name;
   const n = clf.inputSize;
   if (mode === 'full' && n > m) {
     throw new ValueError(
-      `${fn}: the input has n = ${n} dimensions but layer '${layer}' only m = ${m} features, so rank g ≤ ${m} < n and ` +
+      `${fn}: the input has n = ${n} dimensions but ${name} only m = ${m} features, so rank g ≤ ${m} < n and ` +
         `√det g = 0 everywhere. Use mode 'effective' (the top k ≤ ${m} singular values) or a subspace.`,
     );
   }
   if (mode === 'subspace') {
     const k = options.subspace!.shape[options.subspace!.rank === clf.inputShape.length + 1 ? 0 : 1] as number;
-    if (k > m) throw new ValueError(`${fn}: the subspace has ${k} directions but layer '${layer}' only m = ${m} features; g_E is singular.`);
+    if (k > m) throw new ValueError(`${fn}: the subspace has ${k} directions but ${name} only m = ${m} features; g_E is singular.`);
   }
   let k = n;
   if (mode === 'effective') {
@@ -260,7 +265,7 @@ export async function volumeElement(model: LayersModel, x: tf.Tensor, options: V
       throw new ValueError(`${fn}: k must be an integer in [1, min(m, n) = ${Math.min(m, n)}], got ${String(options.k)}.`);
     }
   }
-  const { metric, dim } = await computeMetric(model, x, { ...options, layer }, fn);
+  const { metric, dim } = await computeMetric(model, x, { ...options, target }, fn);
   try {
     const terms = mode === 'effective' ? k : dim;
     const a = await metric.factor.data();
@@ -278,7 +283,7 @@ export async function volumeElement(model: LayersModel, x: tf.Tensor, options: V
       logVolume[b] = (rank[b] as number) < terms ? -Infinity : sum / lnBase;
       return s.map((v) => Math.log(v) / lnBase);
     });
-    return { logVolume, rank, terms, logSingularValues, layer, width: m };
+    return { logVolume, rank, terms, logSingularValues, target, width: m };
   } finally {
     metric.dispose();
   }

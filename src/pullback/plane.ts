@@ -11,7 +11,7 @@ import { pause } from '../jacobian/chunks.js';
 import type { Progress } from '../jacobian/chunks.js';
 import { dot } from '../linalg/rows.js';
 import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
-import type { ClassifierOptions } from '../model/classifier.js';
+import type { ClassifierOptions, Target } from '../model/classifier.js';
 import { volumeElement } from './metric.js';
 import type { MetricNormalization } from './metric.js';
 
@@ -106,8 +106,8 @@ export interface ScanPlaneOptions extends ClassifierOptions {
   volume?: 'effective' | 'plane';
   /** Singular values in `'effective'` mode (the reference plane scripts use 10). @defaultValue 10 */
   k?: number;
-  /** The feature layer Φ (see {@link PullbackMetricOptions.layer}). */
-  layer?: string;
+  /** The feature map Φ (see {@link PullbackMetricOptions.target}). */
+  target?: Target;
   /** @defaultValue `'width'` (the reference code's) */
   normalization?: MetricNormalization;
   /** The base of the logarithms (log-volume and entropy). @defaultValue 10 (the reference's plots) */
@@ -213,7 +213,7 @@ export async function scanPlane(model: LayersModel, plane: Plane, options: ScanP
       }
       const v = await volumeElement(model, x, {
         modelOutput: options.modelOutput,
-        layer: options.layer,
+        target: options.target,
         normalization: options.normalization ?? 'width',
         base,
         memoryBudgetMB: options.memoryBudgetMB,

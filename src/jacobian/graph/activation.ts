@@ -1,0 +1,233 @@
+/**
+ * Activations: every built-in elementwise activation of tfjs-layers with its exact derivative,
+ * the activation layers (Activation, ReLU, LeakyReLU, PReLU, ELU, ThresholdedReLU, Softmax), and
+ * the rule of a layer made of a linear part followed by an activation (Dense, the convolutions).
+ *
+ * An elementwise φ contributes the same factor φ'(z) to both linear maps: the backward pass
+ * multiplies the cotangent by it, the forward mode the tangent. It is computed once per forward
+ * pass, from the output y where that is exact and cheap (so that the layer's own fused kernel can
+ * run), else from the pre-activation z.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Cotangent } from './phases.js';
+import { apply, config, mulPerSample, NotCompilable, weight } from './rule.js';
+import type { Layer, Rule } from './rule.js';
+
+type Derivative = (t: tf.Tensor) => tf.Tensor;
+
+/** φ' of an elementwise activation, as a function of its output y or of its input z. */
+interface Elementwise {
+  fromY?: Derivative;
+  fromZ?: Derivative;
+}
+
+const SELU_ALPHA = 1.6732632423543772;
+const SELU_SCALE = 1.0507009873554805;
+
+const ones = (t: tf.Tensor) => tf.onesLike(t);
+
+/** The derivative of a built-in activation by name, 'identity' for linear, null if unknown. */
+export function elementwise(name: string, options: { alpha?: number; maxValue?: number; theta?: number } = {}): Elementwise | 'identity' | null {
+  const alpha = options.alpha;
+  switch (name) {
+    case 'linear':
+      return 'identity';
+    case 'relu': {
+      const max = options.maxValue;
+      if (max == null) return { fromY: (y) => tf.step(y), fromZ: (z) => tf.step(z) };
+      const inside = (t: tf.Tensor) => tf.mul(tf.step(t), tf.step(tf.sub(max, t)));
+      return { fromY: inside, fromZ: inside };
+    }
+    case 'relu6':
+      return elementwise('relu', { maxValue: 6 });
+    case 'sigmoid':
+      return { fromY: (y) => tf.mul(y, tf.sub(1, y)) };
+    case 'tanh':
+      return { fromY: (y) => tf.sub(1, tf.square(y)) };
+    case 'softplus':
+      return { fromZ: (z) => tf.sigmoid(z) };
+    case 'elu': {
+      const a = alpha ?? 1;
+      // y = a(eᶻ − 1) for z ≤ 0, so a·eᶻ = y + a.
+      return { fromY: (y) => tf.where(tf.greater(y, 0), ones(y), tf.add(y, a)), fromZ: (z) => tf.where(tf.greater(z, 0), ones(z), tf.mul(a, tf.exp(z))) };
+    }
+    case 'selu':
+      return { fromZ: (z) => tf.where(tf.greater(z, 0), tf.fill(z.shape, SELU_SCALE), tf.mul(SELU_SCALE * SELU_ALPHA, tf.exp(z))) };
+    case 'softsign':
+      return { fromZ: (z) => tf.reciprocal(tf.square(tf.add(1, tf.abs(z)))) };
+    case 'hardSigmoid':
+      // clip(0.2 z + 0.5, 0, 1)
+      return { fromZ: (z) => tf.mul(0.2, tf.mul(tf.step(tf.add(z, 2.5)), tf.step(tf.sub(2.5, z)))) };
+    case 'swish':
+      // z·σ(z): σ + z σ (1 − σ)
+      return {
+        fromZ: (z) => {
+          const s = tf.sigmoid(z);
+          return tf.add(s, tf.mul(z, tf.mul(s, tf.sub(1, s))));
+        },
+      };
+    case 'mish':
+      // z·tanh(softplus z): tanh(sp) + z (1 − tanh²(sp)) σ(z)
+      return {
+        fromZ: (z) => {
+          const t = tf.tanh(tf.softplus(z));
+          return tf.add(t, tf.mul(z, tf.mul(tf.sub(1, tf.square(t)), tf.sigmoid(z))));
+        },
+      };
+    case 'gelu':
+      // z Φ(z): Φ(z) + z φ(z)
+      return {
+        fromZ: (z) => {
+          const cdf = tf.mul(0.5, tf.add(1, tf.erf(tf.div(z, Math.SQRT2))));
+          const pdf = tf.mul(1 / Math.sqrt(2 * Math.PI), tf.exp(tf.mul(-0.5, tf.square(z))));
+          return tf.add(cdf, tf.mul(z, pdf));
+        },
+      };
+    case 'gelu_new': {
+      // ½ z (1 + tanh u), u = c (z + 0.044715 z³)
+      const c = Math.sqrt(2 / Math.PI);
+      return {
+        fromZ: (z) => {
+          const t = tf.tanh(tf.mul(c, tf.add(z, tf.mul(0.044715, tf.pow(z, 3)))));
+          const du = tf.mul(c, tf.add(1, tf.mul(3 * 0.044715, tf.square(z))));
+          return tf.add(tf.mul(0.5, tf.add(1, t)), tf.mul(tf.mul(0.5, z), tf.mul(tf.sub(1, tf.square(t)), du)));
+        },
+      };
+    }
+    case 'leakyRelu': {
+      const a = alpha ?? 0.3;
+      return { fromZ: (z) => tf.where(tf.greater(z, 0), ones(z), tf.fill(z.shape, a)) };
+    }
+    case 'thresholdedRelu': {
+      const theta = options.theta ?? 1;
+      return { fromZ: (z) => tf.step(tf.sub(z, theta)) };
+    }
+    default:
+      return null;
+  }
+}
+
+/**
+ * The linear part of a layer (a Dense layer's or a convolution's weights): how it maps a batch
+ * (with its bias, for activations that need z), its transpose and its action on tangents (no
+ * bias). `prepare` makes tensors the linear maps need, once per forward pass.
+ */
+export interface LinearPart {
+  prepare(): tf.Tensor[];
+  pre(x: tf.Tensor): tf.Tensor;
+  transpose(dz: tf.Tensor, prepared: tf.Tensor[]): Cotangent;
+  map(dx: tf.Tensor, prepared: tf.Tensor[]): tf.Tensor;
+}
+
+/** The layer's activation object (tfjs-layers keeps it on Dense and the convolutions). */
+function activationOf(layer: Layer): (z: tf.Tensor) => tf.Tensor {
+  const act = (layer as unknown as { activation?: { apply?: (z: tf.Tensor) => tf.Tensor } }).activation;
+  if (act == null || typeof act.apply !== 'function') throw new NotCompilable(`the activation of layer '${layer.name}'`);
+  return (z) => (act.apply as (z: tf.Tensor) => tf.Tensor).call(act, z);
+}
+
+/**
+ * A layer y = φ(linear(x)) (or y = φ(x) without a linear part): φ'(z) is saved by the forward
+ * pass and multiplies the cotangent (before the transpose) and the tangent (after the map).
+ * `logits`: the output is the linear part's z, the layer's own activation (the classifier's
+ * softmax) left out.
+ */
+export function activationRule(
+  layer: Layer,
+  name: string,
+  options: { alpha?: number; maxValue?: number; theta?: number } = {},
+  linear?: LinearPart,
+  logits = false,
+): Rule {
+  const d = elementwise(name, options);
+  if (d === null) throw new NotCompilable(`activation '${name}' of layer '${layer.name}'`);
+  const fused = d === 'identity' || d.fromY !== undefined;
+  const phi = fused || linear === undefined ? undefined : activationOf(layer);
+  return {
+    forward(inputs) {
+      const prepared = linear?.prepare() ?? [];
+      if (logits && linear) return { y: linear.pre(inputs[0] as tf.Tensor), saved: prepared };
+      if (d === 'identity') return { y: apply(layer, inputs), saved: prepared };
+      if (d.fromY !== undefined) {
+        const y = apply(layer, inputs);
+        return { y, saved: [...prepared, d.fromY(y)] };
+      }
+      const z = linear ? linear.pre(inputs[0] as tf.Tensor) : (inputs[0] as tf.Tensor);
+      const y = phi ? phi(z) : apply(layer, inputs);
+      return { y, saved: [...prepared, (d.fromZ as Derivative)(z)] };
+    },
+    backward(dy, saved) {
+      const g = d === 'identity' ? dy : mulPerSample(dy, saved[saved.length - 1] as tf.Tensor);
+      return [linear ? linear.transpose(g, saved) : g];
+    },
+    tangent([dx], saved) {
+      const t = linear ? linear.map(dx as tf.Tensor, saved) : (dx as tf.Tensor);
+      return d === 'identity' ? t : mulPerSample(t, saved[saved.length - 1] as tf.Tensor);
+    },
+  };
+}
+
+/** A PReLU layer: φ'(z) = 1 for z > 0, else its learned slope α (per position or channel). */
+function preluRule(layer: Layer): Rule {
+  if (weight(layer, 'alpha') === undefined) throw new NotCompilable(`the slopes of PReLU '${layer.name}'`);
+  const slope = (z: tf.Tensor) => tf.where(tf.greater(z, 0), tf.onesLike(z), tf.mul(tf.onesLike(z), weight(layer, 'alpha') as tf.Tensor));
+  return {
+    forward: (inputs) => ({ y: apply(layer, inputs), saved: [slope(inputs[0] as tf.Tensor)] }),
+    backward: (dy, [s]) => [mulPerSample(dy, s as tf.Tensor)],
+    tangent: ([dx], [s]) => mulPerSample(dx as tf.Tensor, s as tf.Tensor),
+  };
+}
+
+/**
+ * Softmax and log-softmax over the last axis. Their Jacobians per position are diag(p) − ppᵀ
+ * (symmetric: the same map both ways) and I − 1pᵀ (transpose: I − p1ᵀ).
+ */
+function softmaxRule(layer: Layer, kind: 'softmax' | 'logSoftmax', axis: unknown): Rule {
+  if (axis != null && axis !== -1) throw new NotCompilable(`${kind} over axis ${String(axis)} in layer '${layer.name}'`);
+  const sumLast = (t: tf.Tensor) => tf.sum(t, -1, true);
+  return {
+    forward(inputs) {
+      const y = apply(layer, inputs);
+      return { y, saved: [kind === 'softmax' ? y : tf.exp(y)] };
+    },
+    backward(dy, [p]) {
+      const P = p as tf.Tensor;
+      if (kind === 'softmax') return [mulPerSample(tf.sub(dy, sumLast(mulPerSample(dy, P))), P)];
+      return [tf.sub(dy, mulPerSample(tf.mul(sumLast(dy), tf.onesLike(dy)), P))];
+    },
+    tangent([dx], [p]) {
+      const t = dx as tf.Tensor;
+      const P = p as tf.Tensor;
+      const mean = sumLast(mulPerSample(t, P));
+      return kind === 'softmax' ? mulPerSample(tf.sub(t, mean), P) : tf.sub(t, mean);
+    },
+  };
+}
+
+/** The rules of the activation layers, by class name (undefined for other classes). */
+export function activationLayerRule(layer: Layer): Rule | undefined {
+  const c = config(layer);
+  switch (layer.getClassName()) {
+    case 'Activation': {
+      const name = String(c['activation']);
+      if (name === 'softmax' || name === 'logSoftmax') return softmaxRule(layer, name, -1);
+      return activationRule(layer, name);
+    }
+    case 'Softmax':
+      return softmaxRule(layer, 'softmax', c['axis']);
+    case 'ReLU':
+      return activationRule(layer, 'relu', { maxValue: (c['maxValue'] as number | null | undefined) ?? undefined });
+    case 'LeakyReLU':
+      return activationRule(layer, 'leakyRelu', { alpha: Number(c['alpha'] ?? 0.3) });
+    case 'ELU':
+      return activationRule(layer, 'elu', { alpha: Number(c['alpha'] ?? 1) });
+    case 'ThresholdedReLU':
+      return activationRule(layer, 'thresholdedRelu', { theta: Number(c['theta'] ?? 1) });
+    case 'PReLU':
+      return preluRule(layer);
+    default:
+      return undefined;
+  }
+}

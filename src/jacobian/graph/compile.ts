@@ -1,0 +1,266 @@
+/**
+ * infogeo's own graph: a model compiled from its input to one target tensor, run forward once per
+ * batch (the tape), then linear maps at that point through the rules of `registry.ts`:
+ * reverse mode (all cotangent rows of all samples in one backward pass) and forward mode (all
+ * tangents in one pass), both made of plain forward kernels.
+ *
+ * Why not `tf.grad`: tfjs re-runs the forward pass for every backward pass, computes the weight
+ * gradients of fused convolutions and dense layers even when only ∂/∂x is wanted, has no forward
+ * mode (a JVP would be a gradient of a gradient, which tfjs cannot take through max pools, ELUs or
+ * dilated convs), and on `wasm` runs strided transposed convolutions and max-pool gradients as
+ * plain loops.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
+import { samplesFirst, tileRows } from '../rows.js';
+import { accumulate, isPhased, materialize, tensorsOf } from './phases.js';
+import type { Cotangent } from './phases.js';
+import { ruleFor } from './registry.js';
+import { config, NotCompilable, product, tail } from './rule.js';
+import type { Layer, Rule, Shape } from './rule.js';
+import { batchNormRule } from './structure.js';
+import { linearLayerRule } from './conv.js';
+
+interface GraphOp {
+  layer: Layer;
+  inShapes: Shape[];
+  inputs: number[];
+  output: number;
+  rule: Rule;
+}
+
+/** The compiled path from one input to one target: ops in topological order over value slots. */
+interface Program {
+  ops: GraphOp[];
+  shapes: Shape[];
+  outSlot: number;
+}
+
+const INPUT_SLOT = 0;
+
+function compileProgram(input: SymbolicTensor, target: SymbolicTensor, linearHead: boolean): Program {
+  const ops: GraphOp[] = [];
+  const slots = new Map<number, number>([[input.id, INPUT_SLOT]]); // symbolic tensor id → slot
+  const shapes: Shape[] = [input.shape];
+  const visit = (t: SymbolicTensor): number => {
+    const known = slots.get(t.id);
+    if (known !== undefined) return known;
+    const layer = t.sourceLayer;
+    const node = layer.inboundNodes[t.nodeIndex];
+    if (node === undefined || node.outputTensors.length !== 1) throw new NotCompilable(`layer '${layer.name}' with several outputs`);
+    if (node.inputTensors.length === 0) throw new NotCompilable(`a second input '${layer.name}'`);
+    const inputs = node.inputTensors.map(visit);
+    const inShapes = node.inputTensors.map((s) => s.shape);
+    const rule = ruleFor({ layer, inShapes, outShape: t.shape, linearHead: linearHead && t === target }, nestedRule);
+    const slot = shapes.length;
+    shapes.push(t.shape);
+    slots.set(t.id, slot);
+    ops.push({ layer, inShapes, inputs, output: slot, rule });
+    return slot;
+  };
+  const outSlot = visit(target);
+  foldBatchNorms(ops);
+  return { ops, shapes, outSlot };
+}
+
+/** Folds each BatchNorm that is the only consumer of a linear Conv2D into that conv's rule. */
+function foldBatchNorms(ops: GraphOp[]): void {
+  const consumers = new Map<number, number>();
+  for (const op of ops) for (const i of op.inputs) consumers.set(i, (consumers.get(i) ?? 0) + 1);
+  for (const bn of ops) {
+    if (bn.layer.getClassName() !== 'BatchNormalization' || bn.inputs.length !== 1) continue;
+    const slot = bn.inputs[0] as number;
+    const conv = ops.find((op) => op.output === slot);
+    if (conv === undefined || conv.layer.getClassName() !== 'Conv2D' || consumers.get(slot) !== 1) continue;
+    if ((config(conv.layer)['activation'] ?? 'linear') !== 'linear') continue;
+    conv.rule = linearLayerRule({ layer: conv.layer, inShapes: conv.inShapes, outShape: [], linearHead: false }, bn.layer);
+    bn.rule = batchNormRule(bn.layer, bn.inShapes[0] as Shape, true);
+  }
+}
+
+/** Runs the program forward (inside the caller's tidy): the output and each op's saved tensors. */
+function runForward(p: Program, x: tf.Tensor): { y: tf.Tensor; saved: tf.Tensor[][] } {
+  const values: (tf.Tensor | undefined)[] = new Array(p.shapes.length);
+  values[INPUT_SLOT] = x;
+  const saved = p.ops.map((op) => {
+    const r = op.rule.forward(op.inputs.map((i) => values[i] as tf.Tensor));
+    values[op.output] = r.y;
+    return r.saved;
+  });
+  return { y: values[p.outSlot] as tf.Tensor, saved };
+}
+
+/**
+ * Reverse mode: the input cotangent `[K·B, ...inShape]` from the output cotangent `dy`. Each layer's
+ * backward pass runs in its own scope and each cotangent is released as soon as it is consumed: what
+ * stays alive is the cotangents not yet consumed. Call inside a tidy.
+ */
+function runBackward(p: Program, saved: tf.Tensor[][], dy: tf.Tensor): Cotangent | undefined {
+  const grads: (Cotangent | undefined)[] = new Array(p.shapes.length);
+  grads[p.outSlot] = dy;
+  const scoped = (f: () => Cotangent | Cotangent[]) => tf.tidy(f as () => tf.TensorContainer) as unknown as Cotangent & Cotangent[];
+  const release = (spent: Cotangent[], live: Cotangent[]) => {
+    const keep = new Set(live.flatMap(tensorsOf));
+    for (const t of spent.flatMap(tensorsOf)) if (!keep.has(t) && t !== dy) t.dispose();
+  };
+  for (let k = p.ops.length - 1; k >= 0; k--) {
+    const op = p.ops[k] as GraphOp;
+    const g = grads[op.output];
+    if (g === undefined) continue;
+    grads[op.output] = undefined;
+    const dxs = scoped(() => op.rule.backward(materialize(g), saved[k] as tf.Tensor[]));
+    // One tensor handed to two inputs (Add): each input gets its own handle on the same data (a
+    // reshape shares it; tf.clone copies on wasm), taken before any of them is added to a
+    // cotangent already there and released.
+    const seen = new Set<tf.Tensor>();
+    const incoming = dxs.map((dx) => {
+      if (isPhased(dx)) return dx;
+      const handle = seen.has(dx) ? tf.reshape(dx, dx.shape) : dx;
+      seen.add(dx);
+      return handle;
+    });
+    op.inputs.forEach((slot, i) => {
+      const dx = incoming[i] as Cotangent;
+      const prev = grads[slot];
+      if (prev === undefined) {
+        grads[slot] = dx;
+      } else {
+        const sum = scoped(() => accumulate(prev, dx));
+        release([prev, dx], [sum]);
+        grads[slot] = sum;
+      }
+    });
+    release([g], grads.filter((c): c is Cotangent => c !== undefined));
+  }
+  return grads[INPUT_SLOT];
+}
+
+/**
+ * Forward mode: the output tangent `[K·B, ...outShape]` from the input tangent `t`. Each tangent is
+ * released once every op that reads it has run. Call inside a tidy.
+ */
+function runTangent(p: Program, saved: tf.Tensor[][], t: tf.Tensor): tf.Tensor {
+  const readers = new Map<number, number>();
+  for (const op of p.ops) for (const i of op.inputs) readers.set(i, (readers.get(i) ?? 0) + 1);
+  const tangents: (tf.Tensor | undefined)[] = new Array(p.shapes.length);
+  tangents[INPUT_SLOT] = t;
+  p.ops.forEach((op, k) => {
+    const ins = op.inputs.map((i) => tangents[i] as tf.Tensor);
+    // A layer that passes its tangent through (Dropout, a folded BatchNorm) gets its own handle on
+    // the data, so that releasing its input does not release its output.
+    tangents[op.output] = tf.tidy(() => {
+      const out = op.rule.tangent(ins, saved[k] as tf.Tensor[]);
+      return ins.includes(out) ? tf.reshape(out, out.shape) : out;
+    });
+    for (const i of op.inputs) {
+      const left = (readers.get(i) as number) - 1;
+      readers.set(i, left);
+      if (left === 0 && i !== INPUT_SLOT && i !== p.outSlot) tangents[i]?.dispose();
+    }
+  });
+  return tangents[p.outSlot] as tf.Tensor;
+}
+
+/** A model used as a layer of another model: its own program, run inside the outer one's. */
+function nestedRule(layer: Layer): Rule {
+  const inner = layer as unknown as { inputs: SymbolicTensor[]; outputs: SymbolicTensor[] };
+  if (inner.inputs.length !== 1 || inner.outputs.length !== 1) throw new NotCompilable(`nested model '${layer.name}' with several inputs or outputs`);
+  const p = compileProgram(inner.inputs[0] as SymbolicTensor, inner.outputs[0] as SymbolicTensor, false);
+  // The saved tensors of all inner ops, flattened; the counts per op are the same on every pass.
+  let counts: number[] = [];
+  const unflatten = (flat: tf.Tensor[]) => {
+    let at = 0;
+    return counts.map((c) => flat.slice(at, (at += c)));
+  };
+  return {
+    forward([x]) {
+      const { y, saved } = runForward(p, x as tf.Tensor);
+      counts = saved.map((s) => s.length);
+      return { y, saved: saved.flat() };
+    },
+    backward(dy, saved) {
+      const dx = runBackward(p, unflatten(saved), dy);
+      return [dx ?? tf.zeros([dy.shape[0] as number, ...tail(p.shapes[INPUT_SLOT] as Shape)])];
+    },
+    tangent: ([dx], saved) => runTangent(p, unflatten(saved), dx as tf.Tensor),
+  };
+}
+
+/** A model compiled from its input to one target tensor. */
+export interface CompiledGraph {
+  /**
+   * Bytes one cotangent (or tangent) row of one sample costs in a pass: a few tensors of the
+   * largest activation alive at once (dy, dx and a conv's phase output), and the input-sized result.
+   */
+  readonly bytesPerRow: number;
+  /** Runs the forward pass on `x: [B, ...inputShape]`; the tape holds what the linear maps need. */
+  forward(x: tf.Tensor): Tape;
+}
+
+/**
+ * One forward pass and the linear maps of the target at that point. Dispose it when done (it owns
+ * its tensors). Every method returns a new tensor the caller owns.
+ */
+export interface Tape {
+  /** The target's value `[B, m]` (flattened per sample); owned by the tape. */
+  readonly output: tf.Tensor2D;
+  /** Reverse mode for R rows shared by all samples, `U: [R, m]` → `[B, R, n]`. */
+  vjpRows(U: tf.Tensor2D): tf.Tensor3D;
+  /** Reverse mode for per-sample cotangents, row-major `[K·B, m]` → `[K·B, n]`. */
+  pullback(dy: tf.Tensor2D): tf.Tensor2D;
+  /** Forward mode for per-sample tangents, row-major `[K·B, n]` → `[K·B, m]`. */
+  pushforward(t: tf.Tensor2D): tf.Tensor2D;
+  dispose(): void;
+}
+
+/**
+ * Compiles the path from the model's input to `target` (a symbolic tensor of the model). With
+ * `linearHead`, the target's own layer is a Dense layer whose activation (a softmax) is left out.
+ * Returns `{ reason }` instead when some layer on the path is not covered.
+ */
+export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, linearHead = false): CompiledGraph | { reason: string } {
+  let p: Program;
+  try {
+    p = compileProgram(input, target, linearHead);
+  } catch (e) {
+    if (e instanceof NotCompilable) return { reason: e.message };
+    throw e;
+  }
+  const largest = Math.max(...p.shapes.map((s) => product(s.slice(1))));
+  const inShape = tail(input.shape);
+  const outShape = tail(p.shapes[p.outSlot] as Shape);
+  const n = product(inShape);
+  return {
+    bytesPerRow: 4 * (4 * largest + 2 * n),
+    forward(x) {
+      const B = x.shape[0] as number;
+      let saved: tf.Tensor[][] = [];
+      const kept = tf.tidy(() => {
+        const r = runForward(p, x);
+        saved = r.saved;
+        return [tf.reshape(r.y, [B, -1]), ...r.saved.flat()];
+      });
+      const output = kept[0] as tf.Tensor2D;
+      const pullback = (dy: tf.Tensor) => {
+        const K = (dy.shape[0] as number) / B;
+        const g = runBackward(p, saved, tf.reshape(dy, [K * B, ...outShape]));
+        return tf.reshape(g === undefined ? tf.zeros([K * B, n]) : materialize(g), [K * B, n]);
+      };
+      return {
+        output,
+        vjpRows: (U) => tf.tidy(() => samplesFirst(pullback(tileRows(U, B)), U.shape[0], B)),
+        pullback: (dy) => tf.tidy(() => pullback(dy) as tf.Tensor2D),
+        pushforward: (t) =>
+          tf.tidy(() => {
+            const K = (t.shape[0] as number) / B;
+            return tf.reshape(runTangent(p, saved, tf.reshape(t, [K * B, ...inShape])), [K * B, -1]) as tf.Tensor2D;
+          }),
+        dispose() {
+          tf.dispose(kept);
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,239 @@
+/**
+ * Dense layers and convolutions (Conv1D, Conv2D, DepthwiseConv2D, SeparableConv2D,
+ * Conv2DTranspose) as linear parts for {@link activationRule}: the map is the layer's own kernel
+ * without its bias, the transpose a forward kernel too (a conv's transpose is a conv per stride
+ * phase, see `phases.ts`; a transposed conv's transpose is a conv).
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { activationRule } from './activation.js';
+import type { LinearPart } from './activation.js';
+import { convPhases, livePhases, materialize, phaseFilterData } from './phases.js';
+import { config, derivedFromWeights, NotCompilable, pair, tail, weight } from './rule.js';
+import type { Layer, Rule, RuleContext } from './rule.js';
+
+/** A BatchNorm's derivative in inference mode, per channel: γ/√(σ² + ε). */
+export function batchNormScale(layer: Layer): tf.Tensor {
+  const eps = Number(config(layer)['epsilon'] ?? 1e-3);
+  const gamma = weight(layer, 'gamma');
+  const s = tf.rsqrt(tf.add(weight(layer, 'moving_variance') as tf.Tensor, eps));
+  return gamma ? tf.mul(s, gamma) : s;
+}
+
+function addBias(z: tf.Tensor, layer: Layer): tf.Tensor {
+  const b = weight(layer, 'bias');
+  return b ? tf.add(z, b) : z;
+}
+
+function kernelOf(layer: Layer, rank: number, name = 'kernel'): tf.Tensor {
+  const k = weight(layer, name);
+  if (k === undefined || k.rank !== rank) throw new NotCompilable(`kernel of '${layer.name}'`);
+  return k;
+}
+
+function denseLinear(layer: Layer, inShape: number[], units: number): LinearPart {
+  const kernel = () => weight(layer, 'kernel') as tf.Tensor2D;
+  const n = kernelOf(layer, 2).shape[0] as number;
+  if (inShape[inShape.length - 1] !== n) throw new NotCompilable(`Dense '${layer.name}' on its input`);
+  // The transposed kernel: a matMul with transposeB is ~50× slower on wasm, and a transpose per
+  // call costs 7 ms for the MNIST CNN's 9216×128 kernel.
+  const prepare = derivedFromWeights(
+    () => [kernel()],
+    () => {
+      const k = kernel();
+      const w = k.dataSync() as Float32Array;
+      const data = new Float32Array(n * units);
+      for (let i = 0; i < n; i++) for (let j = 0; j < units; j++) data[j * n + i] = w[i * units + j] as number;
+      return [{ data, shape: [units, n] }];
+    },
+  );
+  const map = (x: tf.Tensor) => tf.reshape(tf.matMul(tf.reshape(x, [-1, n]), kernel()), [...x.shape.slice(0, -1), units]);
+  return {
+    prepare,
+    pre: (x) => addBias(map(x), layer),
+    transpose: (dz, [kt]) => tf.reshape(tf.matMul(tf.reshape(dz, [-1, units]), kt as tf.Tensor2D), [dz.shape[0] as number, ...inShape]),
+    map,
+  };
+}
+
+/** A filter `[fh, fw, a, b]` dilated by (dh, dw): zeros between the taps. */
+function dilate(W: Float32Array, [fh, fw, a, b]: number[], [dh, dw]: [number, number]): { data: Float32Array; shape: number[] } {
+  if (dh === 1 && dw === 1) return { data: W, shape: [fh as number, fw as number, a as number, b as number] };
+  const eh = dh * ((fh as number) - 1) + 1;
+  const ew = dw * ((fw as number) - 1) + 1;
+  const inner = (a as number) * (b as number);
+  const data = new Float32Array(eh * ew * inner);
+  for (let i = 0; i < (fh as number); i++) {
+    for (let j = 0; j < (fw as number); j++) data.set(W.subarray((i * (fw as number) + j) * inner, (i * (fw as number) + j + 1) * inner), (i * dh * ew + j * dw) * inner);
+  }
+  return { data, shape: [eh, ew, a as number, b as number] };
+}
+
+/** What a 2-D conv (or a 1-D conv seen as one with height 1) is, read from its layer. */
+interface ConvSpec {
+  /** The rank of the layer's tensors: 4 (2-D convs) or 3 (Conv1D). */
+  rank: 3 | 4;
+  /** Input `[H, W, ci]` in the 2-D view. */
+  inShape: [number, number, number];
+  strides: [number, number];
+  dilations: [number, number];
+  padding: 'same' | 'valid';
+  /** The kernel's shape as a 2-D conv's `[fh, fw, ci, co]` (depthwise: `[fh, fw, ci, mult]`). */
+  kshape: [number, number, number, number];
+  /** Depthwise: the channel multiplier. */
+  multiplier?: number;
+  /** The layer's kernel (its weight, in the layer's own shape). */
+  kernel(): tf.Tensor;
+  /** The forward kernel, without bias, in the layer's own rank. */
+  run(x: tf.Tensor, kernel: tf.Tensor): tf.Tensor;
+}
+
+/**
+ * The linear part of a convolution. Its transpose runs one stride-1 conv per stride phase with the
+ * flipped (dilated) filter, optionally scaled per output channel by a BatchNorm folded into it.
+ */
+function convLinear(layer: Layer, spec: ConvSpec, foldedScale?: Layer): LinearPart {
+  const { inShape, strides, dilations, padding, multiplier, kshape } = spec;
+  if (dilations.some((d) => d > 1) && strides.some((s) => s > 1)) throw new NotCompilable(`dilated and strided conv '${layer.name}'`);
+  // A depthwise kernel [fh, fw, ci, mult] is laid out as [fh, fw, 1, ci·mult]: its phase filters
+  // come out as depthwise filters [kh, kw, ci·mult, 1].
+  const asConv = multiplier === undefined ? kshape : [kshape[0], kshape[1], 1, kshape[2] * kshape[3]];
+  const [dh, dw] = dilations;
+  const dilated = [dh * (kshape[0] - 1) + 1, dw * (kshape[1] - 1) + 1];
+  const info = tf.backend_util.computeConv2DInfo([1, ...inShape], kshape, strides, dilations, padding);
+  const pad = { top: info.padInfo.top, left: info.padInfo.left };
+  const co = asConv[3] as number;
+  const phaseFilters = derivedFromWeights(
+    () => [spec.kernel(), ...(foldedScale ? [weight(foldedScale, 'gamma'), weight(foldedScale, 'moving_variance')] : [])],
+    () => {
+      let w = spec.kernel().dataSync() as Float32Array;
+      if (foldedScale !== undefined) {
+        const scale = tf.tidy(() => batchNormScale(foldedScale).dataSync());
+        w = Float32Array.from(w);
+        for (let i = 0; i < w.length; i++) w[i] = (w[i] as number) * (scale[i % co] as number);
+      }
+      const d = dilate(w, asConv, dilations);
+      return phaseFilterData(d.data, d.shape, strides).map(({ kh, kw, data }) => ({ data, shape: [kh, kw, co, asConv[2] as number] }));
+    },
+  );
+  const live = livePhases(dilated, strides); // in the order of the filters `phaseFilters` makes
+  return {
+    prepare: () => [...phaseFilters(), ...(foldedScale ? [batchNormScale(foldedScale)] : [])],
+    pre: (x) => addBias(spec.run(x, spec.kernel()), layer),
+    transpose(dz, prepared) {
+      const N = dz.shape[0] as number;
+      const dz4 = (spec.rank === 3 ? tf.reshape(dz, [N, 1, dz.shape[1] as number, dz.shape[2] as number]) : dz) as tf.Tensor4D;
+      const phases = live.map((p, i) => ({ ...p, filter: prepared[i] as tf.Tensor4D }));
+      const g = convPhases(dz4, phases, inShape, strides, pad, multiplier);
+      return spec.rank === 4 ? g : tf.reshape(materialize(g), [N, inShape[1], inShape[2]]);
+    },
+    map(dx, prepared) {
+      const y = spec.run(dx, spec.kernel());
+      return foldedScale ? tf.mul(y, prepared[prepared.length - 1] as tf.Tensor) : y;
+    },
+  };
+}
+
+function padding(layer: Layer): 'same' | 'valid' {
+  const p = config(layer)['padding'];
+  if (p !== 'same' && p !== 'valid') throw new NotCompilable(`padding '${String(p)}' of '${layer.name}'`);
+  return p;
+}
+
+function channelsLast(layer: Layer): void {
+  if (config(layer)['dataFormat'] === 'channelsFirst') throw new NotCompilable(`channels-first layer '${layer.name}'`);
+}
+
+/** The linear part of a Conv2D, Conv1D or DepthwiseConv2D layer (or a SeparableConv2D's depthwise half). */
+function convPart(layer: Layer, inShape: number[], foldedScale?: Layer, depthwise = layer.getClassName() === 'DepthwiseConv2D'): LinearPart {
+  channelsLast(layer);
+  const c = config(layer);
+  const pad = padding(layer);
+  if (layer.getClassName() === 'Conv1D') {
+    const [L, ci] = inShape as [number, number];
+    const first = (v: unknown) => Number(Array.isArray(v) ? v[0] : v ?? 1);
+    const s = first(c['strides']);
+    const d = first(c['dilationRate']);
+    const [f, , co] = kernelOf(layer, 3, 'kernel').shape as [number, number, number];
+    return convLinear(layer, {
+      rank: 3, inShape: [1, L, ci], strides: [1, s], dilations: [1, d], padding: pad, kshape: [1, f, ci, co],
+      kernel: () => weight(layer, 'kernel') as tf.Tensor,
+      run: (x, k) => tf.conv1d(x as tf.Tensor3D, k as tf.Tensor3D, s, pad, 'NWC', d),
+    }, foldedScale);
+  }
+  const [H, W] = inShape as [number, number, number];
+  const strides = pair(c['strides'], 1);
+  const dilations = pair(c['dilationRate'], 1);
+  const name = depthwise ? 'depthwise_kernel' : 'kernel';
+  const kshape = kernelOf(layer, 4, name).shape as [number, number, number, number];
+  const kernel = () => weight(layer, name) as tf.Tensor;
+  const common = { rank: 4 as const, inShape: [H, W, kshape[2]] as [number, number, number], strides, dilations, padding: pad, kshape, kernel };
+  if (depthwise) {
+    return convLinear(layer, {
+      ...common, multiplier: kshape[3],
+      run: (x, k) => tf.depthwiseConv2d(x as tf.Tensor4D, k as tf.Tensor4D, strides, pad, 'NHWC', dilations),
+    });
+  }
+  return convLinear(layer, { ...common, run: (x, k) => tf.conv2d(x as tf.Tensor4D, k as tf.Tensor4D, strides, pad, 'NHWC', dilations) }, foldedScale);
+}
+
+/** A SeparableConv2D: a depthwise conv, then a 1 × 1 conv with the bias. */
+function separablePart(layer: Layer, inShape: number[]): LinearPart {
+  channelsLast(layer);
+  const dw = convPart(layer, inShape, undefined, true);
+  const pw = () => weight(layer, 'pointwise_kernel') as tf.Tensor4D;
+  if (pw() === undefined) throw new NotCompilable(`pointwise kernel of '${layer.name}'`);
+  const [ci, co] = (pw().shape as number[]).slice(2) as [number, number];
+  // Prepared: the transposed pointwise kernel, then the depthwise half's tensors.
+  return {
+    prepare: () => [tf.transpose(tf.reshape(pw(), [ci, co])), ...dw.prepare()],
+    pre: (x) => addBias(tf.conv2d(dw.map(x, []) as tf.Tensor4D, pw(), 1, 'valid'), layer),
+    transpose(dz, prepared) {
+      const dmid = tf.reshape(tf.matMul(tf.reshape(dz, [-1, co]), prepared[0] as tf.Tensor2D), [...dz.shape.slice(0, -1), ci]);
+      return dw.transpose(dmid, prepared.slice(1));
+    },
+    map: (dx, prepared) => tf.conv2d(dw.map(dx, prepared.slice(1)) as tf.Tensor4D, pw(), 1, 'valid'),
+  };
+}
+
+/** A Conv2DTranspose: its transpose is the conv it is the transpose of. */
+function transposedConvPart(layer: Layer, outShape: number[]): LinearPart {
+  channelsLast(layer);
+  const c = config(layer);
+  const pad = padding(layer);
+  const strides = pair(c['strides'], 1);
+  if (pair(c['dilationRate'], 1).some((d) => d !== 1)) throw new NotCompilable(`dilated Conv2DTranspose '${layer.name}'`);
+  const kernel = () => weight(layer, 'kernel') as tf.Tensor4D;
+  kernelOf(layer, 4, 'kernel');
+  const run = (x: tf.Tensor) => tf.conv2dTranspose(x as tf.Tensor4D, kernel(), [x.shape[0] as number, ...outShape] as [number, number, number, number], strides, pad);
+  return {
+    prepare: () => [],
+    pre: (x) => addBias(run(x), layer),
+    transpose: (dz) => tf.conv2d(dz as tf.Tensor4D, kernel(), strides, pad),
+    map: (dx) => run(dx),
+  };
+}
+
+/** The rule of a Dense layer or a convolution (its activation included). */
+export function linearLayerRule({ layer, inShapes, outShape, linearHead }: RuleContext, foldedScale?: Layer): Rule {
+  const inShape = tail(inShapes[0] as (number | null)[]);
+  const c = config(layer);
+  let part: LinearPart;
+  switch (layer.getClassName()) {
+    case 'Dense':
+      part = denseLinear(layer, inShape, Number(c['units']));
+      break;
+    case 'SeparableConv2D':
+      part = separablePart(layer, inShape);
+      break;
+    case 'Conv2DTranspose':
+      part = transposedConvPart(layer, tail(outShape));
+      break;
+    default:
+      part = convPart(layer, inShape, foldedScale);
+  }
+  // The classifier's trailing softmax: differentiate the logits, the Dense layer without it.
+  if (linearHead) return activationRule(layer, 'linear', {}, part, true);
+  return activationRule(layer, String(c['activation'] ?? 'linear'), {}, part);
+}

@@ -1,0 +1,111 @@
+/**
+ * What every layer family of infogeo's graph provides, and the helpers they share.
+ *
+ * A rule holds one layer's three maps side by side: its forward pass (which records what the other
+ * two need: a ReLU's mask, a max pool's argmax, a BatchNorm's scale), its transpose (reverse mode:
+ * output cotangents → input cotangents) and its linearisation (forward mode: input tangents →
+ * output tangent). Both linear maps are made of plain forward kernels and take many rows at once.
+ *
+ * Layout: a batch of B samples goes forward; cotangents and tangents are row-major over K rows,
+ * `t[r·B + b]` is row r of sample b, so that a per-sample factor `[B, ...]` multiplies `[K·B, ...]`
+ * by broadcasting over the first axis (see {@link mulPerSample}).
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
+import type { Cotangent } from './phases.js';
+
+/** A layer of a model, as tfjs-layers types it. */
+export type Layer = SymbolicTensor['sourceLayer'];
+
+/** A static shape with the batch dimension first (null). */
+export type Shape = (number | null)[];
+
+/** The three maps of one layer. */
+export interface Rule {
+  /** Forward pass for a batch of B samples: the output, and what the linear maps need. */
+  forward(inputs: tf.Tensor[]): { y: tf.Tensor; saved: tf.Tensor[] };
+  /** Input cotangents from the output cotangent `dy: [K·B, ...outShape]` (reverse mode). */
+  backward(dy: tf.Tensor, saved: tf.Tensor[]): Cotangent[];
+  /** The output tangent from the input tangents `dx[i]: [K·B, ...inShape[i]]` (forward mode). */
+  tangent(dx: tf.Tensor[], saved: tf.Tensor[]): tf.Tensor;
+}
+
+/** What a rule is made from: the layer, the static shapes around it, and the model's head. */
+export interface RuleContext {
+  layer: Layer;
+  inShapes: Shape[];
+  outShape: Shape;
+  /** The layer is the classifier's Dense head whose softmax is left out (the logits). */
+  linearHead: boolean;
+}
+
+/** Why a layer could not be compiled (the callers fall back to `tf.grad`). */
+export class NotCompilable extends Error {}
+
+/** The product of a shape's known dimensions. */
+export function product(shape: readonly (number | null)[]): number {
+  return shape.reduce<number>((a, d) => a * (d ?? 1), 1);
+}
+
+/** A shape without its batch dimension, as numbers. */
+export function tail(shape: Shape): number[] {
+  return shape.slice(1) as number[];
+}
+
+export function config(layer: Layer): Record<string, unknown> {
+  return layer.getConfig() as Record<string, unknown>;
+}
+
+/** The current value of the layer's weight whose name ends in `suffix`. */
+export function weight(layer: Layer, suffix: string): tf.Tensor | undefined {
+  return layer.weights.find((v) => v.originalName.endsWith(suffix))?.read();
+}
+
+/** A 2-D size option (`3` or `[3, 2]`). */
+export function pair(v: unknown, fallback: number): [number, number] {
+  if (Array.isArray(v)) return [Number(v[0]), Number(v[1] ?? v[0])];
+  if (typeof v === 'number') return [v, v];
+  return [fallback, fallback];
+}
+
+/** Multiplies `t: [K·B, ...]` by a per-sample factor `f: [B, ...]` (same trailing shape). */
+export function mulPerSample(t: tf.Tensor, f: tf.Tensor): tf.Tensor {
+  const M = f.size;
+  return tf.reshape(tf.mul(tf.reshape(t, [-1, M]), tf.reshape(f, [1, M])), t.shape);
+}
+
+/** The layer's own forward pass in inference mode. */
+export function apply(layer: Layer, inputs: tf.Tensor[]): tf.Tensor {
+  const y = layer.apply(inputs.length === 1 ? (inputs[0] as tf.Tensor) : inputs, { training: false });
+  if (Array.isArray(y)) throw new NotCompilable(`layer '${layer.name}' has several outputs`);
+  return y as tf.Tensor;
+}
+
+/**
+ * A rule for a layer that is linear and parameter-free in its inputs (reshapes, padding, pooling
+ * averages, sums, concatenation): the tangent is the layer itself applied to the tangents.
+ */
+export function linearRule(layer: Layer, backward: (dy: tf.Tensor) => Cotangent[]): Rule {
+  return {
+    forward: (inputs) => ({ y: apply(layer, inputs), saved: [] }),
+    backward: (dy) => backward(dy),
+    tangent: (dx) => apply(layer, dx),
+  };
+}
+
+/**
+ * Tensors derived from a layer's weights (a conv's phase filters, a dense layer's transposed
+ * kernel), made for each forward pass from float32 arrays that are rebuilt only when the weight
+ * tensors they come from were replaced (training and `setWeights` write new tensors, with new
+ * dataIds). Nothing is held between calls but the arrays.
+ */
+export function derivedFromWeights(sources: () => (tf.Tensor | undefined)[], build: () => { data: Float32Array; shape: number[] }[]): () => tf.Tensor[] {
+  let cache: { stamp: unknown[]; arrays: { data: Float32Array; shape: number[] }[] } | undefined;
+  return () => {
+    const stamp = sources().map((t) => (t as unknown as { dataId?: unknown } | undefined)?.dataId);
+    if (cache === undefined || stamp.some((d, i) => d !== cache?.stamp[i])) cache = { stamp, arrays: build() };
+    return cache.arrays.map(({ data, shape }) => tf.tensor(data, shape, 'float32'));
+  };
+}

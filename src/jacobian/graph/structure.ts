@@ -1,0 +1,166 @@
+/**
+ * Layers that move, combine or normalise values: reshapes, padding and cropping, upsampling,
+ * merges, normalisation in inference mode, and the layers that are the identity at inference.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { batchNormScale } from './conv.js';
+import { apply, config, linearRule, mulPerSample, NotCompilable, pair, tail, weight } from './rule.js';
+import type { Layer, Rule, RuleContext } from './rule.js';
+
+/** BatchNorm in inference mode, over the last axis; `folded`: its scale is in the conv before it. */
+export function batchNormRule(layer: Layer, inShape: (number | null)[], folded = false): Rule {
+  const axis = Number(config(layer)['axis'] ?? -1);
+  if (axis !== -1 && axis !== inShape.length - 1) throw new NotCompilable(`BatchNormalization '${layer.name}' over axis ${axis}`);
+  if (weight(layer, 'moving_variance') === undefined) throw new NotCompilable(`moving variance of '${layer.name}'`);
+  const scale = (t: tf.Tensor, saved: tf.Tensor[]) => (folded ? t : tf.mul(t, saved[0] as tf.Tensor));
+  return {
+    forward: (inputs) => ({ y: apply(layer, inputs), saved: folded ? [] : [batchNormScale(layer)] }),
+    backward: (dy, saved) => [scale(dy, saved)],
+    tangent: ([dx], saved) => scale(dx as tf.Tensor, saved),
+  };
+}
+
+/**
+ * LayerNormalization over the last axis: y = γ x̂ + β, x̂ = (x − μ)/σ. Both linear maps are
+ * γ ⊙ (t − mean t − x̂ mean(x̂ t))/σ, the transpose with γ applied first (the map in the middle is
+ * symmetric).
+ */
+function layerNormRule(layer: Layer, inShape: number[]): Rule {
+  const c = config(layer);
+  const axis = c['axis'];
+  const last = inShape.length; // the last axis, counting the batch
+  const axes = Array.isArray(axis) ? axis : [axis ?? -1];
+  if (axes.length !== 1 || (axes[0] !== -1 && axes[0] !== last)) throw new NotCompilable(`LayerNormalization '${layer.name}' over axis ${JSON.stringify(axis)}`);
+  const eps = Number(c['epsilon'] ?? 1e-3);
+  const gamma = () => weight(layer, 'gamma');
+  const center = (t: tf.Tensor, xhat: tf.Tensor, rstd: tf.Tensor) => {
+    const u = tf.reshape(t, [-1, ...xhat.shape.slice(1)]); // [K, B, ..., D]
+    const centred = tf.sub(tf.sub(u, tf.mean(u, -1, true)), tf.mul(xhat, tf.mean(tf.mul(u, xhat), -1, true)));
+    return tf.reshape(tf.mul(centred, rstd), t.shape);
+  };
+  const scaled = (t: tf.Tensor) => (gamma() ? tf.mul(t, gamma() as tf.Tensor) : t);
+  return {
+    forward(inputs) {
+      const x = inputs[0] as tf.Tensor;
+      const { mean, variance } = tf.moments(x, -1, true);
+      const rstd = tf.rsqrt(tf.add(variance, eps));
+      return { y: apply(layer, inputs), saved: [tf.expandDims(tf.mul(tf.sub(x, mean), rstd), 0), tf.expandDims(rstd, 0)] };
+    },
+    backward: (dy, [xhat, rstd]) => [center(scaled(dy), xhat as tf.Tensor, rstd as tf.Tensor)],
+    tangent: ([dx], [xhat, rstd]) => scaled(center(dx as tf.Tensor, xhat as tf.Tensor, rstd as tf.Tensor)),
+  };
+}
+
+/**
+ * A merge whose derivative is a per-sample factor for each input: Multiply (the product of the
+ * other inputs), Maximum and Minimum (a one-hot mask, the first extreme input winning ties).
+ */
+function factorRule(layer: Layer, factors: (inputs: tf.Tensor[], y: tf.Tensor) => tf.Tensor[]): Rule {
+  return {
+    forward(inputs) {
+      const y = apply(layer, inputs);
+      return { y, saved: factors(inputs, y) };
+    },
+    backward: (dy, saved) => saved.map((f) => mulPerSample(dy, f)),
+    tangent: (dx, saved) => tf.addN(dx.map((t, i) => mulPerSample(t, saved[i] as tf.Tensor))),
+  };
+}
+
+const productOfOthers = (inputs: tf.Tensor[]) => inputs.map((_, i) => inputs.filter((__, j) => j !== i).reduce((a, b) => tf.mul(a, b)));
+
+function firstExtreme(kind: 'max' | 'min') {
+  return (inputs: tf.Tensor[], y: tf.Tensor) => {
+    const stacked = tf.stack(inputs, 0); // [n, B, ...]
+    const d = kind === 'max' ? tf.sub(stacked, y) : tf.sub(y, stacked);
+    const hit = tf.sub(1, tf.step(tf.neg(d)));
+    return tf.unstack(tf.mul(hit, tf.step(tf.sub(1.5, tf.cumsum(hit, 0)))), 0);
+  };
+}
+
+/** Nearest-neighbour UpSampling2D: the transpose sums each block. */
+function upSamplingRule(layer: Layer, inShape: number[]): Rule {
+  const c = config(layer);
+  if ((c['interpolation'] ?? 'nearest') !== 'nearest') throw new NotCompilable(`${String(c['interpolation'])} UpSampling2D '${layer.name}'`);
+  if (c['dataFormat'] === 'channelsFirst') throw new NotCompilable(`channels-first layer '${layer.name}'`);
+  const [sh, sw] = pair(c['size'], 2);
+  const [H, W, C] = inShape as [number, number, number];
+  return linearRule(layer, (dy) => {
+    const N = dy.shape[0] as number;
+    const rows = tf.sum(tf.reshape(dy, [N * H, sh, W * sw * C]), 1); // [N·H, W·sw·C]
+    return [tf.reshape(tf.sum(tf.reshape(rows, [N * H * W, sw, C]), 1), [N, H, W, C])];
+  });
+}
+
+function sides(v: unknown): [[number, number], [number, number]] {
+  if (typeof v === 'number') return [[v, v], [v, v]];
+  const [h, w] = v as unknown[];
+  const side = (s: unknown): [number, number] => (Array.isArray(s) ? [Number(s[0]), Number(s[1])] : [Number(s), Number(s)]);
+  return [side(h), side(w)];
+}
+
+const IDENTITY_LAYERS = new Set(['Dropout', 'SpatialDropout1D', 'SpatialDropout2D', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout']);
+
+/** The rules of the structural layers, by class name (undefined for other classes). */
+export function structureRule({ layer, inShapes, outShape }: RuleContext): Rule | undefined {
+  const cls = layer.getClassName();
+  const c = config(layer);
+  const inShape = tail(inShapes[0] as (number | null)[]);
+  const N = (dy: tf.Tensor) => dy.shape[0] as number;
+  if (IDENTITY_LAYERS.has(cls)) return { forward: (inputs) => ({ y: apply(layer, inputs), saved: [] }), backward: (dy) => [dy], tangent: ([dx]) => dx as tf.Tensor };
+  switch (cls) {
+    case 'BatchNormalization':
+      return batchNormRule(layer, inShapes[0] as (number | null)[]);
+    case 'LayerNormalization':
+      return layerNormRule(layer, inShape);
+    case 'Flatten':
+    case 'Reshape':
+      return linearRule(layer, (dy) => [tf.reshape(dy, [N(dy), ...inShape])]);
+    case 'Permute': {
+      const dims = (c['dims'] as number[]).map(Number);
+      const inverse = dims.map((_, i) => dims.indexOf(i + 1) + 1);
+      return linearRule(layer, (dy) => [tf.transpose(dy, [0, ...inverse])]);
+    }
+    case 'ZeroPadding2D': {
+      if (c['dataFormat'] === 'channelsFirst') throw new NotCompilable(`channels-first layer '${layer.name}'`);
+      const [[t], [l]] = sides(c['padding']);
+      return linearRule(layer, (dy) => [tf.slice(dy, [0, t, l, 0], [N(dy), ...inShape])]);
+    }
+    case 'Cropping2D': {
+      if (c['dataFormat'] === 'channelsFirst') throw new NotCompilable(`channels-first layer '${layer.name}'`);
+      const [[t, b], [l, r]] = sides(c['cropping']);
+      return linearRule(layer, (dy) => [tf.pad(dy, [[0, 0], [t, b], [l, r], [0, 0]])]);
+    }
+    case 'UpSampling2D':
+      return upSamplingRule(layer, inShape);
+    case 'Rescaling': {
+      const scale = Number(c['scale'] ?? 1);
+      return { forward: (inputs) => ({ y: apply(layer, inputs), saved: [] }), backward: (dy) => [tf.mul(dy, scale)], tangent: ([dx]) => tf.mul(dx as tf.Tensor, scale) };
+    }
+    case 'Add':
+      return linearRule(layer, (dy) => inShapes.map(() => dy));
+    case 'Subtract':
+      return linearRule(layer, (dy) => [dy, tf.neg(dy)]);
+    case 'Average':
+      return linearRule(layer, (dy) => {
+        const share = tf.div(dy, inShapes.length);
+        return inShapes.map(() => share);
+      });
+    case 'Concatenate': {
+      const rank = outShape.length;
+      const axis = Number(c['axis'] ?? -1);
+      const ax = axis < 0 ? rank + axis : axis;
+      const sizes = inShapes.map((s) => s[ax] as number);
+      return linearRule(layer, (dy) => tf.split(dy, sizes, ax));
+    }
+    case 'Multiply':
+      return factorRule(layer, productOfOthers);
+    case 'Maximum':
+      return factorRule(layer, firstExtreme('max'));
+    case 'Minimum':
+      return factorRule(layer, firstExtreme('min'));
+    default:
+      return undefined;
+  }
+}
