@@ -4,10 +4,11 @@
  * (distributionProjector), `fisher` (localFisher over all weights), `path-step` (20 steps of
  * horizontalPath, per step), `volume-effective` (volumeElement, top 10 singular values of the
  * penultimate layer's Jacobian), `volume-plane` (volumeElement on a 2-D subspace) or `stability`
- * (relativeStability at δ = 1 px, one draw). Prints one JSON line.
+ * (relativeStability at δ = 1 px, one draw), `jvp` (two forward-mode JVPs of the log-probabilities
+ * per sample) or `jacobian` (one inputJacobian, to compare a path step with). Prints one JSON line.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { distributionProjector, horizontalPath, localDataMatrix, localFisher, relativeStability, volumeElement } from '../src/index.js';
+import { distributionProjector, horizontalPath, inputJacobian, jvp, localDataMatrix, localFisher, relativeStability, volumeElement } from '../src/index.js';
 import { setupWorker } from './setup.js';
 
 const [backend = 'wasm', task = 'data-matrix', modelName = 'mnist-cnn', bArg = '8'] = process.argv.slice(2);
@@ -52,6 +53,14 @@ async function once(): Promise<Record<string, number>> {
     await volumeElement(model, x, { subspace: E });
     const t2 = performance.now();
     E.dispose();
+    return { totalMs: t2 - t1 };
+  }
+  if (task === 'jvp' || task === 'jacobian') {
+    const V = tf.randomNormal([B, 2, ...x.shape.slice(1)], 0, 1, 'float32', 4);
+    const t1 = performance.now();
+    const out = task === 'jvp' ? await jvp(model, x, V) : await inputJacobian(model, x);
+    const t2 = performance.now();
+    tf.dispose([V, out]);
     return { totalMs: t2 - t1 };
   }
   if (task === 'stability') {

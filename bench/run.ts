@@ -9,7 +9,7 @@
  * Options: --only jacobian|geometry, --quick (B ∈ {1, 8}, wasm only, strategy auto), --backends wasm,cpu, --models a,b,
  * --batches 1,8,32 (cpu, ~20× slower than wasm, defaults to 1,8), --strategies
  * auto,pool,graph,loop,tiled,softmax-chain (pool: auto on one worker thread per core; cpu runs only
- * auto and loop unless given), --seconds N (time per configuration), --pairs N (paired runs).
+ * auto and loop unless given), --seconds N (time per configuration), --pairs N (paired runs), --tasks a,b (geometry tasks to run; the table then holds only those).
  *
  * With PyTorch installed, the ratio that counts is measured in pairs: infogeo's recommended
  * configuration (wasm, a pool for B > 1) and then PyTorch, right after each other, N times per
@@ -220,6 +220,8 @@ const TASK_LABEL: Record<string, string> = {
   'path-step': 'horizontalPath, one step (B pairs)',
   'volume-effective': 'volumeElement, effective (top 10)',
   'volume-plane': 'volumeElement on a plane (2 JVPs)',
+  jvp: 'jvp, 2 directions per sample',
+  jacobian: 'inputJacobian (to compare a path step with)',
   stability: 'relativeStability, one T (B images)',
 };
 
@@ -233,8 +235,11 @@ function geometryBench(): void {
     ['projector', 'imagenet-small', 1],
     ['fisher', 'mnist-cnn', 1],
     ['fisher', 'mnist-cnn', 4],
+    ['jacobian', 'mnist-cnn', 1],
     ['path-step', 'mnist-cnn', 1],
     ['path-step', 'mnist-cnn', 8],
+    ['jvp', 'mnist-cnn', 32],
+    ['jvp', 'cifar-resnet', 32],
     ['volume-effective', 'mnist-cnn', 8],
     ['volume-effective', 'cifar-resnet', 8],
     ['volume-plane', 'mnist-cnn', 32],
@@ -243,7 +248,8 @@ function geometryBench(): void {
     ['stability', 'cifar-resnet', 64],
   ];
   const geo: GeoRow[] = [];
-  for (const [task, model, B] of configs) {
+  const tasks = opt('tasks', '');
+  for (const [task, model, B] of configs.filter(([t]) => tasks === '' || tasks.split(',').includes(t))) {
     process.stdout.write(`  ${task} ${model} B=${B} ... `);
     const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'geometry-worker.ts'), 'wasm', task, model, String(B)], { encoding: 'utf8', timeout: 20 * 60 * 1000 });
     const line = r.stdout.trim().split('\n').pop();
@@ -264,7 +270,7 @@ function geometryBench(): void {
       '(MGS2 basis, no n × n matrix); the projector is the same Jacobian plus the float64 basis; `localFisher` covers every trainable weight ' +
       '(1,199,882 for the MNIST CNN); a horizontal-path step is timed over 20 steps. The volume element uses the penultimate layer ' +
       '(128 features for the MNIST CNN, 64 for the ResNet): `effective` needs its full Jacobian (one row per feature, all in one backward pass of the graph), the plane ' +
-      'two Jacobian-vector products (central differences past the MNIST CNN\'s max-pool, double VJP for the ResNet). `relativeStability` ' +
+      'two Jacobian-vector products in forward mode (exact, one pass of both tangents after the forward pass). `relativeStability` ' +
       'at one temperature evaluates the model on the clean, deformed and noisy images. Command: `npm run bench -- --only geometry`.',
     '',
     '| task | model | n | B | total (ms) | per sample (ms) | of which eig / project (ms) | peak RSS (MB) |',

@@ -140,8 +140,6 @@ export function structureRule({ layer, inShapes, outShape }: RuleContext): Rule 
     }
     case 'Add':
       return linearRule(layer, (dy) => inShapes.map(() => dy));
-    case 'Subtract':
-      return linearRule(layer, (dy) => [dy, tf.neg(dy)]);
     case 'Average':
       return linearRule(layer, (dy) => {
         const share = tf.div(dy, inShapes.length);

@@ -1,0 +1,299 @@
+/**
+ * The model zoo of tests/zoo.test.ts: small seeded models (none of them one of the examples') that
+ * between them use every activation of tfjs-layers 4.22 and most of the layers a classifier on
+ * images, sequences or vectors contains; and `gradTwin`, which rebuilds a model with the layers that
+ * tf.grad cannot differentiate (or that infogeo patches) replaced by equivalent ones, for the oracle.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { randomizeBatchNorm } from '../../examples/models.js';
+
+type ST = tfl.SymbolicTensor;
+type Layer = tfl.layers.Layer;
+
+const init = (seed: number) => tfl.initializers.glorotNormal({ seed });
+const biasInit = (seed: number) => tfl.initializers.randomNormal({ mean: 0, stddev: 0.3, seed });
+const on = (layer: Layer, x: ST | ST[]): ST => layer.apply(x) as ST;
+
+/** One zoo entry. */
+export interface ZooEntry {
+  name: string;
+  build: () => tfl.LayersModel;
+  /** One sample's shape. */
+  inputShape: number[];
+  /** A hidden layer, the `{ layer }` target (and the feature map of the pullback metric). */
+  hidden: string;
+}
+
+/**
+ * 1. Two branches on a 9×9×2 image: conv → BatchNorm (random statistics) → 2×2 average pool, and a
+ * strided 3×3 ELU conv; Concatenate; a 1×1 conv added back (Add); global average pooling of the sum
+ * and global max pooling of the strided branch, concatenated ('merge', the hidden target); a tanh
+ * Dense; a linear Dense; a separate Softmax layer.
+ */
+export function twoBranchCnn(): tfl.LayersModel {
+  const input = tfl.input({ shape: [9, 9, 2] });
+  let a = on(tfl.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: init(101) }), input);
+  a = on(tfl.layers.batchNormalization({}), a);
+  a = on(tfl.layers.averagePooling2d({ poolSize: 2 }), a); // 9 → 4
+  const b = on(tfl.layers.conv2d({ filters: 4, kernelSize: 3, strides: 2, activation: 'elu', kernelInitializer: init(102), biasInitializer: biasInit(103) }), input); // 9 → 4
+  const cat = on(tfl.layers.concatenate(), [a, b]); // [4, 4, 8]
+  const mixed = on(tfl.layers.conv2d({ filters: 8, kernelSize: 1, activation: 'tanh', kernelInitializer: init(104) }), cat);
+  const sum = on(tfl.layers.add(), [cat, mixed]);
+  const gap = on(tfl.layers.globalAveragePooling2d({}), sum); // [8]
+  const gmp = on(tfl.layers.globalMaxPooling2d({}), b); // [4]
+  const merge = on(tfl.layers.concatenate({ name: 'merge' }), [gap, gmp]); // [12]
+  const h = on(tfl.layers.dense({ units: 6, activation: 'tanh', kernelInitializer: init(105) }), merge);
+  const logits = on(tfl.layers.dense({ units: 4, kernelInitializer: init(106), biasInitializer: biasInit(107) }), h);
+  const m = tfl.model({ inputs: input, outputs: on(tfl.layers.softmax(), logits) });
+  randomizeBatchNorm(m, 108);
+  return m;
+}
+
+/** 2. An MLP on 5-vectors: tanh Dense → LayerNormalization → ELU Dense ('hidden') → Dropout → logits. */
+export function mlp(): tfl.LayersModel {
+  const m = tfl.sequential();
+  m.add(tfl.layers.dense({ inputShape: [5], units: 8, activation: 'tanh', kernelInitializer: init(201), biasInitializer: biasInit(202) }));
+  m.add(
+    tfl.layers.layerNormalization({
+      gammaInitializer: tfl.initializers.randomUniform({ minval: 0.5, maxval: 1.5, seed: 203 }),
+      betaInitializer: tfl.initializers.randomUniform({ minval: -0.3, maxval: 0.3, seed: 204 }),
+    }),
+  );
+  m.add(tfl.layers.dense({ name: 'hidden', units: 7, activation: 'elu', kernelInitializer: init(205), biasInitializer: biasInit(206) }));
+  m.add(tfl.layers.dropout({ rate: 0.4 }));
+  m.add(tfl.layers.dense({ units: 4, kernelInitializer: init(207) }));
+  return m;
+}
+
+/**
+ * 3. Depthwise 3×3 conv (depth multiplier 2, ReLU) → 3×3 conv with dilation rate 2 ('same', ELU) →
+ * overlapping 3×3 max pool with stride 2 → Dense ('hidden', tanh) → Dense with softmax.
+ */
+export function dilatedCnn(): tfl.LayersModel {
+  const m = tfl.sequential();
+  m.add(tfl.layers.depthwiseConv2d({ inputShape: [9, 9, 2], kernelSize: 3, depthMultiplier: 2, padding: 'same', activation: 'relu', depthwiseInitializer: init(301), biasInitializer: biasInit(302) }));
+  m.add(tfl.layers.conv2d({ filters: 4, kernelSize: 3, dilationRate: 2, padding: 'same', activation: 'elu', kernelInitializer: init(303), biasInitializer: biasInit(304) }));
+  m.add(tfl.layers.maxPooling2d({ poolSize: 3, strides: 2 })); // 9 → 4, windows overlap by one row/column
+  m.add(tfl.layers.flatten());
+  m.add(tfl.layers.dense({ name: 'hidden', units: 6, activation: 'tanh', kernelInitializer: init(305) }));
+  m.add(tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: init(306) }));
+  return m;
+}
+
+/**
+ * The activation functions of tfjs-layers 4.22 (`ActivationIdentifier`; its activations.js registers
+ * exactly these, plus 'softmax' and 'logSoftmax', tested as layers in the middle of a network).
+ */
+export const ACTIVATIONS = ['linear', 'relu', 'relu6', 'elu', 'selu', 'softplus', 'softsign', 'tanh', 'sigmoid', 'hardSigmoid', 'swish', 'mish', 'gelu', 'gelu_new'] as const;
+export type ActivationName = (typeof ACTIVATIONS)[number];
+
+const VEC = 4; // input size of the activation models
+const WIDTH = 12; // width of their hidden layer: ≥ VEC, and wide enough that ≥ VEC ReLU-like units are active at each sample (full rank)
+
+/** 4a. 4-vector → Dense(8, `activation`) ('act') → 3 linear logits. */
+export function activationNet(activation: ActivationName, seed: number): tfl.LayersModel {
+  const m = tfl.sequential();
+  m.add(tfl.layers.dense({ name: 'act', inputShape: [VEC], units: WIDTH, activation, kernelInitializer: init(seed), biasInitializer: biasInit(seed + 1) }));
+  m.add(tfl.layers.dense({ units: 3, kernelInitializer: init(seed + 2) }));
+  return m;
+}
+
+/** 4b. 4-vector → linear Dense(8) → `layer` ('act') → tanh Dense(5) → 3 linear logits. */
+export function activationLayerNet(layer: () => Layer, seed: number): tfl.LayersModel {
+  const m = tfl.sequential();
+  m.add(tfl.layers.dense({ inputShape: [VEC], units: WIDTH, kernelInitializer: init(seed), biasInitializer: biasInit(seed + 1) }));
+  m.add(layer());
+  m.add(tfl.layers.dense({ units: 5, activation: 'tanh', kernelInitializer: init(seed + 2) }));
+  m.add(tfl.layers.dense({ units: 3, kernelInitializer: init(seed + 3) }));
+  return m;
+}
+
+/**
+ * The activation layers. `tfl.layers.elu({ alpha: 0.7 })` is not among them: tfjs-layers 4.22's ELU
+ * layer throws NotImplementedError for any alpha but 1 (and the 'elu' activation has alpha 1).
+ */
+export const ACTIVATION_LAYERS: [string, () => Layer][] = [
+  ['reLU({ maxValue: 1 })', () => tfl.layers.reLU({ name: 'act', maxValue: 1 })],
+  ['leakyReLU({ alpha: 0.2 })', () => tfl.layers.leakyReLU({ name: 'act', alpha: 0.2 })],
+  ['prelu', () => tfl.layers.prelu({ name: 'act', alphaInitializer: tfl.initializers.randomUniform({ minval: 0.05, maxval: 0.5, seed: 401 }) })],
+  ['elu()', () => tfl.layers.elu({ name: 'act' })],
+  ['thresholdedReLU({ theta: 0.1 })', () => tfl.layers.thresholdedReLU({ name: 'act', theta: 0.1 })],
+  ["activation('softmax')", () => tfl.layers.activation({ name: 'act', activation: 'softmax' })],
+  ["activation('logSoftmax')", () => tfl.layers.activation({ name: 'act', activation: 'logSoftmax' as 'softmax' })], // not in ActivationIdentifier's type, but registered
+];
+
+/**
+ * 5. Models nested in a model: 5-vector → sigmoid Dense → a Sequential sub-model (tanh, softsign)
+ * → a functional sub-model (two Dense branches, Add) → tanh Dense ('hidden') → softmax Dense.
+ * The hidden target is not a sub-model itself: a sub-model has two inbound nodes (its own and its
+ * call in the outer model), so tfjs calls its `output` ambiguous and wrapClassifier rejects it.
+ */
+export function nestedNet(): tfl.LayersModel {
+  const inner = tfl.sequential({ name: 'inner' });
+  inner.add(tfl.layers.dense({ inputShape: [6], units: 7, activation: 'tanh', kernelInitializer: init(501), biasInitializer: biasInit(502) }));
+  inner.add(tfl.layers.dense({ units: 6, activation: 'softsign', kernelInitializer: init(503) }));
+  const subIn = tfl.input({ shape: [6] });
+  const p = on(tfl.layers.dense({ units: 5, activation: 'sigmoid', kernelInitializer: init(504) }), subIn);
+  const q = on(tfl.layers.dense({ units: 5, activation: 'tanh', kernelInitializer: init(505) }), subIn);
+  const branchy = tfl.model({ name: 'branchy', inputs: subIn, outputs: on(tfl.layers.add(), [p, q]) });
+  const input = tfl.input({ shape: [5] });
+  const h = on(tfl.layers.dense({ units: 6, activation: 'sigmoid', kernelInitializer: init(506), biasInitializer: biasInit(507) }), input);
+  const g = on(tfl.layers.dense({ name: 'hidden', units: 6, activation: 'tanh', kernelInitializer: init(508) }), on(branchy, on(inner, h)));
+  const out = on(tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: init(509) }), g);
+  return tfl.model({ inputs: input, outputs: out });
+}
+
+/**
+ * 6a. Spatial layers on a 7×7×2 image: ZeroPadding2D → conv → Cropping2D → SeparableConv2D
+ * (stride 2, depth multiplier 2) → UpSampling2D and, in parallel, Conv2DTranspose (stride 2) →
+ * Minimum → Dense ('hidden') → softmax Dense. (tfjs-layers 4.22 has no Subtract layer: its merge
+ * layers are add, average, concatenate, maximum, minimum, multiply and dot.)
+ */
+export function resamplingCnn(): tfl.LayersModel {
+  const input = tfl.input({ shape: [7, 7, 2] });
+  let h = on(tfl.layers.zeroPadding2d({ padding: 1 }), input); // 9×9
+  h = on(tfl.layers.conv2d({ filters: 3, kernelSize: 3, activation: 'tanh', kernelInitializer: init(601), biasInitializer: biasInit(602) }), h); // 7×7
+  h = on(tfl.layers.cropping2D({ cropping: [[1, 0], [0, 1]] }), h); // 6×6
+  const s = on(
+    tfl.layers.separableConv2d({ filters: 4, kernelSize: 3, strides: 2, padding: 'same', depthMultiplier: 2, activation: 'elu', depthwiseInitializer: init(603), pointwiseInitializer: init(604), biasInitializer: biasInit(605) }),
+    h,
+  ); // 3×3×4
+  const up = on(tfl.layers.upSampling2d({ size: [2, 2] }), s); // 6×6×4
+  const tr = on(tfl.layers.conv2dTranspose({ filters: 4, kernelSize: 3, strides: 2, padding: 'same', activation: 'tanh', kernelInitializer: init(606), biasInitializer: biasInit(607) }), s); // 6×6×4
+  const d = on(tfl.layers.flatten(), on(tfl.layers.minimum(), [up, tr]));
+  const f = on(tfl.layers.dense({ name: 'hidden', units: 6, activation: 'tanh', kernelInitializer: init(608) }), d);
+  return tfl.model({ inputs: input, outputs: on(tfl.layers.dense({ units: 4, activation: 'softmax', kernelInitializer: init(609) }), f) });
+}
+
+/**
+ * 6b. Sequence layers on [10, 3]: Conv1D → Permute and Reshape (a reshuffle of the same numbers) →
+ * Multiply with the conv output; a 1×1 Conv1D → Average with the product → Maximum with the
+ * reshuffle ('mix', the hidden target) → Flatten → tanh Dense → logits.
+ */
+export function sequenceNet(): tfl.LayersModel {
+  const input = tfl.input({ shape: [10, 3] });
+  const c = on(tfl.layers.conv1d({ filters: 4, kernelSize: 3, activation: 'tanh', kernelInitializer: init(701), biasInitializer: biasInit(702) }), input); // [8, 4]
+  const r = on(tfl.layers.reshape({ targetShape: [8, 4] }), on(tfl.layers.permute({ dims: [2, 1] }), c)); // [4, 8] → [8, 4]
+  const prod = on(tfl.layers.multiply(), [c, r]);
+  const c1 = on(tfl.layers.conv1d({ filters: 4, kernelSize: 1, activation: 'sigmoid', kernelInitializer: init(703) }), c);
+  const avg = on(tfl.layers.average(), [prod, c1]);
+  const mix = on(tfl.layers.maximum({ name: 'mix' }), [avg, r]); // [8, 4]
+  const h = on(tfl.layers.dense({ units: 5, activation: 'tanh', kernelInitializer: init(704) }), on(tfl.layers.flatten(), mix));
+  return tfl.model({ inputs: input, outputs: on(tfl.layers.dense({ units: 3, kernelInitializer: init(705) }), h) });
+}
+
+/** Every model of the zoo. */
+export const ZOO: ZooEntry[] = [
+  { name: 'two-branch CNN (BatchNorm, avg/global pools, Concatenate, Add, Softmax layer)', build: twoBranchCnn, inputShape: [9, 9, 2], hidden: 'merge' },
+  { name: 'MLP (tanh, LayerNormalization, ELU, Dropout, logits)', build: mlp, inputShape: [5], hidden: 'hidden' },
+  { name: 'CNN (depthwise, dilated conv, overlapping max pool)', build: dilatedCnn, inputShape: [9, 9, 2], hidden: 'hidden' },
+  ...ACTIVATIONS.map((a, i): ZooEntry => ({ name: `Dense(activation: '${a}')`, build: () => activationNet(a, 800 + 10 * i), inputShape: [VEC], hidden: 'act' })),
+  ...ACTIVATION_LAYERS.map(([name, layer], i): ZooEntry => ({ name: `layer ${name}`, build: () => activationLayerNet(layer, 900 + 10 * i), inputShape: [VEC], hidden: 'act' })),
+  { name: 'nested Sequential and functional sub-models', build: nestedNet, inputShape: [5], hidden: 'hidden' },
+  { name: 'resampling CNN (ZeroPadding2D, Cropping2D, SeparableConv2D, UpSampling2D, Conv2DTranspose, Minimum)', build: resamplingCnn, inputShape: [7, 7, 2], hidden: 'hidden' },
+  { name: 'sequence net (Conv1D, Permute, Reshape, Multiply, Average, Maximum)', build: sequenceNet, inputShape: [10, 3], hidden: 'mix' },
+];
+
+// ---------------------------------------------------------------------------------------------
+// The twin: the same function, with layers tf.grad can differentiate on tfjs's stock cpu kernels.
+// ---------------------------------------------------------------------------------------------
+
+/** x·1[x > θ] with tf.step, whose gradient is registered (ThresholdedReLU uses tf.greater, whose gradient is not). */
+class StepThreshold extends tfl.layers.Layer {
+  static className = 'ZooStepThreshold';
+  constructor(private readonly theta: number, name: string) {
+    super({ name });
+  }
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    const x = Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs;
+    return tf.tidy(() => tf.mul(x, tf.step(tf.sub(x, this.theta))));
+  }
+}
+
+type Replacement = { layer: Layer; weights: (original: Layer) => tf.Tensor[] };
+
+/** The values of a layer's weights by the end of their names (gamma, beta, moving_mean…). */
+function weightsByName(layer: Layer): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  layer.weights.forEach((w, i) => out.set(w.originalName.split('/').pop() as string, layer.getWeights()[i]!.dataSync() as Float32Array));
+  return out;
+}
+
+/** A dilated kernel [kh, kw, ci, co] written out with zeros between its taps (dilation 1). */
+function undilate(kernel: tf.Tensor, [dh, dw]: [number, number]): tf.Tensor {
+  const [kh, kw, ci, co] = kernel.shape as [number, number, number, number];
+  const [eh, ew] = [(kh - 1) * dh + 1, (kw - 1) * dw + 1];
+  const src = kernel.dataSync();
+  const out = new Float32Array(eh * ew * ci * co);
+  for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) for (let c = 0; c < ci * co; c++) out[((i * dh) * ew + j * dw) * ci * co + c] = src[(i * kw + j) * ci * co + c] as number;
+  return tf.tensor4d(out, [eh, ew, ci, co]);
+}
+
+/** The twin of one layer, or undefined to keep a copy of the layer. */
+function replacement(layer: Layer): Replacement | undefined {
+  const cls = layer.getClassName();
+  const cfg = layer.getConfig() as Record<string, unknown>;
+  if (cls === 'BatchNormalization') {
+    // Inference BN is the affine map x ↦ x·s + (β − μ·s), s = γ/√(σ² + ε), per channel: a Dense with a
+    // diagonal kernel. (tf.grad of BN would run infogeo's registered FusedBatchNorm gradient.)
+    const axis = cfg['axis'] as number;
+    if (axis !== -1 && axis !== (layer.inputSpec?.[0]?.ndim ?? 0) - 1) throw new Error(`gradTwin: BatchNormalization on axis ${axis}`);
+    const w = weightsByName(layer);
+    const mean = w.get('moving_mean') as Float32Array;
+    const C = mean.length;
+    const eps = cfg['epsilon'] as number;
+    const kernel = new Float32Array(C * C);
+    const bias = new Float32Array(C);
+    for (let c = 0; c < C; c++) {
+      const s = (w.get('gamma')?.[c] ?? 1) / Math.sqrt((w.get('moving_variance') as Float32Array)[c]! + eps);
+      kernel[c * C + c] = s;
+      bias[c] = (w.get('beta')?.[c] ?? 0) - mean[c]! * s;
+    }
+    return { layer: tfl.layers.dense({ name: layer.name, units: C }), weights: () => [tf.tensor2d(kernel, [C, C]), tf.tensor1d(bias)] };
+  }
+  const dilation = cfg['dilationRate'];
+  if (cls === 'Conv2D' && Array.isArray(dilation) && dilation.some((d) => d !== 1)) {
+    // tfjs's Conv2D gradient asserts dilation 1: the same taps, spread out, with zeros between.
+    const [dh, dw] = dilation as [number, number];
+    const [kh, kw] = cfg['kernelSize'] as [number, number];
+    const twin = tfl.layers.conv2d({ ...(cfg as unknown as Parameters<typeof tfl.layers.conv2d>[0]), kernelSize: [(kh - 1) * dh + 1, (kw - 1) * dw + 1], dilationRate: 1 });
+    return { layer: twin, weights: (l) => l.getWeights().map((t, i) => (i === 0 ? undilate(t, [dh, dw]) : t.clone())) };
+  }
+  if (cls === 'ThresholdedReLU') return { layer: new StepThreshold(cfg['theta'] as number, layer.name), weights: () => [] };
+  return undefined;
+}
+
+/**
+ * Rebuilds a model with the layers tf.grad cannot differentiate, or that infogeo patches, replaced by
+ * equivalent ones (same names): BatchNormalization by a diagonal Dense, a dilated Conv2D by an
+ * undilated one with zeros between the taps, ThresholdedReLU by x·step(x − θ). Returns the model
+ * itself when it has no such layer. Nested models are not rebuilt (the zoo's have no such layer).
+ */
+export function gradTwin(model: tfl.LayersModel): tfl.LayersModel {
+  const nested = (l: Layer) => Array.isArray((l as unknown as { layers?: unknown }).layers);
+  if (!model.layers.some((l) => !nested(l) && replacement(l) !== undefined)) return model;
+  const input = model.inputs[0] as ST;
+  const newInput = tfl.input({ shape: input.shape.slice(1) as number[] });
+  const map = new Map<number, ST>([[input.id, newInput]]);
+  const settle: (() => void)[] = [];
+  for (const layer of model.layers) {
+    if (layer.getClassName() === 'InputLayer') continue;
+    if (nested(layer)) throw new Error(`gradTwin: nested model '${layer.name}' is not rebuilt`);
+    const node = layer.inboundNodes[0]!;
+    const inputs = node.inputTensors.map((t) => map.get(t.id) as ST);
+    const rep = replacement(layer);
+    const Cls = layer.constructor as unknown as new (config: unknown) => Layer;
+    const twin = rep?.layer ?? new Cls(layer.getConfig());
+    const out = twin.apply(inputs.length === 1 ? (inputs[0] as ST) : inputs);
+    map.set(node.outputTensors[0]!.id, Array.isArray(out) ? (out[0] as ST) : (out as ST));
+    settle.push(() => {
+      const w = rep ? rep.weights(layer) : layer.getWeights();
+      if (w.length > 0) twin.setWeights(w);
+      if (rep) tf.dispose(w);
+    });
+  }
+  const out = tfl.model({ inputs: newInput, outputs: map.get((model.outputs[0] as ST).id) as ST });
+  settle.forEach((s) => s());
+  return out;
+}
