@@ -12,7 +12,7 @@ import type { Target } from '../src/index.js';
 import { convBackpropInput, phaseFilters } from '../src/jacobian/graph/phases.js';
 import { planInputJacobian } from '../src/jacobian/input.js';
 import { randomizeBatchNorm } from '../examples/models.js';
-import { expectClose, expectNoLeak, randn } from './helpers.js';
+import { expectClose, expectNoLeak, onCpu, randn } from './helpers.js';
 
 const init = (s: number) => tfl.initializers.glorotNormal({ seed: s });
 
@@ -104,20 +104,8 @@ function sharedByAddAndLater(): tfl.LayersModel {
   return tfl.model({ inputs: input, outputs: dense(3, 'softmax', 32).apply(c) as tfl.SymbolicTensor });
 }
 
-/**
- * Runs `fn` on the cpu backend: the oracle is tf.grad with tfjs's cpu kernels, because wasm's
- * MaxPoolGrad puts the gradient of a window whose values are all negative on the wrong element
- * (see the test below).
- */
-async function onCpu<T>(fn: () => Promise<T>): Promise<T> {
-  const backend = tf.getBackend();
-  await tf.setBackend('cpu');
-  try {
-    return await fn();
-  } finally {
-    await tf.setBackend(backend);
-  }
-}
+// The oracle is tf.grad with tfjs's cpu kernels (onCpu), because wasm's MaxPoolGrad puts the
+// gradient of a window whose values are all negative on the wrong element (see the test below).
 
 describe.each([
   { name: 'a Sequential model with every covered single-input layer', build: sequentialZoo, shape: [11, 11, 2] },

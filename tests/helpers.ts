@@ -50,3 +50,14 @@ export async function withoutKernel<T>(kernelName: string, fn: () => Promise<T>)
     if (saved) tf.registerKernel(saved);
   }
 }
+
+/** Runs `fn` on the cpu backend (tfjs's stock kernels, for oracles), then returns to the active one. */
+export async function onCpu<T>(fn: () => T | Promise<T>): Promise<T> {
+  const backend = tf.getBackend();
+  await tf.setBackend('cpu');
+  try {
+    return await fn();
+  } finally {
+    await tf.setBackend(backend);
+  }
+}

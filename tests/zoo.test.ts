@@ -28,20 +28,9 @@ import { inputJacobian, jvp, pullbackMetric, volumeElement, vjp, wrapClassifier 
 import type { Target } from '../src/index.js';
 import { graphFor, linearize } from '../src/jacobian/linearize.js';
 import { gradTwin, ZOO } from './zoo/models.js';
-import { expectClose, expectNoLeak, randn } from './helpers.js';
+import { expectClose, expectNoLeak, onCpu, randn } from './helpers.js';
 
 const B = 2;
-
-/** Runs `fn` on the cpu backend, then returns to the active one. */
-async function onCpu<T>(fn: () => T | Promise<T>): Promise<T> {
-  const backend = tf.getBackend();
-  await tf.setBackend('cpu');
-  try {
-    return await fn();
-  } finally {
-    await tf.setBackend(backend);
-  }
-}
 
 /** A float64 copy of a tensor's values, the tensor disposed. */
 function take(t: tf.Tensor): Float64Array {
