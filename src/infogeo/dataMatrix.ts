@@ -5,10 +5,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import type { ClassifierOptions } from '../model/classifier.js';
-import { wrapClassifier } from '../model/classifier.js';
+import type { Classifier, ClassifierOptions } from '../model/classifier.js';
+import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { RunOptions } from '../jacobian/chunks.js';
-import { logitDifferenceJacobian } from '../jacobian/input.js';
+import { logitDifferences } from '../jacobian/input.js';
 import { checkRtol, LowRankPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
 import type { RankOptions } from '../linalg/lowRankPSD.js';
 import { DEFAULT_RTOL, dot, multinomialCovSqrt, orthonormalRows } from '../linalg/rows.js';
@@ -59,30 +59,29 @@ export interface LocalDataMatrixResult {
  */
 export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options: LocalDataMatrixOptions = {}): Promise<LocalDataMatrixResult> {
   const fn = 'localDataMatrix';
-  const D = await logitDifferenceJacobian(model, x, options, fn);
   const clf = wrapClassifier(model, options, fn);
-  const logits = tf.tidy(() => clf.logits(x));
-  const { factor, probs } = await multinomialFactor(D, logits);
+  checkBatch(clf, x, fn);
+  const { D, logits, reference } = await logitDifferences(clf, x, options, fn);
+  const { factor, probs } = await multinomialFactor(D, logits, reference);
   tf.dispose([D, logits]);
   return { G: new LowRankPSD(factor), probs };
 }
 
 /**
- * S_b D_b for each sample, with S_b a square root of the leading block of diag p_b − p_b p_bᵀ
- * (float64, see `multinomialCovSqrt`) and D the logit-difference rows `[B, C−1, k]`: the factor
- * of Dᵀ (diag p − ppᵀ) D with C − 1 rows. p is the softmax of the logits taken in float64: for a
- * confident prediction Σ′ holds p_t(1 − p_t), and 1 − p_t from a float32 p_t ≈ 1 − 1e-3 would
- * carry a 6e-5 relative error (seen in a test as a 1e-4 error in G's eigenvalues). Returns new
+ * S_b D_b for each sample, with S_b a square root of the covariance of the classes other than the
+ * sample's reference class k_b (float64, see `multinomialCovSqrt`) and D the logit-difference rows
+ * against k_b, `[B, C−1, k]`: the factor of Dᵀ Σ′ D with C − 1 rows. p is the softmax of the logits
+ * taken in float64 (for a confident prediction, a float32 p would round the small p_c). Returns new
  * tensors (the factor and p as float32); disposes nothing. @internal
  */
-export async function multinomialFactor(D: tf.Tensor3D, logits: tf.Tensor2D): Promise<{ factor: tf.Tensor3D; probs: tf.Tensor2D }> {
+export async function multinomialFactor(D: tf.Tensor3D, logits: tf.Tensor2D, reference: Int32Array): Promise<{ factor: tf.Tensor3D; probs: tf.Tensor2D }> {
   const [B, m] = D.shape;
   const C = m + 1;
   const s = await logits.data();
   const p64 = new Float64Array(B * C);
   for (let b = 0; b < B; b++) p64.set(softmax64(s.subarray(b * C, (b + 1) * C)), b * C);
   const S = new Float32Array(B * m * m);
-  for (let b = 0; b < B; b++) S.set(multinomialCovSqrt(p64.subarray(b * C, (b + 1) * C), C), b * m * m);
+  for (let b = 0; b < B; b++) S.set(multinomialCovSqrt(p64.subarray(b * C, (b + 1) * C), C, reference[b]), b * m * m);
   const factor = tf.tidy(() => tf.matMul(tf.tensor3d(S, [B, m, m]), D) as tf.Tensor3D);
   return { factor, probs: tf.tensor2d(Float32Array.from(p64), [B, C]) };
 }
@@ -105,7 +104,8 @@ export interface DistributionProjectorOptions extends LocalDataMatrixOptions, Ra
  *   D_x = span{∇ₓ log p_c(x)} = rowspace(∂ log p/∂x)   (= range G(x) where every p_c > 0),
  *
  * the tangent space of the data leaf through x. The basis comes from the C − 1 logit differences
- * ∇ₓ s_c − ∇ₓ s_{C−1}, which span exactly D_x (∇log p_c − ∇log p_{C−1} = ∇s_c − ∇s_{C−1}), by
+ * ∇ₓ s_c − ∇ₓ s_k against the predicted class k, which span exactly D_x
+ * (∇log p_c − ∇log p_k = ∇s_c − ∇s_k), by
  * twice-iterated modified Gram–Schmidt in float64 with a relative rank cut: rank ≤ C − 1, never
  * assumed to be C − 1 (and not inflated by the float32 residue of the dependent row of
  * ∂log p/∂x). `project(v)` moves along the leaf, `projectKernel(v)` across leaves (onto ker G).
@@ -127,7 +127,9 @@ export interface DistributionProjectorOptions extends LocalDataMatrixOptions, Ra
  */
 export async function distributionProjector(model: LayersModel, x: tf.Tensor, options: DistributionProjectorOptions = {}): Promise<RowSpaceProjector> {
   const fn = 'distributionProjector';
-  const { bases, dim } = await leafGeometry(model, x, options, fn);
+  const clf = wrapClassifier(model, options, fn);
+  checkBatch(clf, x, fn);
+  const { bases, dim } = await leafGeometry(clf, x, options, fn);
   return new RowSpaceProjector(bases, dim);
 }
 
@@ -135,7 +137,7 @@ export async function distributionProjector(model: LayersModel, x: tf.Tensor, op
 export interface LeafGeometry {
   /** Orthonormal bases (float64) of D_x, one per sample. */
   bases: RowBasis64[];
-  /** tr G(x_b) = Σ_ij Σ′_ij ⟨D_i, D_j⟩, float64. */
+  /** tr G(x_b) = Σ_ij Σ′_ij ⟨D_i, D_j⟩ (rows and Σ′ against the arg-max class), float64. */
   traces: Float64Array;
   /** p(x_b), float64 softmax of the logits, `[B·C]` row-major. */
   probs: Float64Array;
@@ -144,11 +146,9 @@ export interface LeafGeometry {
 }
 
 /** @internal See {@link LeafGeometry}. */
-export async function leafGeometry(model: LayersModel, x: tf.Tensor, options: DistributionProjectorOptions, fn: string): Promise<LeafGeometry> {
+export async function leafGeometry(clf: Classifier, x: tf.Tensor, options: DistributionProjectorOptions, fn: string): Promise<LeafGeometry> {
   const rtol = checkRtol(options.rtol ?? DEFAULT_RTOL, fn);
-  const D = await logitDifferenceJacobian(model, x, options, fn);
-  const clf = wrapClassifier(model, options, fn);
-  const logits = tf.tidy(() => clf.logits(x));
+  const { D, logits, reference } = await logitDifferences(clf, x, options, fn);
   const [B, m, n] = D.shape as [number, number, number];
   const C = m + 1;
   const [data, s] = await Promise.all([D.data(), logits.data()]);
@@ -159,10 +159,12 @@ export async function leafGeometry(model: LayersModel, x: tf.Tensor, options: Di
     const rows = data.subarray(b * m * n, (b + 1) * m * n);
     const p = softmax64(s.subarray(b * C, (b + 1) * C));
     probs.set(p, b * C);
+    const k = reference[b] as number;
+    const q = (j: number) => p[j < k ? j : j + 1] as number; // p without the reference class, as D's rows
     let tr = 0;
     for (let i = 0; i < m; i++)
       for (let j = 0; j < m; j++) {
-        const cov = (i === j ? (p[i] as number) : 0) - (p[i] as number) * (p[j] as number);
+        const cov = (i === j ? q(i) : 0) - q(i) * q(j);
         if (cov !== 0) tr += cov * dot(rows, i * n, rows, j * n, n);
       }
     traces[b] = tr;

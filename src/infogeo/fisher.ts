@@ -7,10 +7,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { ValueError } from '../errors.js';
 import type { ClassifierOptions } from '../model/classifier.js';
-import { wrapClassifier } from '../model/classifier.js';
 import type { Progress } from '../jacobian/chunks.js';
 import { pause } from '../jacobian/chunks.js';
 import type { WeightSlice } from '../jacobian/weight.js';
+import { referenceClasses } from '../jacobian/rows.js';
 import { logitDifferenceWeightJacobian } from '../jacobian/weight.js';
 import { LowRankPSD } from '../linalg/lowRankPSD.js';
 import { multinomialFactor } from './dataMatrix.js';
@@ -36,10 +36,9 @@ export interface LocalFisherResult {
 }
 
 async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions, fn: string) {
-  const { jacobian: D, slices } = await logitDifferenceWeightJacobian(model, x, options, fn);
-  const clf = wrapClassifier(model, options, fn);
-  const logits = tf.tidy(() => clf.logits(x));
-  const { factor, probs } = await multinomialFactor(D, logits);
+  const { jacobian: D, slices, logits } = await logitDifferenceWeightJacobian(model, x, options, fn);
+  const C = logits.shape[1];
+  const { factor, probs } = await multinomialFactor(D, logits, referenceClasses(logits.dataSync(), D.shape[0], C));
   tf.dispose([D, logits]);
   return { factor, probs, slices };
 }

@@ -12,8 +12,9 @@ import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
 import { budgetBytes, bytesPerSamplePass, runChunks, tidySteps } from './chunks.js';
 import type { RunOptions } from './chunks.js';
 import type { CompiledGraph } from './graph/compile.js';
-import { graphFor } from './linearize.js';
-import { logitDifferenceRows, softmaxChain, vjpRows } from './rows.js';
+import { graphFor, linearize } from './linearize.js';
+import { linearChunk } from './products.js';
+import { logitDifferenceRows, referenceClasses, referenceDifferenceRows, softmaxChain, vjpRows } from './rows.js';
 
 /**
  * How the Jacobian rows are computed. All give the same numbers (up to float32 rounding); they
@@ -210,24 +211,40 @@ export async function inputJacobian(model: LayersModel, x: tf.Tensor, options: I
 }
 
 /**
- * The logit-difference rows D[b, c] = ∇ₓ s_c(x_b) − ∇ₓ s_{C−1}(x_b), c < C − 1: `[B, C−1, n]`
- * (caller owns). Their span is exactly D_x = span{∇ₓ log p_c}, since ∇log p_c − ∇log p_{C−1} = D_c,
- * and, unlike the C rows ∇log p_c, they carry no dependent row whose float32 residue could pass
- * for a direction. @internal
+ * The logits `[B, C]` and, for each sample, the logit-difference rows against its reference class
+ * k_b (its arg-max, see {@link referenceClasses}): D[b, j] = ∇ₓ s_c(x_b) − ∇ₓ s_{k_b}(x_b) for the
+ * C − 1 classes c ≠ k_b in increasing order, `[B, C−1, n]` (caller owns both tensors), from one
+ * linearisation of the logits per chunk (the logits are its forward output). Their span is exactly
+ * D_x = span{∇ₓ log p_c}, and, unlike the C rows ∇ₓ log p_c, they carry no dependent row whose
+ * float32 residue could pass for a direction. @internal
  */
-export async function logitDifferenceJacobian(model: LayersModel, x: tf.Tensor, options: ClassifierOptions & RunOptions, fn: string): Promise<tf.Tensor3D> {
-  const clf = wrapClassifier(model, options, fn);
-  checkBatch(clf, x, fn);
-  const plan = planInputJacobian(clf, x.shape[0] as number, { ...options, target: 'logProbs', strategy: 'auto' }, fn);
-  if (plan.graph === undefined) assertDifferentiable(model, 'input', fn);
+export async function logitDifferences(
+  clf: Classifier,
+  x: tf.Tensor,
+  options: RunOptions,
+  fn: string,
+): Promise<{ D: tf.Tensor3D; logits: tf.Tensor2D; reference: Int32Array }> {
+  const C = clf.numClasses;
+  const B = x.shape[0] as number;
+  const reference = new Int32Array(B);
+  const chunk = linearChunk(clf, 'logits', C - 1, options, fn);
   try {
-    const [D] = await runChunks(x, plan.samplesPerChunk, options, async (xc) => {
-      const Dc = await jacobianOfChunk(clf, xc, 'logProbs', plan, options.signal, false);
-      const flat = tf.reshape(Dc, [xc.shape[0] as number, clf.numClasses - 1, clf.inputSize]);
-      Dc.dispose();
-      return [flat];
+    const [D, logits] = await runChunks(x, chunk, options, (xc, start) => {
+      const b = xc.shape[0] as number;
+      const lin = linearize(clf, xc, 'logits');
+      try {
+        const k = referenceClasses(lin.output.dataSync(), b, C);
+        reference.set(k, start);
+        return tf.tidy(() => {
+          const U = referenceDifferenceRows(k, C); // [(C−1)·b, C], row-major
+          const rows = lin.vjp(tf.transpose(tf.reshape(U, [C - 1, b, C]), [1, 0, 2])); // [b, C−1, n]
+          return [rows, tf.clone(lin.output)];
+        });
+      } finally {
+        lin.dispose();
+      }
     });
-    return D as tf.Tensor3D;
+    return { D: D as tf.Tensor3D, logits: logits as tf.Tensor2D, reference };
   } catch (e) {
     return rethrowKernelError(e, fn);
   }

@@ -66,6 +66,40 @@ export function logitDifferenceRows(C: number): tf.Tensor2D {
 }
 
 /**
+ * Each sample's reference class for logit differences: its arg-max class (the first of equal
+ * maxima). Against it, the probabilities of the other classes never approach 1, so the covariance
+ * diag p′ − p′p′ᵀ of the differences has no p(1 − p) to cancel when the prediction saturates.
+ */
+export function referenceClasses(logits: ArrayLike<number>, B: number, C: number): Int32Array {
+  const k = new Int32Array(B);
+  for (let b = 0; b < B; b++) {
+    let best = 0;
+    for (let c = 1; c < C; c++) if ((logits[b * C + c] as number) > (logits[b * C + best] as number)) best = c;
+    k[b] = best;
+  }
+  return k;
+}
+
+/**
+ * Per-sample cotangent rows e_c − e_{k_b} for the C − 1 classes c ≠ k_b (in increasing order),
+ * row-major over the rows as {@link tileRows} lays them out: `[(C−1)·B, C]`.
+ */
+export function referenceDifferenceRows(reference: Int32Array, C: number): tf.Tensor2D {
+  const B = reference.length;
+  const U = new Float32Array((C - 1) * B * C);
+  for (let b = 0; b < B; b++) {
+    const k = reference[b] as number;
+    for (let j = 0; j < C - 1; j++) {
+      const c = j < k ? j : j + 1;
+      const row = (j * B + b) * C;
+      U[row + c] = 1;
+      U[row + k] = -1;
+    }
+  }
+  return tf.tensor2d(U, [(C - 1) * B, C]);
+}
+
+/**
  * The exact softmax chain rule. Given `D: [b, C−1, ...rest]` with `D[i, c] = ∇s_c − ∇s_{C−1}`
  * (rows for the cotangents of {@link logitDifferenceRows}) and probabilities `p: [b, C]`, returns
  * the log-probability Jacobian `[b, C, ...rest]`:

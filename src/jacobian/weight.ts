@@ -11,7 +11,7 @@ import type { Classifier, ClassifierOptions } from '../model/classifier.js';
 import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
 import { runChunks, tidySteps } from './chunks.js';
 import type { RunOptions } from './chunks.js';
-import { logitDifferenceRows, softmaxChain } from './rows.js';
+import { logitDifferenceRows, referenceClasses, referenceDifferenceRows, softmaxChain } from './rows.js';
 
 /** Where one weight tensor sits in a row of the weight Jacobian. */
 export interface WeightSlice {
@@ -101,19 +101,32 @@ function weightRows(f: (x: tf.Tensor) => tf.Tensor2D, xi: tf.Tensor, U: tf.Tenso
 /** Which rows a weight Jacobian holds: plain rows, the softmax chain, or unchained logit differences. */
 type RowsMode = 'logProbs' | 'logits' | 'chain' | 'differences';
 
-/** Rows of one chunk, [b, R, d], yielding to the event loop between samples. */
-async function weightRowsOfChunk(clf: Classifier, x: tf.Tensor, mode: RowsMode, vars: tf.Variable[], signal?: AbortSignal): Promise<tf.Tensor3D> {
+/**
+ * Rows of one chunk, [b, R, d], yielding to the event loop between samples; in 'differences' mode
+ * also the chunk's logits, whose arg-max per sample is the reference class of its rows.
+ */
+async function weightRowsOfChunk(clf: Classifier, x: tf.Tensor, mode: RowsMode, vars: tf.Variable[], signal?: AbortSignal): Promise<tf.Tensor[]> {
   const C = clf.numClasses;
-  const per = await tidySteps(x.shape[0] as number, signal, (i) => {
-    const xi = tf.slice(x, i, 1);
-    if (mode === 'logProbs' || mode === 'logits') return weightRows(mode === 'logProbs' ? clf.logProbs : clf.logits, xi, tf.eye(C) as tf.Tensor2D, vars);
-    return weightRows(clf.logits, xi, logitDifferenceRows(C), vars);
-  });
-  return tf.tidy(() => {
-    const D = tf.stack(per) as tf.Tensor3D;
+  const logits = mode === 'differences' ? tf.tidy(() => clf.logits(x)) : undefined;
+  const reference = logits ? referenceClasses(logits.dataSync(), x.shape[0] as number, C) : undefined;
+  let per: tf.Tensor[];
+  try {
+    per = await tidySteps(x.shape[0] as number, signal, (i) => {
+      const xi = tf.slice(x, i, 1);
+      if (reference) return weightRows(clf.logits, xi, referenceDifferenceRows(reference.subarray(i, i + 1), C), vars);
+      if (mode === 'chain') return weightRows(clf.logits, xi, logitDifferenceRows(C), vars); // softmaxChain's layout
+      return weightRows(mode === 'logProbs' ? clf.logProbs : clf.logits, xi, tf.eye(C) as tf.Tensor2D, vars);
+    });
+  } catch (e) {
+    logits?.dispose();
+    throw e;
+  }
+  const D = tf.tidy(() => {
+    const stacked = tf.stack(per) as tf.Tensor3D;
     tf.dispose(per);
-    return (mode === 'chain' ? softmaxChain(D, clf.probs(x)) : D) as tf.Tensor3D;
+    return (mode === 'chain' ? softmaxChain(stacked, clf.probs(x)) : stacked) as tf.Tensor3D;
   });
+  return logits ? [D, logits] : [D];
 }
 
 /** Validation and set-up shared by the weight-space functions. */
@@ -128,23 +141,24 @@ function prepare(model: LayersModel, x: tf.Tensor, options: WeightJacobianOption
   return { clf, slices, vars, numWeights, chunk };
 }
 
-async function run(model: LayersModel, x: tf.Tensor, options: WeightJacobianOptions, mode: RowsMode, fn: string): Promise<WeightJacobianResult> {
+async function run(model: LayersModel, x: tf.Tensor, options: WeightJacobianOptions, mode: RowsMode, fn: string): Promise<WeightJacobianResult & { logits?: tf.Tensor2D }> {
   const rows = (C: number) => (mode === 'differences' ? C - 1 : C);
   const { clf, slices, vars, numWeights, chunk } = prepare(model, x, options, rows, fn);
   try {
-    const [J] = await runChunks(x, chunk, options, async (xc) => [await weightRowsOfChunk(clf, xc, mode, vars, options.signal)]);
-    return { jacobian: J as tf.Tensor3D, slices, numWeights };
+    const [J, logits] = await runChunks(x, chunk, options, (xc) => weightRowsOfChunk(clf, xc, mode, vars, options.signal));
+    return { jacobian: J as tf.Tensor3D, slices, numWeights, ...(logits ? { logits: logits as tf.Tensor2D } : {}) };
   } catch (e) {
     return rethrowKernelError(e, fn);
   }
 }
 
 /**
- * The logit-difference rows ∂(s_c − s_{C−1})/∂w, c < C − 1, per sample: `[B, C−1, d]` (caller
- * owns `jacobian`). The local Fisher is built on them. @internal
+ * The logit-difference rows ∂(s_c − s_k)/∂w per sample, against its arg-max class k, for the
+ * C − 1 classes c ≠ k in increasing order: `[B, C−1, d]`, and the logits `[B, C]` (the caller owns
+ * both). The local Fisher is built on them. @internal
  */
-export function logitDifferenceWeightJacobian(model: LayersModel, x: tf.Tensor, options: WeightJacobianOptions, fn: string): Promise<WeightJacobianResult> {
-  return run(model, x, options, 'differences', fn);
+export async function logitDifferenceWeightJacobian(model: LayersModel, x: tf.Tensor, options: WeightJacobianOptions, fn: string): Promise<WeightJacobianResult & { logits: tf.Tensor2D }> {
+  return (await run(model, x, options, 'differences', fn)) as WeightJacobianResult & { logits: tf.Tensor2D };
 }
 
 /**

@@ -98,23 +98,27 @@ export function eigFromBasis(a: ArrayLike<number>, r: number, basis: RowBasis64)
 }
 
 /**
- * A square root S (m × m, m = C − 1, row-major) of the leading m × m block of the multinomial
- * covariance, Σ′ = diag(p′) − p′p′ᵀ with p′ = (p_0, …, p_{C−2}): SᵀS = Σ′. Together with the
- * logit-difference rows D_c = ∇s_c − ∇s_{C−1} it factors G = Dᵀ Σ′ D = (S D)ᵀ (S D), because
- * (diag p − ppᵀ) 1 = 0 lets the last class serve as reference. Computed as Λ^{1/2} Vᵀ from the
- * symmetric EVD (float64), so it exists even when some p_c are 0 (Σ′ only semi-definite).
+ * A square root S (m × m, m = C − 1, row-major) of the multinomial covariance of the classes other
+ * than a reference class k, Σ′ = diag(p′) − p′p′ᵀ with p′ = p without p_k (in increasing class
+ * order): SᵀS = Σ′. Together with the logit-difference rows D_c = ∇s_c − ∇s_k it factors
+ * G = Dᵀ Σ′ D = (S D)ᵀ (S D), because (diag p − ppᵀ) 1 = 0 lets any class serve as reference.
+ * With k the arg-max class, no entry of p′ exceeds ½, so Σ′ = p′(1 − p′)… has nothing to cancel
+ * however saturated the prediction (with k fixed, p_ŷ(1 − p_ŷ) lost every digit once
+ * 1 − p_ŷ < 1e-16). Computed as Λ^{1/2} Vᵀ from the symmetric EVD (float64), so it exists even
+ * when some p_c are 0 (Σ′ only semi-definite).
  */
-export function multinomialCovSqrt(p: ArrayLike<number>, C: number): Float64Array {
+export function multinomialCovSqrt(p: ArrayLike<number>, C: number, k = C - 1): Float64Array {
   const m = C - 1;
+  const q = Array.from({ length: m }, (_, j) => p[j < k ? j : j + 1] as number);
   const cov = new Matrix(m, m);
   for (let i = 0; i < m; i++)
-    for (let j = 0; j < m; j++) cov.set(i, j, (i === j ? (p[i] as number) : 0) - (p[i] as number) * (p[j] as number));
+    for (let j = 0; j < m; j++) cov.set(i, j, (i === j ? (q[i] as number) : 0) - (q[i] as number) * (q[j] as number));
   const evd = new EigenvalueDecomposition(cov, { assumeSymmetric: true });
   const V = evd.eigenvectorMatrix;
   const S = new Float64Array(m * m);
-  evd.realEigenvalues.forEach((lambda, k) => {
-    const r = Math.sqrt(Math.max(lambda, 0));
-    for (let j = 0; j < m; j++) S[k * m + j] = r * V.get(j, k);
+  evd.realEigenvalues.forEach((lambda, r) => {
+    const root = Math.sqrt(Math.max(lambda, 0));
+    for (let j = 0; j < m; j++) S[r * m + j] = root * V.get(j, r);
   });
   return S;
 }

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
-import type { ClassifierOptions } from '../model/classifier.js';
+import type { Classifier, ClassifierOptions } from '../model/classifier.js';
 import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
 import { pause } from '../jacobian/chunks.js';
 import { leafGeometry } from '../infogeo/dataMatrix.js';
@@ -131,7 +131,7 @@ function norm64(t: tf.Tensor): Float64Array {
  * `displace` (a tensor `[a, ...]`), a unit step of length α, an optional clamp.
  */
 async function walk(
-  model: LayersModel,
+  clf: Classifier,
   x0: tf.Tensor,
   fn: string,
   options: PathOptions,
@@ -174,7 +174,7 @@ async function walk(
       const xa = tf.concat(idx.map((b) => (tracks[b] as Track).x));
       try {
         const dist = distance(xa, idx);
-        const geo = await leafGeometry(model, xa, options, fn);
+        const geo = await leafGeometry(clf, xa, options, fn);
         const C = geo.numClasses;
         const P = new RowSpaceProjector(geo.bases, geo.dim);
         let moved: tf.Tensor | undefined;
@@ -215,7 +215,6 @@ async function walk(
       options.onStep?.({ step: step + 1, active, distances: Float64Array.from(tracks, (t) => t.distances.at(-1) as number) });
       await pause(undefined);
       if (options.signal?.aborted) {
-        const clf = wrapClassifier(model, options, fn);
         const idxA = tracks.map((t, b) => (t.stop ? -1 : b)).filter((b) => b >= 0);
         const xa = tf.concat(idxA.map((b) => (tracks[b] as Track).x));
         const dist = distance(xa, idxA);
@@ -247,7 +246,8 @@ async function walk(
   }
 }
 
-function checkPair(model: LayersModel, source: tf.Tensor, other: tf.Tensor, otherName: string, options: ClassifierOptions, fn: string): void {
+/** Wraps the model (once per call) and checks the source and its partner tensor. */
+function checkPair(model: LayersModel, source: tf.Tensor, other: tf.Tensor, otherName: string, options: ClassifierOptions, fn: string): Classifier {
   const clf = wrapClassifier(model, options, fn);
   checkBatch(clf, source, fn, 'source');
   if (!(other instanceof tf.Tensor) || other.shape.length !== source.shape.length || other.shape.some((d, i) => d !== source.shape[i])) {
@@ -255,6 +255,7 @@ function checkPair(model: LayersModel, source: tf.Tensor, other: tf.Tensor, othe
   }
   if (other.dtype !== 'float32') throw new ShapeError(`${fn}: argument '${otherName}' must be float32, got ${other.dtype}.`);
   assertFinite(other, fn, otherName);
+  return clf;
 }
 
 /**
@@ -286,14 +287,14 @@ function checkPair(model: LayersModel, source: tf.Tensor, other: tf.Tensor, othe
  */
 export async function horizontalPath(model: LayersModel, source: tf.Tensor, target: tf.Tensor, options: HorizontalPathOptions = {}): Promise<LeafPath[]> {
   const fn = 'horizontalPath';
-  checkPair(model, source, target, 'target', options, fn);
+  const clf = checkPair(model, source, target, 'target', options, fn);
   const threshold = options.threshold ?? 1.0;
   if (!(Number.isFinite(threshold) && threshold >= 0)) throw new ValueError(`${fn}: threshold must be a number >= 0, got ${String(threshold)}.`);
   const stall = options.stallTolerance ?? (options.stepSize ?? 0.1) / 2;
   if (!(Number.isFinite(stall) && stall >= 0)) throw new ValueError(`${fn}: stallTolerance must be a number >= 0, got ${String(stall)}.`);
   const targets = (idx: number[]) => tf.gather(target, idx);
   return walk(
-    model,
+    clf,
     source,
     fn,
     options,
@@ -339,9 +340,9 @@ export async function orthogonalPath(model: LayersModel, source: tf.Tensor, opti
   if (!Number.isFinite(seed)) throw new ValueError(`${fn}: seed must be a number, got ${String(seed)}.`);
   const direction = options.direction ?? tf.randomNormal(source.shape, 0, 1, 'float32', seed);
   try {
-    checkPair(model, source, direction, 'direction', options, fn);
+    const clf = checkPair(model, source, direction, 'direction', options, fn);
     return await walk(
-      model,
+      clf,
       source,
       fn,
       options,
