@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { distributionProjector, horizontalPath, orthogonalPath, ShapeError, ValueError, wrapClassifier } from '../src/index.js';
+import { distributionProjector, horizontalPath, localDataMatrix, orthogonalPath, ShapeError, ValueError, wrapClassifier } from '../src/index.js';
 import { denseNet } from '../examples/models.js';
 import { expectClose, expectNoLeak, randn } from './helpers.js';
 import { trainSmallCnn } from './trainedCnn.js';
@@ -105,8 +105,14 @@ describe('paths on a CNN trained on real MNIST', () => {
     // clear amount (the leaf is curved: not all of each step is towards the target).
     expect(d[0]! - d.at(-1)!).toBeGreaterThan(1.0);
     for (let k = 1; k < d.length; k++) expect(d[k - 1]! - d[k]!).toBeLessThanOrEqual(0.1 + 1e-5);
-    expect(path!.traceG.every((t) => t > 0)).toBe(true);
-    tf.dispose([src, dst, path!.frames]);
+    // The trace recorded at each frame is tr G(x) there: localDataMatrix at the recorded frames is
+    // the oracle (a trace that dropped the −p_i p_j terms of the covariance would be larger).
+    const { G, probs } = await localDataMatrix(model, path!.frames);
+    const trG = await G.trace();
+    // Both from float32 Jacobians of the same frames (one batched, one per step): 1e-5 relative.
+    expectClose(path!.traceG, trG, { rtol: 1e-5, label: 'traceG vs localDataMatrix' });
+    G.dispose();
+    tf.dispose([src, dst, path!.frames, probs]);
   });
 
   it('an orthogonal path keeps the prediction while x moves away; the same seed gives the same path', async () => {

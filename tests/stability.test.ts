@@ -20,6 +20,7 @@ import {
   typicalDisplacement,
   ValueError,
 } from '../src/index.js';
+import { lowerMedian } from '../src/stability/stability.js';
 import { mnistCnn } from '../examples/models.js';
 import { expectClose, expectNoLeak, randn } from './helpers.js';
 import { trainSmallCnn } from './trainedCnn.js';
@@ -201,14 +202,37 @@ describe('matchedNoise and relativeStability', () => {
     x.dispose();
   });
 
-  it('uses the median of all P² squared distances, diagonal zeros included, in median mode', async () => {
+  it('uses the lower median of all P² squared distances, diagonal zeros included, in median mode (torch.median)', async () => {
     const model = identityModel(6);
-    const x = randn([2, 6, 6, 1], 9);
-    const d2 = tf.tidy(() => tf.sum(tf.square(tf.sub(tf.slice(x, 0, 1), tf.slice(x, 1, 1)))).dataSync()[0]!);
+    const x = randn([3, 6, 6, 1], 9);
+    const xs = tf.unstack(x);
+    const d2 = (i: number, j: number) => tf.tidy(() => tf.sum(tf.square(tf.sub(xs[i]!, xs[j]!))).dataSync()[0]!);
     const r = await relativeStability(model, x, { aggregation: 'median', delta: 1 });
-    // P = 2: the four entries are 0, d², d², 0, whose median is d²/2.
-    expect(r.denominator / (d2 / 2)).toBeCloseTo(1, 5);
-    expect(r.points[0]!.D).toBeGreaterThan(0);
+    // P = 3: nine entries, three zeros and each distance twice (0, 0, 0, a, a, b, b, c, c with
+    // a ≤ b ≤ c): the fifth is a, the smallest distance.
+    const sorted = [d2(0, 1), d2(0, 2), d2(1, 2)].sort((a, b) => a - b);
+    expect(r.denominator / sorted[0]!).toBeCloseTo(1, 5);
+    // P = 2: 0, d², d², 0. torch.median takes the lower middle value, 0 (the mean of the middle
+    // two would be d²/2).
+    const two = await relativeStability(model, tf.slice(x, 0, 2), { aggregation: 'median', delta: 1 });
+    expect(two.denominator).toBe(0);
+    expect(lowerMedian(Float64Array.from([4, 1, 3, 2]))).toBe(2);
+    expect(lowerMedian(Float64Array.from([5, 1, 3]))).toBe(3);
+    tf.dispose([x, ...xs]);
+  });
+
+  it('reports R = D/G, clearly above 1 for a low-pass f (noise averaged away, smooth deformations kept)', async () => {
+    // f = 4 × 4 average pooling on smooth images (bilinear upsampling of 3 × 3 noise): τx − x is
+    // smooth and survives the pooling, white noise of the same norm loses ~15/16 of its energy.
+    const m = tfl.sequential();
+    m.add(tfl.layers.averagePooling2d({ inputShape: [12, 12, 1], poolSize: 4 }));
+    m.add(tfl.layers.flatten());
+    m.add(tfl.layers.dense({ units: 9, kernelInitializer: 'identity', biasInitializer: 'zeros' }));
+    const x = tf.tidy(() => tf.image.resizeBilinear(randn([6, 3, 3, 1], 12) as tf.Tensor4D, [12, 12], true));
+    const r = await relativeStability(m, x, { delta: 1, seed: 3 });
+    const p = r.points[0]!;
+    expect(p.R).toBeCloseTo(p.D / p.G, 10); // one draw: the ratio itself
+    expect(p.R).toBeGreaterThan(3); // R ↔ 1/R swapped would give < 1/3
     x.dispose();
   });
 

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { ValueError } from '../errors.js';
+import { checkNumber } from '../checks.js';
 
 /** Progress of a long call, reported after each chunk. */
 export interface Progress {
@@ -60,11 +60,7 @@ export function bytesPerSamplePass(model: LayersModel): number {
 
 /** Reads and checks the budget option, in bytes. */
 export function budgetBytes(options: RunOptions, fn: string): number {
-  const mb = options.memoryBudgetMB ?? DEFAULT_BUDGET_MB;
-  if (!(typeof mb === 'number' && Number.isFinite(mb) && mb > 0)) {
-    throw new ValueError(`${fn}: memoryBudgetMB must be a positive number, got ${String(mb)}.`);
-  }
-  return mb * 1024 * 1024;
+  return checkNumber(options.memoryBudgetMB, fn, 'memoryBudgetMB', { above: 0 }, DEFAULT_BUDGET_MB) * 1024 * 1024;
 }
 
 /** Lets the event loop run (so an abort or a progress redraw can happen) between chunks. */

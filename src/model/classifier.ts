@@ -10,7 +10,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { model as functionalModel } from '@tensorflow/tfjs-layers';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
+import { checkChoice, checkFloatTensor, checkModel, checkOptions, checkRunOptions } from '../checks.js';
 import { fmtShape, LayerNotFoundError, ShapeError, UnsupportedModelError, ValueError } from '../errors.js';
+import type { RunOptions } from '../jacobian/chunks.js';
 
 /** What the model's output is. */
 export type ModelOutput = 'auto' | 'logits' | 'probabilities';
@@ -136,13 +138,11 @@ function applyOne(m: LayersModel, x: tf.Tensor): tf.Tensor {
  * ```
  */
 export function wrapClassifier(model: LayersModel, options: ClassifierOptions = {}, fn = 'wrapClassifier'): Classifier {
-  const modelOutput = options.modelOutput ?? 'auto';
-  if (!['auto', 'logits', 'probabilities'].includes(modelOutput)) {
-    throw new ValueError(`${fn}: modelOutput must be 'auto', 'logits' or 'probabilities', got '${String(modelOutput)}'.`);
-  }
-  if (model == null || !Array.isArray(model.inputs) || !Array.isArray(model.outputs)) {
-    throw new UnsupportedModelError(`${fn}: expected a built tf.LayersModel (call model.build or give an inputShape).`);
-  }
+  checkModel(model, fn);
+  // Every public function wraps its model once: the options every call shares are checked here.
+  const opts = checkOptions(options as ClassifierOptions | null, fn);
+  checkRunOptions(opts as RunOptions, fn);
+  const modelOutput = checkChoice(opts.modelOutput, fn, 'modelOutput', ['auto', 'logits', 'probabilities'] as const, 'auto');
   if (model.inputs.length !== 1) {
     throw new UnsupportedModelError(`${fn}: the model has ${model.inputs.length} inputs; infogeo needs exactly one.`);
   }
@@ -280,10 +280,7 @@ export function wrapClassifier(model: LayersModel, options: ClassifierOptions = 
  * @throws {@link ShapeError} for a wrong rank, shape or dtype; {@link ValueError} for NaN or ±Infinity.
  */
 export function checkBatch(clf: Classifier, x: tf.Tensor, fn: string, argName = 'x'): void {
-  if (!(x instanceof tf.Tensor)) {
-    throw new ShapeError(`${fn}: argument '${argName}' must be a tf.Tensor.`);
-  }
-  if (x.isDisposed) throw new ValueError(`${fn}: argument '${argName}' is disposed.`);
+  checkFloatTensor(x, fn, argName);
   const want = [null, ...clf.inputShape];
   if (x.rank !== want.length) {
     throw new ShapeError(
@@ -292,9 +289,6 @@ export function checkBatch(clf: Classifier, x: tf.Tensor, fn: string, argName = 
   }
   if (x.shape.slice(1).some((d, i) => d !== clf.inputShape[i]) || (x.shape[0] as number) < 1) {
     throw new ShapeError(`${fn}: argument '${argName}' must have shape ${fmtShape(want)} with B >= 1, but got ${fmtShape(x.shape)}.`);
-  }
-  if (x.dtype !== 'float32') {
-    throw new ShapeError(`${fn}: argument '${argName}' must be float32, got ${x.dtype}.`);
   }
   assertFinite(x, fn, argName);
 }

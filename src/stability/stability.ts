@@ -7,17 +7,18 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { ValueError } from '../errors.js';
-import { pause } from '../jacobian/chunks.js';
-import type { Progress } from '../jacobian/chunks.js';
+import { checkChoice, checkNumber, describe } from '../checks.js';
+import { budgetBytes, bytesPerSamplePass, pause } from '../jacobian/chunks.js';
+import type { Progress, RunOptions } from '../jacobian/chunks.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { ClassifierOptions } from '../model/classifier.js';
 import { checkCut, deform, matchedNoise, sampleDisplacementField, temperatureForDisplacement, temperatureGrid, typicalDisplacement } from './diffeo.js';
 import type { Interpolation } from './diffeo.js';
 
 /** Options of {@link relativeStability}. */
-export interface RelativeStabilityOptions extends ClassifierOptions {
+export interface RelativeStabilityOptions extends ClassifierOptions, RunOptions {
   /** f: `'logits'` (the reference's choice: the raw network output) or `{ layer }`. @defaultValue `'logits'` */
-  output?:
+  target?:
     | 'logits'
     | {
         /** A layer's output, flattened per sample. */
@@ -40,6 +41,8 @@ export interface RelativeStabilityOptions extends ClassifierOptions {
    *   the coordinates of f; with f = identity, R_f = 1 exactly;
    * - `'median'`: the published code's: per coordinate the median over images, then the sum; the
    *   denominator is the median of all P² squared pairwise distances, diagonal zeros included.
+   *   For an even count the median is the lower of the two middle values, as `torch.median` takes
+   *   it (not their mean): published numbers are reproduced.
    * @defaultValue `'mean'`
    */
   aggregation?: 'mean' | 'median';
@@ -47,7 +50,11 @@ export interface RelativeStabilityOptions extends ClassifierOptions {
   draws?: number;
   /** Seed of the fields and the noise. @defaultValue 0 */
   seed?: number;
-  /** Images per forward pass. @defaultValue 64 */
+  /**
+   * Images per forward pass, at most (fewer when `memoryBudgetMB` asks for it). The fields' seeds
+   * depend on the chunks, so a different batch size draws other deformations.
+   * @defaultValue 64
+   */
   batchSize?: number;
   /** Called after each (temperature, draw). */
   onProgress?: (progress: Progress) => void;
@@ -92,10 +99,13 @@ export interface RelativeStabilityResult {
   aggregation: 'mean' | 'median';
 }
 
-function median(values: Float64Array): number {
+/**
+ * The lower median, as the reference code's `torch.median` takes it: for an even count, the lower
+ * of the two middle values (not their mean), so published numbers are reproduced.
+ */
+export function lowerMedian(values: Float64Array): number {
   const s = Float64Array.from(values).sort();
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+  return s[(s.length - 1) >> 1] as number;
 }
 
 /** Σ over coordinates of the mean or median over images of (a − b)², in float64. `[P, m]` row-major. */
@@ -104,7 +114,7 @@ function numerator(a: ArrayLike<number>, b: ArrayLike<number>, P: number, m: num
   const col = new Float64Array(P);
   for (let j = 0; j < m; j++) {
     for (let i = 0; i < P; i++) col[i] = ((a[i * m + j] as number) - (b[i * m + j] as number)) ** 2;
-    total += aggregation === 'mean' ? col.reduce((s, v) => s + v, 0) / P : median(col);
+    total += aggregation === 'mean' ? col.reduce((s, v) => s + v, 0) / P : lowerMedian(col);
   }
   return total;
 }
@@ -119,7 +129,7 @@ function pairwise(f: ArrayLike<number>, P: number, m: number, aggregation: 'mean
       d[i * P + j] = s;
       d[j * P + i] = s;
     }
-  return aggregation === 'mean' ? d.reduce((s, v) => s + v, 0) / (P * P) : median(d);
+  return aggregation === 'mean' ? d.reduce((s, v) => s + v, 0) / (P * P) : lowerMedian(d);
 }
 
 const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
@@ -164,22 +174,31 @@ export async function relativeStability(model: LayersModel, images: tf.Tensor, o
   const P = images.shape[0] as number;
   if (P < 2) throw new ValueError(`${fn}: at least 2 probing images are needed (pairwise distances); got ${P}.`);
   const n = clf.inputShape[0] as number;
-  const c = options.c ?? 3;
-  const aggregation = options.aggregation ?? 'mean';
-  if (aggregation !== 'mean' && aggregation !== 'median') throw new ValueError(`${fn}: aggregation must be 'mean' or 'median', got '${String(aggregation)}'.`);
+  const c = checkNumber(options.c, fn, 'c', { integer: true, min: 2 }, 3);
+  const aggregation = checkChoice(options.aggregation, fn, 'aggregation', ['mean', 'median'] as const, 'mean');
   if (options.temperatures !== undefined && options.delta !== undefined) throw new ValueError(`${fn}: give either temperatures or delta, not both.`);
   checkCut(n, c, fn);
+  const list = (v: unknown, name: string): number[] => {
+    const a = Array.isArray(v) ? v : typeof v === 'number' && name === 'delta' ? [v] : undefined;
+    if (a === undefined || a.length === 0 || !a.every((t) => typeof t === 'number' && Number.isFinite(t) && t >= 0)) {
+      throw new ValueError(`${fn}: ${name} must be ${name === 'delta' ? 'a number or ' : ''}a non-empty array of numbers >= 0, got ${describe(v)}.`);
+    }
+    return a as number[];
+  };
   let temps: number[];
-  if (options.delta !== undefined) temps = (Array.isArray(options.delta) ? options.delta : [options.delta]).map((d) => temperatureForDisplacement(d, c, n));
-  else temps = options.temperatures ?? temperatureGrid(n, c);
-  if (temps.length === 0 || !temps.every((t) => Number.isFinite(t) && t >= 0)) throw new ValueError(`${fn}: temperatures must be numbers >= 0.`);
-  const draws = options.draws ?? 1;
-  if (!(Number.isInteger(draws) && draws >= 1)) throw new ValueError(`${fn}: draws must be a positive integer, got ${String(draws)}.`);
-  const batchSize = options.batchSize ?? 64;
-  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new ValueError(`${fn}: batchSize must be a positive integer.`);
-  const interpolation = options.interpolation ?? 'bilinear';
-  const f = options.output === undefined || options.output === 'logits' ? clf.logits : clf.target(options.output).fn;
-  const seed = options.seed ?? 0;
+  if (options.delta !== undefined) temps = list(options.delta, 'delta').map((d) => temperatureForDisplacement(d, c, n));
+  else temps = options.temperatures === undefined ? temperatureGrid(n, c) : list(options.temperatures, 'temperatures');
+  const draws = checkNumber(options.draws, fn, 'draws', { integer: true, min: 1 }, 1);
+  // Images per pass: at most batchSize, and the forward activations of a pass within the budget.
+  const perImage = bytesPerSamplePass(model) / 2;
+  const batchSize = Math.max(1, Math.min(checkNumber(options.batchSize, fn, 'batchSize', { integer: true, min: 1 }, 64), Math.floor(budgetBytes(options, fn) / perImage)));
+  const interpolation = checkChoice(options.interpolation, fn, 'interpolation', ['bilinear', 'nearest', 'gaussian'] as const, 'bilinear');
+  const target = options.target ?? 'logits';
+  if (target !== 'logits' && (target === null || typeof target !== 'object' || typeof target.layer !== 'string')) {
+    throw new ValueError(`${fn}: target must be 'logits' or { layer: name }, got ${describe(target)}.`);
+  }
+  const f = target === 'logits' ? clf.logits : clf.target(target).fn;
+  const seed = checkNumber(options.seed, fn, 'seed', {}, 0);
 
   /**
    * f over the batch in chunks of `batchSize` images, as float32 data [P, m] per output; `inputs`
@@ -189,12 +208,13 @@ export async function relativeStability(model: LayersModel, images: tf.Tensor, o
   const evaluate = async (x: tf.Tensor, inputs: (xc: tf.Tensor, start: number) => tf.Tensor[] = (xc) => [xc]): Promise<Float32Array[]> => {
     const parts: Float32Array[][] = [];
     for (let s = 0; s < P; s += batchSize) {
-      const xc = tf.slice(x, s, Math.min(batchSize, P - s));
-      const ins = inputs(xc, s);
-      const ys = ins.map((t) => tf.tidy(() => f(t)));
-      tf.dispose([xc, ...ins]);
-      parts.push(await Promise.all(ys.map(async (y) => (await y.data()) as Float32Array)));
-      tf.dispose(ys);
+      // Everything but the outputs is released here, also when a layer or a deformation throws.
+      const ys = tf.tidy(() => inputs(tf.slice(x, s, Math.min(batchSize, P - s)), s).map((t) => f(t)));
+      try {
+        parts.push(await Promise.all(ys.map(async (y) => (await y.data()) as Float32Array)));
+      } finally {
+        tf.dispose(ys);
+      }
     }
     return parts[0]!.map((_, o) => {
       const out = new Float32Array(parts.reduce((a, p) => a + p[o]!.length, 0));
@@ -246,11 +266,7 @@ export async function relativeStability(model: LayersModel, images: tf.Tensor, o
           const field = sampleDisplacementField({ batch: xc.shape[0] as number, n, c, T, seed: s + 104729 * start });
           const tx = deform(xc, field, { interpolation });
           const ref = reference === images ? xc : tf.slice(reference, start, xc.shape[0] as number);
-          const eta = matchedNoise(ref, tx, s + 104729 * start + 1);
-          const noisy = tf.add(ref, eta);
-          tf.dispose([field, eta]);
-          if (ref !== xc) ref.dispose();
-          return [tx, noisy];
+          return [tx, tf.add(ref, matchedNoise(ref, tx, s + 104729 * start + 1))];
         });
         const D = numerator(ft!, f0, P, m, aggregation) / deno;
         const G = numerator(fNoise!, f0, P, m, aggregation) / deno;
