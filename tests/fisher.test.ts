@@ -148,6 +148,14 @@ describe('datasetFisher', () => {
     await expect(datasetFisher(model, x, { maxFactorMB: 1e-4 })).rejects.toThrow(/maxFactorMB/);
     await expect(datasetFisher(model, [])).rejects.toThrow(/no samples/);
     await expect(datasetFisher(model, x, { batchSize: 0 })).rejects.toThrow(ValueError);
+    await expect(datasetFisher(model, null as never)).rejects.toThrow(/datasetFisher: argument 'data' must be a tf.Tensor or an iterable/);
+    await expect(datasetFisher(model, x, { layers: 'h1' as never })).rejects.toThrow(/layers must be an array/);
     expect(tf.memory().numTensors).toBe(before);
+    // localFisher reports after each sample, whatever the chunking.
+    const perSample: number[] = [];
+    const local = await localFisher(model, x, { onProgress: (p) => perSample.push(p.done) });
+    expect(perSample).toEqual([1, 2, 3, 4, 5, 6]);
+    local.F.dispose();
+    local.probs.dispose();
   });
 });

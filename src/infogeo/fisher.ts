@@ -5,9 +5,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { ValueError } from '../errors.js';
+import { checkNumber, checkOptions, checkRunOptions, checkTensor, describe } from '../checks.js';
+import { ShapeError, ValueError } from '../errors.js';
 import type { ClassifierOptions } from '../model/classifier.js';
-import type { Progress } from '../jacobian/chunks.js';
+import type { Progress, RunOptions } from '../jacobian/chunks.js';
 import { pause } from '../jacobian/chunks.js';
 import type { WeightSlice } from '../jacobian/weight.js';
 import { referenceClasses } from '../jacobian/rows.js';
@@ -16,13 +17,18 @@ import { LowRankPSD } from '../linalg/lowRankPSD.js';
 import { multinomialFactor } from './dataMatrix.js';
 
 /** Options of {@link localFisher}. */
-export interface LocalFisherOptions extends ClassifierOptions {
+export interface LocalFisherOptions extends ClassifierOptions, RunOptions {
   /** Only the trainable weights of these layers. @defaultValue all layers */
   layers?: string[];
   /** Called after each sample. */
   onProgress?: (progress: Progress) => void;
   /** Cancels the call between samples. */
   signal?: AbortSignal;
+  /**
+   * Upper bound, in MiB, on the weight rows held at once before they are concatenated (the
+   * factor itself is `B·(C−1)·d·4` bytes). @defaultValue 256
+   */
+  memoryBudgetMB?: number;
 }
 
 /** Result of {@link localFisher}. Dispose `F` and `probs`. */
@@ -119,9 +125,15 @@ export async function datasetFisher(
   options: DatasetFisherOptions = {},
 ): Promise<DatasetFisherResult> {
   const fn = 'datasetFisher';
-  const batchSize = options.batchSize ?? 32;
-  if (!(Number.isInteger(batchSize) && batchSize > 0)) throw new ValueError(`${fn}: batchSize must be a positive integer, got ${String(batchSize)}.`);
-  const maxBytes = (options.maxFactorMB ?? 1024) * 2 ** 20;
+  checkOptions(options, fn);
+  checkRunOptions(options, fn);
+  const batchSize = checkNumber(options.batchSize, fn, 'batchSize', { integer: true, min: 1 }, 32);
+  const maxBytes = checkNumber(options.maxFactorMB, fn, 'maxFactorMB', { above: 0 }, 1024) * 2 ** 20;
+  const iterable = (v: unknown) => v != null && typeof v === 'object' && (Symbol.iterator in v || Symbol.asyncIterator in v);
+  if (!(data instanceof tf.Tensor) && !iterable(data)) {
+    throw new ShapeError(`${fn}: argument 'data' must be a tf.Tensor or an iterable of tf.Tensor batches, got ${describe(data)}.`);
+  }
+  if (data instanceof tf.Tensor) checkTensor(data, fn, 'data');
   const parts: tf.Tensor3D[] = [];
   let slices: WeightSlice[] = [];
   let count = 0;

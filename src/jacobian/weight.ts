@@ -9,8 +9,9 @@ import { LayerNotFoundError, ValueError } from '../errors.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions } from '../model/classifier.js';
 import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
-import { runChunks, tidySteps } from './chunks.js';
-import type { RunOptions } from './chunks.js';
+import { describe } from '../checks.js';
+import { budgetBytes, runChunks, tidySteps } from './chunks.js';
+import type { Progress, RunOptions } from './chunks.js';
 import { logitDifferenceRows, referenceClasses, referenceDifferenceRows, softmaxChain } from './rows.js';
 
 /** Where one weight tensor sits in a row of the weight Jacobian. */
@@ -28,7 +29,7 @@ export interface WeightSlice {
 }
 
 /** Options of {@link weightJacobian}. */
-export interface WeightJacobianOptions extends ClassifierOptions, Omit<RunOptions, 'memoryBudgetMB'> {
+export interface WeightJacobianOptions extends ClassifierOptions, Omit<RunOptions, 'memoryBudgetMB' | 'onProgress'> {
   /** Rows of log-probabilities (default) or of logits. @defaultValue `'logProbs'` */
   target?: 'logProbs' | 'logits';
   /** Only the trainable weights of these layers (in model order). @defaultValue all layers */
@@ -40,6 +41,8 @@ export interface WeightJacobianOptions extends ClassifierOptions, Omit<RunOption
    * @defaultValue `'auto'`
    */
   strategy?: 'auto' | 'loop' | 'softmax-chain';
+  /** Called after each sample. */
+  onProgress?: (progress: Progress) => void;
   /**
    * Upper bound, in MiB, on the rows held at once before they are concatenated; the result itself
    * is `B·R·d·4` bytes. @defaultValue 256
@@ -59,6 +62,9 @@ export interface WeightJacobianResult {
 
 function selectWeights(model: LayersModel, layers: string[] | undefined, fn: string) {
   const names = model.layers.map((l) => l.name);
+  if (layers !== undefined && !(Array.isArray(layers) && layers.every((n) => typeof n === 'string'))) {
+    throw new ValueError(`${fn}: layers must be an array of layer names, got ${describe(layers)}.`);
+  }
   const chosen = layers === undefined ? model.layers : layers.map((n) => {
     if (!names.includes(n)) throw new LayerNotFoundError(fn, n, names);
     return model.getLayer(n);
@@ -105,13 +111,14 @@ type RowsMode = 'logProbs' | 'logits' | 'chain' | 'differences';
  * Rows of one chunk, [b, R, d], yielding to the event loop between samples; in 'differences' mode
  * also the chunk's logits, whose arg-max per sample is the reference class of its rows.
  */
-async function weightRowsOfChunk(clf: Classifier, x: tf.Tensor, mode: RowsMode, vars: tf.Variable[], signal?: AbortSignal): Promise<tf.Tensor[]> {
+async function weightRowsOfChunk(clf: Classifier, x: tf.Tensor, mode: RowsMode, vars: tf.Variable[], signal: AbortSignal | undefined, sampleDone: (i: number) => void): Promise<tf.Tensor[]> {
   const C = clf.numClasses;
   const logits = mode === 'differences' ? tf.tidy(() => clf.logits(x)) : undefined;
   const reference = logits ? referenceClasses(logits.dataSync(), x.shape[0] as number, C) : undefined;
   let per: tf.Tensor[];
   try {
     per = await tidySteps(x.shape[0] as number, signal, (i) => {
+      if (i > 0) sampleDone(i - 1);
       const xi = tf.slice(x, i, 1);
       if (reference) return weightRows(clf.logits, xi, referenceDifferenceRows(reference.subarray(i, i + 1), C), vars);
       if (mode === 'chain') return weightRows(clf.logits, xi, logitDifferenceRows(C), vars); // softmaxChain's layout
@@ -121,6 +128,7 @@ async function weightRowsOfChunk(clf: Classifier, x: tf.Tensor, mode: RowsMode, 
     logits?.dispose();
     throw e;
   }
+  sampleDone((x.shape[0] as number) - 1);
   const D = tf.tidy(() => {
     const stacked = tf.stack(per) as tf.Tensor3D;
     tf.dispose(per);
@@ -134,9 +142,7 @@ function prepare(model: LayersModel, x: tf.Tensor, options: WeightJacobianOption
   const clf = wrapClassifier(model, options, fn);
   checkBatch(clf, x, fn);
   const { slices, vars, numWeights } = selectWeights(model, options.layers, fn);
-  const mb = options.memoryBudgetMB ?? 256;
-  if (!(Number.isFinite(mb) && mb > 0)) throw new ValueError(`${fn}: memoryBudgetMB must be a positive number, got ${String(mb)}.`);
-  const chunk = Math.max(1, Math.floor((mb * 1024 * 1024) / (rowsPerSample(clf.numClasses) * numWeights * 4)));
+  const chunk = Math.max(1, Math.floor(budgetBytes(options, fn) / (rowsPerSample(clf.numClasses) * numWeights * 4)));
   assertDifferentiable(model, 'weights', fn);
   return { clf, slices, vars, numWeights, chunk };
 }
@@ -145,7 +151,12 @@ async function run(model: LayersModel, x: tf.Tensor, options: WeightJacobianOpti
   const rows = (C: number) => (mode === 'differences' ? C - 1 : C);
   const { clf, slices, vars, numWeights, chunk } = prepare(model, x, options, rows, fn);
   try {
-    const [J, logits] = await runChunks(x, chunk, options, (xc) => weightRowsOfChunk(clf, xc, mode, vars, options.signal));
+    // Progress after each sample (a weight Jacobian takes about C backward passes per sample).
+    const B = x.shape[0] as number;
+    const { onProgress, ...rest } = options;
+    const [J, logits] = await runChunks(x, chunk, rest, (xc, start) =>
+      weightRowsOfChunk(clf, xc, mode, vars, options.signal, (i) => onProgress?.({ done: start + i + 1, total: B })),
+    );
     return { jacobian: J as tf.Tensor3D, slices, numWeights, ...(logits ? { logits: logits as tf.Tensor2D } : {}) };
   } catch (e) {
     return rethrowKernelError(e, fn);
