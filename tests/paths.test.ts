@@ -146,6 +146,14 @@ describe('paths on a CNN trained on real MNIST', () => {
       expect(Number.isNaN(p.traceG.at(-1))).toBe(true);
     }
     tf.dispose(paths.map((p) => p.frames));
+    // Already aborted: resolves with paths of 0 steps (as documented), not a rejection.
+    const zeros = tf.zerosLike(src);
+    const none = await horizontalPath(model, src, zeros, { signal: AbortSignal.abort() });
+    for (const p of none) {
+      expect([p.stopReason, p.steps, p.frames.shape[0]]).toEqual(['aborted', 0, 1]);
+      expect(Number.isNaN(p.traceG[0])).toBe(true);
+    }
+    tf.dispose([zeros, ...none.map((p) => p.frames)]);
     expect(tf.memory().numTensors).toBe(before);
     src.dispose();
   });

@@ -46,7 +46,11 @@ export interface PathOptions extends ClassifierOptions {
   rtol?: number;
   /** Called after every step that moved at least one path (`step` = 1, 2, …). */
   onStep?: (step: PathStep) => void;
-  /** Stops every path at the next step; they end with reason `'aborted'` (the promise resolves). */
+  /**
+   * Stops every path before its next step; they end with reason `'aborted'` and the promise
+   * resolves (it does not reject): an already aborted signal gives paths of 0 steps whose one frame
+   * is the source.
+   */
   signal?: AbortSignal;
 }
 
@@ -171,10 +175,27 @@ async function walk(
     for (let step = 0; ; step++) {
       const idx = tracks.map((t, b) => (t.stop ? -1 : b)).filter((b) => b >= 0);
       if (idx.length === 0) break;
+      if (options.signal?.aborted) {
+        // Aborted (before the first step too): the current states are the last frames, without G.
+        const xa = tf.concat(idx.map((b) => (tracks[b] as Track).x));
+        const dist = distance(xa, idx);
+        const p = tf.tidy(() => clf.probs(xa));
+        const pd = p.dataSync();
+        const C = clf.numClasses;
+        idx.forEach((b, i) => {
+          const t = tracks[b] as Track;
+          t.distances.push(dist[i] as number);
+          t.stop = 'aborted';
+          record(t, step, pd.subarray(i * C, (i + 1) * C), NaN);
+        });
+        tf.dispose([xa, p]);
+        break;
+      }
       const xa = tf.concat(idx.map((b) => (tracks[b] as Track).x));
       try {
         const dist = distance(xa, idx);
-        const geo = await leafGeometry(clf, xa, options, fn);
+        // The walk answers an abort itself, between steps (the geometry of a step is not cut short).
+        const geo = await leafGeometry(clf, xa, { ...options, signal: undefined }, fn);
         const C = geo.numClasses;
         const P = new RowSpaceProjector(geo.bases, geo.dim);
         let moved: tf.Tensor | undefined;
@@ -214,22 +235,6 @@ async function walk(
       if (active === 0) break; // this iteration only recorded the final states
       options.onStep?.({ step: step + 1, active, distances: Float64Array.from(tracks, (t) => t.distances.at(-1) as number) });
       await pause(undefined);
-      if (options.signal?.aborted) {
-        const idxA = tracks.map((t, b) => (t.stop ? -1 : b)).filter((b) => b >= 0);
-        const xa = tf.concat(idxA.map((b) => (tracks[b] as Track).x));
-        const dist = distance(xa, idxA);
-        const p = tf.tidy(() => clf.probs(xa));
-        const pd = p.dataSync();
-        const C = clf.numClasses;
-        idxA.forEach((b, i) => {
-          const t = tracks[b] as Track;
-          t.distances.push(dist[i] as number);
-          t.stop = 'aborted';
-          record(t, step + 1, pd.subarray(i * C, (i + 1) * C), NaN);
-        });
-        tf.dispose([xa, p]);
-        break;
-      }
     }
     return tracks.map((t) => ({
       frames: tf.concat(t.frames),
