@@ -15,8 +15,9 @@ npm install --no-audit --no-fund "./$tarball" @tensorflow/tfjs-core@4.22.0 @tens
 cat > smoke.mjs <<'JS'
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { inputJacobian, registerGradientKernels, ShapeError } from 'infogeo';
+import { InfogeoError, inputJacobian, registerGradientKernels, ShapeError, ValueError } from 'infogeo';
 import { useWasmBackend } from 'infogeo/wasm';
+import { createJacobianPool } from 'infogeo/node';
 tf.env().set('PROD', true);
 await useWasmBackend();
 registerGradientKernels();
@@ -30,14 +31,21 @@ if (J.shape.join() !== '2,3,8,8,1') throw new Error(`bad shape ${J.shape}`);
 let threw = false;
 try { await inputJacobian(model, tf.zeros([2, 5])); } catch (e) { threw = e instanceof ShapeError; }
 if (!threw) throw new Error('expected a ShapeError');
-console.log(`ESM ok: backend ${tf.getBackend()}, Jacobian ${J.shape}`);
+// Each entry point is its own bundle with its own copy of the error classes: an error thrown by
+// infogeo/node is still instanceof the classes exported by infogeo.
+const err = await createJacobianPool(model, { threads: 0 }).then(() => undefined, (e) => e);
+if (err?.name !== 'ValueError') throw new Error(`expected a ValueError from infogeo/node, got ${err}`);
+if (!(err instanceof ValueError)) throw new Error("infogeo/node's ValueError is not instanceof infogeo's ValueError (ESM)");
+if (!(err instanceof InfogeoError)) throw new Error("infogeo/node's ValueError is not instanceof infogeo's InfogeoError (ESM)");
+if (err instanceof ShapeError) throw new Error("infogeo/node's ValueError is instanceof infogeo's ShapeError (ESM)");
+console.log(`ESM ok: backend ${tf.getBackend()}, Jacobian ${J.shape}, infogeo/node's errors instanceof infogeo's`);
 JS
 
 cat > pool.mjs <<'JS'
 // The worker threads of infogeo/node load the packaged worker script next to the module.
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { inputJacobian } from 'infogeo';
+import { InfogeoError, inputJacobian, ValueError } from 'infogeo';
 import { useWasmBackend } from 'infogeo/wasm';
 import { createJacobianPool } from 'infogeo/node';
 tf.env().set('PROD', true);
@@ -50,6 +58,9 @@ const ref = await inputJacobian(model, x);
 const err = tf.max(tf.abs(tf.sub(J, ref))).dataSync()[0];
 await pool.close();
 if (!(err < 1e-5)) throw new Error(`pool and in-thread Jacobians differ by ${err}`);
+const closed = await pool.inputJacobian(x).then(() => undefined, (e) => e);
+if (!(closed instanceof ValueError && closed instanceof InfogeoError && /the pool is closed/.test(closed.message)))
+  throw new Error(`expected infogeo's ValueError "the pool is closed", got ${closed}`);
 console.log(`pool ok: ${pool.threads} threads, Jacobian ${J.shape}, max difference ${err}`);
 JS
 
@@ -57,7 +68,8 @@ cat > smoke.cjs <<'JS'
 const tf = require('@tensorflow/tfjs-core');
 const tfl = require('@tensorflow/tfjs-layers');
 require('@tensorflow/tfjs-backend-cpu');
-const { inputJacobian, weightJacobian } = require('infogeo');
+const { InfogeoError, inputJacobian, ShapeError, ValueError, weightJacobian } = require('infogeo');
+const { createJacobianPool } = require('infogeo/node');
 tf.env().set('PROD', true);
 (async () => {
   await tf.setBackend('cpu');
@@ -66,7 +78,13 @@ tf.env().set('PROD', true);
   const J = await inputJacobian(model, x);
   const W = await weightJacobian(model, x);
   if (J.shape.join() !== '2,3,4' || W.jacobian.shape.join() !== '2,3,15') throw new Error('bad shapes');
-  console.log(`CJS ok: backend ${tf.getBackend()}, Jacobian ${J.shape}, weight Jacobian ${W.jacobian.shape}`);
+  // infogeo/node's bundle has its own copy of the error classes: its errors are still instanceof infogeo's.
+  const err = await createJacobianPool(model, { threads: 0 }).then(() => undefined, (e) => e);
+  if (!err || err.name !== 'ValueError') throw new Error(`expected a ValueError from infogeo/node, got ${err}`);
+  if (!(err instanceof ValueError)) throw new Error("infogeo/node's ValueError is not instanceof infogeo's ValueError (CJS)");
+  if (!(err instanceof InfogeoError)) throw new Error("infogeo/node's ValueError is not instanceof infogeo's InfogeoError (CJS)");
+  if (err instanceof ShapeError) throw new Error("infogeo/node's ValueError is instanceof infogeo's ShapeError (CJS)");
+  console.log(`CJS ok: backend ${tf.getBackend()}, Jacobian ${J.shape}, weight Jacobian ${W.jacobian.shape}, infogeo/node's errors instanceof infogeo's`);
 })().catch((e) => { console.error(e); process.exit(1); });
 JS
 

@@ -37,8 +37,11 @@ function reply(msg: PoolResponse, transfer: ArrayBuffer[] = []): void {
 async function handle(model: LayersModel, msg: PoolRequest): Promise<void> {
   if (msg.type === 'weights') {
     const values = msg.weights.map((w) => tf.tensor(w.data, w.shape, 'float32'));
-    model.setWeights(values);
-    tf.dispose(values);
+    try {
+      model.setWeights(values);
+    } finally {
+      tf.dispose(values);
+    }
     reply({ type: 'done', id: msg.id });
     return;
   }
@@ -49,16 +52,35 @@ async function handle(model: LayersModel, msg: PoolRequest): Promise<void> {
     const shape = J.shape;
     J.dispose();
     reply({ type: 'jacobian', id: msg.id, data, shape }, [data.buffer as ArrayBuffer]);
-  } catch (e) {
-    const err = e as Error;
-    reply({ type: 'error', id: msg.id, name: err.name ?? 'Error', message: err.message ?? String(e) });
   } finally {
     x.dispose();
   }
 }
 
+function replyError(id: number, e: unknown): void {
+  const err = e as Error;
+  reply({ type: 'error', id, name: err?.name ?? 'Error', message: err?.message ?? String(e) });
+}
+
+// One request at a time, in order: new weights never land in the middle of a Jacobian.
+let queue: Promise<void> = Promise.resolve();
+
 // No top-level await: the package targets ES2020.
-void start().then((model) => {
-  port.on('message', (msg: PoolRequest) => void handle(model, msg));
-  reply({ type: 'ready', id: -1 });
-});
+void start().then(
+  (model) => {
+    port.on('message', (msg: PoolRequest) => {
+      queue = queue.then(() => handle(model, msg)).catch((e: unknown) => replyError(msg.id, e));
+    });
+    reply({ type: 'ready', id: -1 });
+  },
+  (e: unknown) => {
+    // tfjs-layers' words for a class it has no registration for ("Unknown layer: MyLayer. This may
+    // be due to..."): a custom class registered only in the pool's thread. The pool turns this
+    // into an UnsupportedModelError that names the layer.
+    const err = e as Error;
+    const message = err?.message ?? String(e);
+    const m = /^Unknown ([a-z ]+): (.+?)\. /.exec(message);
+    const unknown = m === null ? {} : { unknown: { kind: m[1] as string, className: m[2] as string } };
+    reply({ type: 'failed', id: -1, name: err?.name ?? 'Error', message, ...unknown });
+  },
+);
