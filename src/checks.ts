@@ -92,6 +92,12 @@ export function checkNumber(v: unknown, fn: string, name: string, bounds: Number
   return v;
 }
 
+/** A required number within bounds. @throws {@link ValueError} naming it, also when it is missing. */
+export function requireNumber(v: unknown, fn: string, name: string, bounds: NumberBounds): number {
+  if (v === undefined) throw new ValueError(`${fn}: ${name} is required${bounds.integer ? ' (an integer)' : ''}.`);
+  return checkNumber(v, fn, name, bounds) as number;
+}
+
 /** An option that must be one of `choices` (or undefined, then `fallback`). */
 export function checkChoice<T extends string>(v: unknown, fn: string, name: string, choices: readonly T[], fallback: T): T {
   if (v === undefined) return fallback;

@@ -9,9 +9,9 @@ import type { Classifier, ClassifierOptions } from '../model/classifier.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { RunOptions } from '../jacobian/chunks.js';
 import { logitDifferences } from '../jacobian/input.js';
-import { checkRtol, LowRankPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
+import { checkRtol, LowRankPSD, ownedPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
 import type { RankOptions } from '../linalg/lowRankPSD.js';
-import { DEFAULT_RTOL, dot, multinomialCovSqrt, orthonormalRows } from '../linalg/rows.js';
+import { dot, multinomialCovSqrt, orthonormalRows } from '../linalg/rows.js';
 import type { RowBasis64 } from '../linalg/rows.js';
 
 /** Options of {@link localDataMatrix}. */
@@ -64,7 +64,7 @@ export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options:
   const { D, logits, reference } = await logitDifferences(clf, x, options, fn);
   const { factor, probs } = await multinomialFactor(D, logits, reference);
   tf.dispose([D, logits]);
-  return { G: new LowRankPSD(factor), probs };
+  return { G: ownedPSD(factor, fn), probs };
 }
 
 /**
@@ -147,7 +147,7 @@ export interface LeafGeometry {
 
 /** @internal See {@link LeafGeometry}. */
 export async function leafGeometry(clf: Classifier, x: tf.Tensor, options: DistributionProjectorOptions, fn: string): Promise<LeafGeometry> {
-  const rtol = checkRtol(options.rtol ?? DEFAULT_RTOL, fn);
+  const rtol = checkRtol(options.rtol, fn);
   const { D, logits, reference } = await logitDifferences(clf, x, options, fn);
   const [B, m, n] = D.shape as [number, number, number];
   const C = m + 1;

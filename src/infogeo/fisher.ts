@@ -13,7 +13,7 @@ import { pause } from '../jacobian/chunks.js';
 import type { WeightSlice } from '../jacobian/weight.js';
 import { referenceClasses } from '../jacobian/rows.js';
 import { logitDifferenceWeightJacobian } from '../jacobian/weight.js';
-import { LowRankPSD } from '../linalg/lowRankPSD.js';
+import { LowRankPSD, ownedPSD } from '../linalg/lowRankPSD.js';
 import { multinomialFactor } from './dataMatrix.js';
 
 /** Options of {@link localFisher}. */
@@ -73,7 +73,7 @@ async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFish
  */
 export async function localFisher(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions = {}): Promise<LocalFisherResult> {
   const { factor, probs, slices } = await fisherFactor(model, x, options, 'localFisher');
-  return { F: new LowRankPSD(factor), probs, slices };
+  return { F: ownedPSD(factor, 'localFisher'), probs, slices };
 }
 
 /** Options of {@link datasetFisher}. */
@@ -175,7 +175,7 @@ export async function datasetFisher(
       const stacked = tf.concat(parts.map((p) => tf.reshape(p, [-1, p.shape[2]])));
       return tf.expandDims(tf.mul(stacked, 1 / Math.sqrt(count)), 0) as tf.Tensor3D;
     });
-    return { F: new LowRankPSD(factor), count, slices };
+    return { F: ownedPSD(factor, fn), count, slices };
   } finally {
     tf.dispose(parts);
   }

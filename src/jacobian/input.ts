@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { describe } from '../checks.js';
 import { UnsupportedModelError, ValueError } from '../errors.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
@@ -194,6 +195,7 @@ export async function inputJacobian(model: LayersModel, x: tf.Tensor, options: I
   const clf = wrapClassifier(model, options, fn);
   checkBatch(clf, x, fn);
   const target = options.target ?? 'logProbs';
+  if (options.flatten !== undefined && typeof options.flatten !== 'boolean') throw new ValueError(`${fn}: flatten must be a boolean, got ${describe(options.flatten)}.`);
   const plan = planInputJacobian(clf, x.shape[0] as number, options, fn);
   if (plan.graph === undefined) assertDifferentiable(model, 'input', fn);
   try {

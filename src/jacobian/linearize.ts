@@ -55,10 +55,12 @@ export function graphFor(clf: Classifier, target: Target): CompiledGraph | { rea
   return graph;
 }
 
-/** `[B, k, d]` → row-major `[k·B, d]`, and back. */
-function rowMajor(t: tf.Tensor, B: number): tf.Tensor2D {
+/** Per-sample vectors `[B, k, d]` as row-major rows `[k·B, d]` (`[B, d]` as they are). */
+function rowMajor(t: tf.Tensor): tf.Tensor2D {
   return t.rank === 2 ? (t as tf.Tensor2D) : tf.reshape(tf.transpose(t, [1, 0, 2]), [-1, t.shape[2] as number]);
 }
+
+/** Row-major rows `[k·B, d]` back as `[B, k, d]` (as they are without k). */
 function samplesMajor(t: tf.Tensor, B: number, k: number | undefined): tf.Tensor {
   return k === undefined ? t : tf.transpose(tf.reshape(t, [k, B, -1]), [1, 0, 2]);
 }
@@ -161,13 +163,13 @@ export function linearize(clf: Classifier, x: tf.Tensor, target: Target): Linear
     vjp(u) {
       return tf.tidy(() => {
         const k = u.rank === 3 ? (u.shape[1] as number) : undefined;
-        return samplesMajor(maps.pullback(centre(rowMajor(u, B))), B, k);
+        return samplesMajor(maps.pullback(centre(rowMajor(u))), B, k);
       });
     },
     jvp(v) {
       return tf.tidy(() => {
         const k = v.rank === 3 ? (v.shape[1] as number) : undefined;
-        const jv = maps.pushforward(rowMajor(v, B));
+        const jv = maps.pushforward(rowMajor(v));
         if (p === undefined) return samplesMajor(jv, B, k);
         const K = k ?? 1;
         const mean = tf.sum(tf.mul(jv, perSample(p, K)), 1, true);

@@ -6,7 +6,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { fmtShape, ShapeError, ValueError } from '../errors.js';
+import { checkChoice, checkNumber, checkTensor } from '../checks.js';
+import { fmtShape, ShapeError } from '../errors.js';
 import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
 import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
@@ -58,7 +59,8 @@ export async function vjp(model: LayersModel, x: tf.Tensor, cotangent: tf.Tensor
   const target = options.target ?? 'logProbs';
   const { width } = clf.target(target);
   const B = x.shape[0] as number;
-  if (!(cotangent instanceof tf.Tensor) || cotangent.rank !== 2 || cotangent.shape[0] !== B || cotangent.shape[1] !== width) {
+  checkTensor(cotangent, fn, 'cotangent');
+  if (cotangent.rank !== 2 || cotangent.shape[0] !== B || cotangent.shape[1] !== width) {
     throw new ShapeError(
       `${fn}: argument 'cotangent' must have shape [${B},${width}], got ${cotangent instanceof tf.Tensor ? fmtShape(cotangent.shape) : typeof cotangent}.`,
     );
@@ -128,6 +130,7 @@ export async function jvp(model: LayersModel, x: tf.Tensor, tangent: tf.Tensor, 
   const { fn: f, width } = clf.target(target);
   const B = x.shape[0] as number;
   const inShape = clf.inputShape;
+  checkTensor(tangent, fn, 'tangent');
   const ok = (extra: number[]) =>
     tangent instanceof tf.Tensor &&
     tangent.rank === inShape.length + 1 + extra.length &&
@@ -142,12 +145,8 @@ export async function jvp(model: LayersModel, x: tf.Tensor, tangent: tf.Tensor, 
   }
   if (tangent.dtype !== 'float32') throw new ShapeError(`${fn}: argument 'tangent' must be float32, got ${tangent.dtype}.`);
   assertFinite(tangent, fn, 'tangent');
-  const strategy = options.strategy ?? 'auto';
-  if (strategy !== 'auto' && strategy !== 'central') {
-    throw new ValueError(`${fn}: strategy must be 'auto' or 'central'; got '${String(strategy)}'.`);
-  }
-  const eps = options.eps ?? 1e-4;
-  if (!(Number.isFinite(eps) && eps > 0)) throw new ValueError(`${fn}: eps must be a positive number, got ${String(eps)}.`);
+  const strategy = checkChoice(options.strategy, fn, 'strategy', ['auto', 'central'] as const, 'auto');
+  const eps = checkNumber(options.eps, fn, 'eps', { above: 0 }, 1e-4);
   const reps = Math.max(k, 1);
   const n = clf.inputSize;
   const chunk = linearChunk(clf, target, reps, options, fn, 2);

@@ -9,7 +9,7 @@ import { LayerNotFoundError, ValueError } from '../errors.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions } from '../model/classifier.js';
 import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
-import { describe } from '../checks.js';
+import { checkOptions, describe } from '../checks.js';
 import { budgetBytes, runChunks, tidySteps } from './chunks.js';
 import type { Progress, RunOptions } from './chunks.js';
 import { logitDifferenceRows, referenceClasses, referenceDifferenceRows, softmaxChain } from './rows.js';
@@ -203,6 +203,7 @@ export async function weightJacobian(
   options: WeightJacobianOptions = {},
 ): Promise<WeightJacobianResult> {
   const fn = 'weightJacobian';
+  checkOptions(options, fn);
   const target = options.target ?? 'logProbs';
   if (target !== 'logProbs' && target !== 'logits') {
     throw new ValueError(`${fn}: target must be 'logProbs' or 'logits', got ${JSON.stringify(target)}.`);

@@ -5,6 +5,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { checkFloatTensor, checkNumber, checkOptions, describe } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import { DEFAULT_RTOL, eigFromBasis, orthonormalRows } from './rows.js';
 import type { RowBasis64 } from './rows.js';
@@ -20,20 +21,25 @@ export interface RankOptions {
   rtol?: number;
 }
 
-function checkRtol(rtol: number, fn: string): number {
-  if (!(Number.isFinite(rtol) && rtol >= 0 && rtol < 1)) throw new ValueError(`${fn}: rtol must be in [0, 1), got ${String(rtol)}.`);
-  return rtol;
+function checkRtol(rtol: unknown, fn: string): number {
+  return checkNumber(rtol, fn, 'rtol', { min: 0, below: 1 }, DEFAULT_RTOL);
 }
 
-/** Reshapes a batch of vectors `[B, ...]` (n numbers per sample) to `[B, n, 1]`, or throws. */
+/** The rank options of a method (an object or nothing). */
+function rtolOf(options: RankOptions | undefined, fn: string): number {
+  return checkRtol(checkOptions(options, fn).rtol, fn);
+}
+
+/** `v` as columns `[B, n, 1]`, checked (a float32, finite batch of B vectors of n numbers). Call inside a tidy. */
 function asColumns(v: tf.Tensor, B: number, n: number, fn: string): tf.Tensor3D {
-  if (!(v instanceof tf.Tensor) || v.rank < 2 || v.shape[0] !== B || v.size !== B * n) {
+  checkFloatTensor(v, fn, 'v');
+  if (v.rank < 2 || v.shape[0] !== B || v.size !== B * n) {
     throw new ShapeError(
       `${fn}: argument 'v' must be a batch of ${B} vectors of ${n} numbers ([${B}, ${n}] or [${B}, ...inputShape]), ` +
-        `got ${v instanceof tf.Tensor ? fmtShape(v.shape) : typeof v}.`,
+        `got ${fmtShape(v.shape)}.`,
     );
   }
-  if (v.dtype !== 'float32') throw new ShapeError(`${fn}: argument 'v' must be float32, got ${v.dtype}.`);
+  if (!tf.all(tf.isFinite(v)).dataSync()[0]) throw new ValueError(`${fn}: argument 'v' contains NaN or Infinity.`);
   return tf.reshape(v, [B, n, 1]);
 }
 
@@ -67,21 +73,20 @@ export class RowSpaceProjector {
 
   /** P v: the component of each v[b] inside subspace b. Same shape as `v`; the caller owns it. */
   project(v: tf.Tensor): tf.Tensor {
-    this.assertLive('project');
-    return tf.tidy(() => {
-      const col = asColumns(v, this.rank.length, this.dim, 'project');
-      const coeff = tf.matMul(this.basis, col); // [B, k, 1]
-      return tf.reshape(tf.matMul(this.basis, coeff, true), v.shape);
-    });
+    return tf.tidy(() => this.projectAs(v, 'project'));
   }
 
   /** v − P v: the component of each v[b] orthogonal to subspace b. Same shape as `v`. */
   projectKernel(v: tf.Tensor): tf.Tensor {
-    this.assertLive('projectKernel');
-    return tf.tidy(() => {
-      const p = this.project(v);
-      return tf.sub(v, p);
-    });
+    return tf.tidy(() => tf.sub(v, this.projectAs(v, 'projectKernel')));
+  }
+
+  /** P v, checked with the public method's name. Call inside a tidy. */
+  private projectAs(v: tf.Tensor, fn: string): tf.Tensor {
+    this.assertLive(fn);
+    const col = asColumns(v, this.rank.length, this.dim, fn);
+    const coeff = tf.matMul(this.basis, col); // [B, k, 1]
+    return tf.reshape(tf.matMul(this.basis, coeff, true), v.shape);
   }
 
   /** Frees the basis tensor. */
@@ -113,9 +118,11 @@ export class LowRankPSD {
 
   /** Takes ownership of `factor` (`[B, r, n]`, float32). */
   constructor(factor: tf.Tensor3D) {
-    if (!(factor instanceof tf.Tensor) || factor.rank !== 3 || factor.dtype !== 'float32') {
-      throw new ShapeError(`LowRankPSD: the factor must be a float32 [B, r, n] tensor, got ${factor instanceof tf.Tensor ? `${factor.dtype} ${fmtShape(factor.shape)}` : typeof factor}.`);
+    checkFloatTensor(factor, 'LowRankPSD', 'factor');
+    if (factor.rank !== 3 || factor.shape.some((d) => d < 1)) {
+      throw new ShapeError(`LowRankPSD: the factor must be a float32 [B, r, n] tensor with B, r, n >= 1, got ${fmtShape(factor.shape)}.`);
     }
+    if (!tf.tidy(() => tf.all(tf.isFinite(factor)).dataSync()[0])) throw new ValueError('LowRankPSD: argument \'factor\' contains NaN or Infinity.');
     this.factor = factor;
   }
 
@@ -167,12 +174,12 @@ export class LowRankPSD {
   }
 
   /** The rank of each M_b (the dimension of the row space of A_b, with the relative cut `rtol`). */
-  async rank(options: RankOptions = {}): Promise<number[]> {
+  async rank(options?: RankOptions): Promise<number[]> {
     return (await this.bases(options, 'rank')).map((b) => b.rank);
   }
 
   /** Orthonormal bases of range(M_b) = rowspace(A_b), with projections onto it and its complement. */
-  async basis(options: RankOptions = {}): Promise<RowSpaceProjector> {
+  async basis(options?: RankOptions): Promise<RowSpaceProjector> {
     return new RowSpaceProjector(await this.bases(options, 'basis'), this.dim);
   }
 
@@ -181,7 +188,7 @@ export class LowRankPSD {
    * `vectors` is `[B, k, n]` (k = the largest rank; rows past a sample's rank are zero), owned by
    * the caller. Cost: about 2·r²·n flops per sample in float64 (no n × n matrix).
    */
-  async eig(options: RankOptions = {}): Promise<{
+  async eig(options?: RankOptions): Promise<{
     /** Per matrix, the nonzero eigenvalues in descending order (float64). */
     values: Float64Array[];
     /** `[B, k, n]` eigenvectors as rows, owned by the caller. */
@@ -204,8 +211,10 @@ export class LowRankPSD {
    * The dense matrices `[B, n, n]` (caller owns). Refuses n > {@link LowRankPSD.MAX_DENSE_DIM}
    * (4096: 64 MiB per sample) unless `force` is set.
    */
-  toDense({ force = false }: { force?: boolean } = {}): tf.Tensor3D {
+  toDense(options?: { force?: boolean }): tf.Tensor3D {
     this.assertLive('toDense');
+    const force = checkOptions(options, 'toDense').force ?? false;
+    if (typeof force !== 'boolean') throw new ValueError(`toDense: force must be a boolean, got ${describe(force)}.`);
     if (this.dim > LowRankPSD.MAX_DENSE_DIM && !force) {
       throw new ValueError(
         `toDense: n = ${this.dim} would need ${this.batchSize} × ${this.dim}² floats ` +
@@ -226,9 +235,9 @@ export class LowRankPSD {
     return this.factor.isDisposed;
   }
 
-  private bases(options: RankOptions, fn: string): Promise<RowBasis64[]> {
+  private bases(options: RankOptions | undefined, fn: string): Promise<RowBasis64[]> {
     this.assertLive(fn);
-    const rtol = checkRtol(options.rtol ?? DEFAULT_RTOL, fn);
+    const rtol = rtolOf(options, fn);
     let p = this.cache.get(rtol);
     if (!p) {
       p = this.factor.data().then((a) => {
@@ -243,6 +252,18 @@ export class LowRankPSD {
   private assertLive(fn: string): void {
     if (this.factor.isDisposed) throw new ValueError(`${fn}: this LowRankPSD has been disposed.`);
   }
+}
+
+/**
+ * A {@link LowRankPSD} of a factor infogeo computed for `fn`, which it takes over: a factor that is
+ * not finite (a model whose outputs overflow) is released and reported in `fn`'s name. @internal
+ */
+export function ownedPSD(factor: tf.Tensor3D, fn: string): LowRankPSD {
+  if (!tf.tidy(() => tf.all(tf.isFinite(factor)).dataSync()[0])) {
+    factor.dispose();
+    throw new ValueError(`${fn}: the result contains NaN or Infinity (does the model overflow at these inputs?).`);
+  }
+  return new LowRankPSD(factor);
 }
 
 function dotSelf(a: ArrayLike<number>, off: number, n: number): number {

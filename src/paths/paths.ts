@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { checkFloatTensor, checkNumber, describe } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import type { Classifier, ClassifierOptions } from '../model/classifier.js';
 import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
@@ -149,9 +150,10 @@ async function walk(
   const maxSteps = positive(options.maxSteps ?? maxStepsDefault, 'maxSteps', fn, true);
   const recordEvery = positive(options.recordEvery ?? 1 + Math.floor(maxSteps / 100), 'recordEvery', fn, true);
   const clamp = options.clamp;
-  if (clamp !== undefined && !(Array.isArray(clamp) && clamp.length === 2 && clamp[0] < clamp[1])) {
-    throw new ValueError(`${fn}: clamp must be [lo, hi] with lo < hi, got ${JSON.stringify(clamp)}.`);
+  if (clamp !== undefined && !(Array.isArray(clamp) && clamp.length === 2 && clamp.every((v) => typeof v === 'number' && !Number.isNaN(v)) && clamp[0] < clamp[1])) {
+    throw new ValueError(`${fn}: clamp must be [lo, hi] (numbers) with lo < hi, got ${describe(clamp)}.`);
   }
+  if (options.onStep !== undefined && typeof options.onStep !== 'function') throw new ValueError(`${fn}: onStep must be a function, got ${describe(options.onStep)}.`);
   const B = x0.shape[0] as number;
   const tracks: Track[] = Array.from({ length: B }, (_, b) => ({
     x: tf.slice(x0, b, 1),
@@ -251,16 +253,14 @@ async function walk(
   }
 }
 
-/** Wraps the model (once per call) and checks the source and its partner tensor. */
-function checkPair(model: LayersModel, source: tf.Tensor, other: tf.Tensor, otherName: string, options: ClassifierOptions, fn: string): Classifier {
-  const clf = wrapClassifier(model, options, fn);
+/** Checks the source and its partner tensor (a target or a direction) for the classifier. */
+function checkPair(clf: Classifier, source: tf.Tensor, other: tf.Tensor, otherName: string, fn: string): void {
   checkBatch(clf, source, fn, 'source');
-  if (!(other instanceof tf.Tensor) || other.shape.length !== source.shape.length || other.shape.some((d, i) => d !== source.shape[i])) {
-    throw new ShapeError(`${fn}: argument '${otherName}' must have the shape of 'source', ${fmtShape(source.shape)}, got ${other instanceof tf.Tensor ? fmtShape(other.shape) : typeof other}.`);
+  checkFloatTensor(other, fn, otherName);
+  if (other.shape.length !== source.shape.length || other.shape.some((d, i) => d !== source.shape[i])) {
+    throw new ShapeError(`${fn}: argument '${otherName}' must have the shape of 'source', ${fmtShape(source.shape)}, got ${fmtShape(other.shape)}.`);
   }
-  if (other.dtype !== 'float32') throw new ShapeError(`${fn}: argument '${otherName}' must be float32, got ${other.dtype}.`);
   assertFinite(other, fn, otherName);
-  return clf;
 }
 
 /**
@@ -292,7 +292,8 @@ function checkPair(model: LayersModel, source: tf.Tensor, other: tf.Tensor, othe
  */
 export async function horizontalPath(model: LayersModel, source: tf.Tensor, target: tf.Tensor, options: HorizontalPathOptions = {}): Promise<LeafPath[]> {
   const fn = 'horizontalPath';
-  const clf = checkPair(model, source, target, 'target', options, fn);
+  const clf = wrapClassifier(model, options, fn);
+  checkPair(clf, source, target, 'target', fn);
   const threshold = options.threshold ?? 1.0;
   if (!(Number.isFinite(threshold) && threshold >= 0)) throw new ValueError(`${fn}: threshold must be a number >= 0, got ${String(threshold)}.`);
   const stall = options.stallTolerance ?? (options.stepSize ?? 0.1) / 2;
@@ -341,11 +342,12 @@ export async function horizontalPath(model: LayersModel, source: tf.Tensor, targ
  */
 export async function orthogonalPath(model: LayersModel, source: tf.Tensor, options: OrthogonalPathOptions = {}): Promise<LeafPath[]> {
   const fn = 'orthogonalPath';
-  const seed = options.seed ?? 0;
-  if (!Number.isFinite(seed)) throw new ValueError(`${fn}: seed must be a number, got ${String(seed)}.`);
+  const clf = wrapClassifier(model, options, fn);
+  checkBatch(clf, source, fn, 'source');
+  const seed = checkNumber(options.seed, fn, 'seed', {}, 0);
   const direction = options.direction ?? tf.randomNormal(source.shape, 0, 1, 'float32', seed);
   try {
-    const clf = checkPair(model, source, direction, 'direction', options, fn);
+    checkPair(clf, source, direction, 'direction', fn);
     return await walk(
       clf,
       source,
@@ -363,6 +365,6 @@ export async function orthogonalPath(model: LayersModel, source: tf.Tensor, opti
       0,
     );
   } finally {
-    if (direction !== options.direction) direction.dispose();
+    if (options.direction === undefined) direction.dispose();
   }
 }

@@ -7,14 +7,14 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
+import { checkChoice, checkFloatTensor, checkModel, checkNumber } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import { runChunks } from '../jacobian/chunks.js';
 import type { RunOptions } from '../jacobian/chunks.js';
 import { linearize } from '../jacobian/linearize.js';
 import { linearChunk } from '../jacobian/products.js';
-import { checkRtol, LowRankPSD } from '../linalg/lowRankPSD.js';
+import { checkRtol, LowRankPSD, ownedPSD } from '../linalg/lowRankPSD.js';
 import type { RankOptions } from '../linalg/lowRankPSD.js';
-import { DEFAULT_RTOL } from '../linalg/rows.js';
 import { singularValues } from '../linalg/special.js';
 import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
@@ -63,6 +63,8 @@ export interface PullbackMetricOptions extends ClassifierOptions, RunOptions {
  *   hidden feature map).
  */
 export function defaultFeatureLayer(model: LayersModel, fn = 'defaultFeatureLayer'): string {
+  checkModel(model, fn);
+  wrapClassifier(model, {}, fn); // one input, one [B, C] output
   const layerNames = new Set(model.layers.map((l) => l.name));
   const source = (t: SymbolicTensor | SymbolicTensor[]) => (Array.isArray(t) ? (t[0] as SymbolicTensor) : t).sourceLayer;
   let head = source(model.outputs);
@@ -76,19 +78,23 @@ export function defaultFeatureLayer(model: LayersModel, fn = 'defaultFeatureLaye
   return feature.name;
 }
 
-/** `subspace` as `[B, k, ...inputShape]` (a new tensor), or throws. */
-function subspaceBasis(E: tf.Tensor, B: number, inputShape: readonly number[], fn: string): tf.Tensor {
-  const shared = E instanceof tf.Tensor && E.rank === inputShape.length + 1;
-  const batched = E instanceof tf.Tensor && E.rank === inputShape.length + 2 && E.shape[0] === B;
-  const tail = E instanceof tf.Tensor ? E.shape.slice(shared ? 1 : 2) : [];
+/** `subspace` checked: `[k, ...inputShape]` (shared) or `[B, k, ...inputShape]`, float32, finite. Returns k. */
+function checkSubspace(E: unknown, B: number, inputShape: readonly number[], fn: string): number {
+  checkFloatTensor(E, fn, 'options.subspace');
+  const shared = E.rank === inputShape.length + 1;
+  const batched = E.rank === inputShape.length + 2 && E.shape[0] === B;
+  const tail = E.shape.slice(shared ? 1 : 2);
   if (!(shared || batched) || tail.some((d, i) => d !== inputShape[i]) || (E.shape[shared ? 0 : 1] as number) < 1) {
-    throw new ShapeError(
-      `${fn}: options.subspace must have shape ${fmtShape([null, ...inputShape])} or ${fmtShape([B, null, ...inputShape])}, ` +
-        `got ${E instanceof tf.Tensor ? fmtShape(E.shape) : typeof E}.`,
-    );
+    throw new ShapeError(`${fn}: options.subspace must have shape ${fmtShape([null, ...inputShape])} or ${fmtShape([B, null, ...inputShape])}, got ${fmtShape(E.shape)}.`);
   }
-  if (E.dtype !== 'float32') throw new ShapeError(`${fn}: options.subspace must be float32, got ${E.dtype}.`);
   assertFinite(E, fn, 'options.subspace');
+  return E.shape[shared ? 0 : 1] as number;
+}
+
+/** `subspace` as `[B, k, ...inputShape]` (a new tensor), checked. */
+function subspaceBasis(E: tf.Tensor, B: number, inputShape: readonly number[], fn: string): tf.Tensor {
+  checkSubspace(E, B, inputShape, fn);
+  const shared = E.rank === inputShape.length + 1;
   return tf.tidy(() => (shared ? tf.tile(tf.expandDims(E, 0), [B, ...E.shape.map(() => 1)]) : tf.clone(E)));
 }
 
@@ -117,7 +123,8 @@ function subspaceBasis(E: tf.Tensor, B: number, inputShape: readonly number[], f
  * ```
  */
 export async function pullbackMetric(model: LayersModel, x: tf.Tensor, options: PullbackMetricOptions = {}): Promise<LowRankPSD> {
-  return (await computeMetric(model, x, options, 'pullbackMetric')).metric;
+  const fn = 'pullbackMetric';
+  return (await computeMetric(wrapClassifier(model, options, fn), x, options, fn)).metric;
 }
 
 /** The feature map of the options (default: the layer that feeds the head) and its width. */
@@ -126,16 +133,11 @@ function featureTarget(clf: Classifier, options: PullbackMetricOptions, fn: stri
   return { target, width: clf.target(target).width };
 }
 
-async function computeMetric(model: LayersModel, x: tf.Tensor, options: PullbackMetricOptions, fn: string) {
-  const clf = wrapClassifier(model, options, fn);
+async function computeMetric(clf: Classifier, x: tf.Tensor, options: PullbackMetricOptions, fn: string) {
   checkBatch(clf, x, fn);
   const { target, width: m } = featureTarget(clf, options, fn);
-  const normalization = options.normalization ?? 'none';
-  if (normalization !== 'none' && normalization !== 'width') {
-    throw new ValueError(`${fn}: normalization must be 'none' or 'width', got '${String(normalization)}'.`);
-  }
-  const strategy = options.strategy ?? 'auto';
-  if (!['auto', 'rows', 'columns'].includes(strategy)) throw new ValueError(`${fn}: strategy must be 'auto', 'rows' or 'columns', got '${String(strategy)}'.`);
+  const normalization = checkChoice(options.normalization, fn, 'normalization', ['none', 'width'] as const, 'none');
+  const strategy = checkChoice(options.strategy, fn, 'strategy', ['auto', 'rows', 'columns'] as const, 'auto');
   const B = x.shape[0] as number;
   const n = clf.inputSize;
   const E = options.subspace === undefined ? undefined : subspaceBasis(options.subspace, B, clf.inputShape, fn);
@@ -163,7 +165,7 @@ async function computeMetric(model: LayersModel, x: tf.Tensor, options: Pullback
         lin.dispose();
       }
     });
-    return { metric: new LowRankPSD(factor as tf.Tensor3D), dim: k, target, width: m };
+    return { metric: ownedPSD(factor as tf.Tensor3D, fn), dim: k, target, width: m };
   } catch (e) {
     return rethrowKernelError(e, fn);
   } finally {
@@ -235,16 +237,19 @@ export interface VolumeElementResult {
  */
 export async function volumeElement(model: LayersModel, x: tf.Tensor, options: VolumeElementOptions = {}): Promise<VolumeElementResult> {
   const fn = 'volumeElement';
-  const mode = options.mode ?? (options.subspace === undefined ? 'full' : 'subspace');
-  if (!['full', 'subspace', 'effective'].includes(mode)) throw new ValueError(`${fn}: mode must be 'full', 'subspace' or 'effective', got '${String(mode)}'.`);
+  return volumeOf(wrapClassifier(model, options, fn), x, options, fn);
+}
+
+/** {@link volumeElement} for a wrapped classifier, its errors named after `fn` (a plane scan's too). @internal */
+export async function volumeOf(clf: Classifier, x: tf.Tensor, options: VolumeElementOptions, fn: string): Promise<VolumeElementResult> {
+  const mode = checkChoice(options.mode, fn, 'mode', ['full', 'subspace', 'effective'] as const, options.subspace === undefined ? 'full' : 'subspace');
   if ((mode === 'subspace') !== (options.subspace !== undefined)) {
     throw new ValueError(mode === 'subspace' ? `${fn}: mode 'subspace' needs options.subspace.` : `${fn}: options.subspace is only used by mode 'subspace'.`);
   }
-  const base = options.base ?? Math.E;
-  if (!(Number.isFinite(base) && base > 0 && base !== 1)) throw new ValueError(`${fn}: base must be a positive number other than 1, got ${String(base)}.`);
-  const rtol = checkRtol(options.rtol ?? DEFAULT_RTOL, fn);
+  const base = checkNumber(options.base, fn, 'base', { above: 0 }, Math.E);
+  if (base === 1) throw new ValueError(`${fn}: base must be a positive number other than 1, got 1.`);
+  const rtol = checkRtol(options.rtol, fn);
   // Validate what can be validated before any backward pass.
-  const clf = wrapClassifier(model, options, fn);
   const { target, width: m } = featureTarget(clf, options, fn);
   const name = clf.target(target).name;
   const n = clf.inputSize;
@@ -255,7 +260,8 @@ export async function volumeElement(model: LayersModel, x: tf.Tensor, options: V
     );
   }
   if (mode === 'subspace') {
-    const k = options.subspace!.shape[options.subspace!.rank === clf.inputShape.length + 1 ? 0 : 1] as number;
+    checkBatch(clf, x, fn);
+    const k = checkSubspace(options.subspace, x.shape[0] as number, clf.inputShape, fn);
     if (k > m) throw new ValueError(`${fn}: the subspace has ${k} directions but ${name} only m = ${m} features; g_E is singular.`);
   }
   let k = n;
@@ -265,7 +271,7 @@ export async function volumeElement(model: LayersModel, x: tf.Tensor, options: V
       throw new ValueError(`${fn}: k must be an integer in [1, min(m, n) = ${Math.min(m, n)}], got ${String(options.k)}.`);
     }
   }
-  const { metric, dim } = await computeMetric(model, x, { ...options, target }, fn);
+  const { metric, dim } = await computeMetric(clf, x, { ...options, target }, fn);
   try {
     const terms = mode === 'effective' ? k : dim;
     const a = await metric.factor.data();

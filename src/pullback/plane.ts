@@ -6,13 +6,14 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { checkChoice, checkFloatTensor, checkNumber, describe } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import { pause } from '../jacobian/chunks.js';
 import type { Progress } from '../jacobian/chunks.js';
 import { dot } from '../linalg/rows.js';
 import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { ClassifierOptions, Target } from '../model/classifier.js';
-import { volumeElement } from './metric.js';
+import { volumeOf } from './metric.js';
 import type { MetricNormalization } from './metric.js';
 
 /**
@@ -49,10 +50,10 @@ const ANCHORS: [number, number][] = [
  */
 export function planeThroughPoints(points: tf.Tensor): Plane {
   const fn = 'planeThroughPoints';
-  if (!(points instanceof tf.Tensor) || points.rank < 2 || points.shape[0] !== 3) {
-    throw new ShapeError(`${fn}: points must have shape [3, ...inputShape], got ${points instanceof tf.Tensor ? fmtShape(points.shape) : typeof points}.`);
+  checkFloatTensor(points, fn, 'points');
+  if (points.rank < 2 || points.shape[0] !== 3 || points.size === 0) {
+    throw new ShapeError(`${fn}: points must have shape [3, ...inputShape], got ${fmtShape(points.shape)}.`);
   }
-  if (points.dtype !== 'float32') throw new ShapeError(`${fn}: points must be float32, got ${points.dtype}.`);
   assertFinite(points, fn, 'points');
   const [origin, axes] = tf.tidy(() => {
     const [x1, x2] = tf.split(points, [1, 1, 1], 0) as [tf.Tensor, tf.Tensor, tf.Tensor];
@@ -78,9 +79,29 @@ export function planeThroughPoints(points: tf.Tensor): Plane {
   };
 }
 
+/** Checks that `plane` is a live {@link Plane}: origin `[1, ...]`, axes `[2, ...]` of the same input shape, finite. */
+function checkPlane(plane: unknown, fn: string): asserts plane is Plane {
+  const p = plane as Partial<Plane> | null;
+  if (p === null || typeof p !== 'object' || !(p.origin instanceof tf.Tensor) || !(p.axes instanceof tf.Tensor)) {
+    throw new ValueError(`${fn}: plane must be a Plane from planeThroughPoints, got ${describe(plane)}.`);
+  }
+  if (p.axes.isDisposed || p.origin.isDisposed) throw new ValueError(`${fn}: the plane has been disposed.`);
+  const inner = p.origin.shape.slice(1);
+  if (p.origin.shape[0] !== 1 || p.axes.shape[0] !== 2 || !tf.util.arraysEqual(p.axes.shape.slice(1), inner) || p.axes.dtype !== 'float32' || p.origin.dtype !== 'float32') {
+    throw new ShapeError(`${fn}: a plane's origin must be float32 [1, ...inputShape] and its axes [2, ...inputShape], got ${fmtShape(p.origin.shape)} and ${fmtShape(p.axes.shape)}.`);
+  }
+  assertFinite(p.axes, fn, 'plane.axes');
+  assertFinite(p.origin, fn, 'plane.origin');
+}
+
 /** The inputs o + a·r + b·u at the given plane coordinates `[[a, b], …]`: `[P, ...inputShape]`, caller owns. */
 export function planePoints(plane: Plane, coords: readonly (readonly [number, number])[]): tf.Tensor {
-  if (plane.axes.isDisposed) throw new ValueError('planePoints: the plane has been disposed.');
+  const fn = 'planePoints';
+  checkPlane(plane, fn);
+  const pair = (c: unknown) => Array.isArray(c) && c.length === 2 && c.every((v) => typeof v === 'number' && Number.isFinite(v));
+  if (!Array.isArray(coords) || coords.length === 0 || !coords.every(pair)) {
+    throw new ValueError(`${fn}: coords must be a non-empty array of [a, b] pairs of finite numbers, got ${describe(coords)}.`);
+  }
   return tf.tidy(() => {
     const ab = tf.tensor2d(coords.map(([a, b]) => [a, b]), [coords.length, 2]);
     const flat = tf.reshape(plane.axes, [2, -1]);
@@ -161,17 +182,17 @@ export interface PlaneScan {
  */
 export async function scanPlane(model: LayersModel, plane: Plane, options: ScanPlaneOptions = {}): Promise<PlaneScan> {
   const fn = 'scanPlane';
-  const steps = options.steps ?? 60;
-  if (!(Number.isInteger(steps) && steps >= 2)) throw new ValueError(`${fn}: steps must be an integer >= 2, got ${String(steps)}.`);
-  const [lo, hi] = options.range ?? [-1, 1];
-  if (!(Number.isFinite(lo) && Number.isFinite(hi) && lo < hi)) throw new ValueError(`${fn}: range must be [lo, hi] with lo < hi.`);
-  const batchSize = options.batchSize ?? 32;
-  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new ValueError(`${fn}: batchSize must be a positive integer.`);
-  const volume = options.volume ?? 'effective';
-  if (volume !== 'effective' && volume !== 'plane') throw new ValueError(`${fn}: volume must be 'effective' or 'plane', got '${String(volume)}'.`);
-  const base = options.base ?? 10;
   const clf = wrapClassifier(model, options, fn);
-  if (plane.axes.isDisposed) throw new ValueError(`${fn}: the plane has been disposed.`);
+  const steps = checkNumber(options.steps, fn, 'steps', { integer: true, min: 2 }, 60);
+  const range = options.range ?? [-1, 1];
+  if (!(Array.isArray(range) && range.length === 2 && range.every((v) => typeof v === 'number' && Number.isFinite(v)) && range[0] < range[1])) {
+    throw new ValueError(`${fn}: range must be [lo, hi] (finite numbers) with lo < hi, got ${describe(range)}.`);
+  }
+  const [lo, hi] = range;
+  const batchSize = checkNumber(options.batchSize, fn, 'batchSize', { integer: true, min: 1 }, 32);
+  const volume = checkChoice(options.volume, fn, 'volume', ['effective', 'plane'] as const, 'effective');
+  const base = options.base ?? 10;
+  checkPlane(plane, fn);
   checkBatch(clf, plane.origin, fn, 'plane.origin');
 
   const P = steps * steps;
@@ -211,7 +232,7 @@ export async function scanPlane(model: LayersModel, plane: Plane, options: ScanP
         out.probability[start + i] = Math.exp(logp[i * C + best] as number);
         out.entropy[start + i] = Math.max(h, 0) / lnBase;
       }
-      const v = await volumeElement(model, x, {
+      const v = await volumeOf(clf, x, {
         modelOutput: options.modelOutput,
         target: options.target,
         normalization: options.normalization ?? 'width',
@@ -219,7 +240,7 @@ export async function scanPlane(model: LayersModel, plane: Plane, options: ScanP
         memoryBudgetMB: options.memoryBudgetMB,
         signal: options.signal,
         ...(volume === 'plane' ? { mode: 'subspace' as const, subspace: plane.axes } : { mode: 'effective' as const, k: options.k ?? 10 }),
-      });
+      }, fn);
       out.logVolume.set(v.logVolume, start);
       out.rank.set(v.rank, start);
     } finally {

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { checkOptions } from '../checks.js';
 import { ValueError } from '../errors.js';
 import { gaussHermite, inverseSPD, logDetPSD, normalCdf, normalPdf } from '../linalg/special.js';
 
@@ -98,6 +99,7 @@ function erfScaleOf(net: Pick<ShallowNet, 'erfScale'>, fn: string): number {
 
 /** Validated float64 copies: W (N × d row-major), b, and the points. */
 function readNet(opts: ShallowNet & { x: ArrayLike<ArrayLike<number>> }, fn: string) {
+  checkOptions(opts, fn, true);
   const N = opts.W?.length ?? 0;
   if (N < 1) throw new ValueError(`${fn}: W must have at least one row (one per hidden unit).`);
   const d = (opts.W[0] as ArrayLike<number>).length;
@@ -365,6 +367,7 @@ export interface InfiniteWidthResult extends ShallowMetricResult {
  */
 export function infiniteWidthMetric(options: InfiniteWidthOptions): InfiniteWidthResult {
   const fn = 'infiniteWidthMetric';
+  checkOptions(options, fn, true);
   const sigma = options.sigma ?? 1;
   const zeta = options.zeta ?? 1;
   if (!(Number.isFinite(sigma) && sigma > 0)) throw new ValueError(`${fn}: sigma must be a positive number, got ${String(sigma)}.`);

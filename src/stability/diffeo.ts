@@ -7,6 +7,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { checkChoice, checkFloatTensor, checkNumber, checkOptions, requireNumber } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import { normalGenerator } from '../linalg/random.js';
 import { assertFinite } from '../model/classifier.js';
@@ -45,10 +46,14 @@ export function temperatureRange(
  * The reference's sweep of temperatures: `count` log-spaced values from T_min·`low` to T_max·`high`
  * (defaults 30, 1/15, 2, as in diffeo-sota's `stability_measures.py`).
  */
-export function temperatureGrid(n: number, c: number, { count = 30, low = 1 / 15, high = 2 } = {}): number[] {
+export function temperatureGrid(n: number, c: number, options?: { count?: number; low?: number; high?: number }): number[] {
+  const fn = 'temperatureGrid';
+  checkCut(n, c, fn);
   const { tMin, tMax } = temperatureRange(n, c);
-  if (!(Number.isInteger(count) && count >= 2)) throw new ValueError(`temperatureGrid: count must be an integer >= 2, got ${String(count)}.`);
-  if (!(low > 0 && high > 0)) throw new ValueError('temperatureGrid: low and high must be positive.');
+  const o = checkOptions(options, fn);
+  const count = checkNumber(o.count, fn, 'count', { integer: true, min: 2 }, 30);
+  const low = checkNumber(o.low, fn, 'low', { above: 0 }, 1 / 15);
+  const high = checkNumber(o.high, fn, 'high', { above: 0 }, 2);
   const [a, b] = [Math.log(tMin * low), Math.log(tMax * high)];
   return Array.from({ length: count }, (_, i) => Math.exp(a + ((b - a) * i) / (count - 1)));
 }
@@ -103,13 +108,13 @@ export interface DisplacementFieldOptions {
  */
 export function sampleDisplacementField(options: DisplacementFieldOptions): tf.Tensor4D {
   const fn = 'sampleDisplacementField';
-  const { batch, n, T } = options;
-  const c = options.c ?? 3;
+  const { batch, n, T, c: cut, seed: s } = checkOptions(options, fn, true);
+  const c = cut ?? 3;
   checkCut(n, c, fn);
-  if (!(Number.isInteger(batch) && batch >= 1)) throw new ValueError(`${fn}: batch must be a positive integer, got ${String(batch)}.`);
-  if (!(Number.isFinite(T) && T >= 0)) throw new ValueError(`${fn}: T must be a number >= 0, got ${String(T)}.`);
+  requireNumber(batch, fn, 'batch', { integer: true, min: 1 });
+  requireNumber(T, fn, 'T', { min: 0 });
   const modes = activeModes(c);
-  const rand = normalGenerator(options.seed ?? 0);
+  const rand = normalGenerator(checkNumber(s, fn, 'seed', {}, 0));
   // sines[k][p] = sin(kπ p/(n−1)), k = 1..c
   const sines = Array.from({ length: c + 1 }, (_, k) => Float64Array.from({ length: n }, (_, p) => Math.sin((k * Math.PI * p) / (n - 1))));
   const out = new Float32Array(batch * n * n * 2);
@@ -148,12 +153,13 @@ export const GAUSSIAN_SIGMA = 0.4715;
 const GAUSSIAN_RADIUS = 3;
 
 function checkImages(images: tf.Tensor, fn: string): [number, number, number] {
-  if (!(images instanceof tf.Tensor) || images.rank !== 4) {
-    throw new ShapeError(`${fn}: images must be an NHWC batch [B, n, n, channels], got ${images instanceof tf.Tensor ? fmtShape(images.shape) : typeof images}.`);
+  checkFloatTensor(images, fn, 'images');
+  if (images.rank !== 4 || images.shape.some((d) => d < 1)) {
+    throw new ShapeError(`${fn}: images must be an NHWC batch [B, n, n, channels] (each >= 1), got ${fmtShape(images.shape)}.`);
   }
   const [B, h, w, C] = images.shape as [number, number, number, number];
   if (h !== w) throw new ShapeError(`${fn}: images must be square (n × n), got ${h} × ${w} (shape ${fmtShape(images.shape)}; NHWC layout expected).`);
-  if (images.dtype !== 'float32') throw new ShapeError(`${fn}: images must be float32, got ${images.dtype}.`);
+  assertFinite(images, fn, 'images');
   return [B, h, C];
 }
 
@@ -172,15 +178,15 @@ function checkImages(images: tf.Tensor, fn: string): [number, number, number] {
  * @returns `[B, n, n, channels]`, owned by the caller.
  * @throws {@link ShapeError} for non-square or non-NHWC images, or a field of the wrong shape.
  */
-export function deform(images: tf.Tensor, field: tf.Tensor, { interpolation = 'bilinear' }: { interpolation?: Interpolation } = {}): tf.Tensor4D {
+export function deform(images: tf.Tensor, field: tf.Tensor, options?: { interpolation?: Interpolation }): tf.Tensor4D {
   const fn = 'deform';
   const [B, n, C] = checkImages(images, fn);
-  if (!(field instanceof tf.Tensor) || field.rank !== 4 || field.shape[0] !== B || field.shape[1] !== n || field.shape[2] !== n || field.shape[3] !== 2) {
-    throw new ShapeError(`${fn}: field must have shape [${B},${n},${n},2] (dx, dy per pixel), got ${field instanceof tf.Tensor ? fmtShape(field.shape) : typeof field}.`);
+  checkFloatTensor(field, fn, 'field');
+  if (field.rank !== 4 || field.shape[0] !== B || field.shape[1] !== n || field.shape[2] !== n || field.shape[3] !== 2) {
+    throw new ShapeError(`${fn}: field must have shape [${B},${n},${n},2] (dx, dy per pixel), got ${fmtShape(field.shape)}.`);
   }
-  if (!['bilinear', 'nearest', 'gaussian'].includes(interpolation)) {
-    throw new ValueError(`${fn}: interpolation must be 'bilinear', 'nearest' or 'gaussian', got '${String(interpolation)}'.`);
-  }
+  assertFinite(field, fn, 'field');
+  const interpolation = checkChoice(checkOptions(options, fn).interpolation, fn, 'interpolation', ['bilinear', 'nearest', 'gaussian'] as const, 'bilinear');
   return tf.tidy(() => {
     const flat = tf.reshape(images, [B * n * n, C]);
     const grid = tf.range(0, n, 1, 'float32');
@@ -236,10 +242,14 @@ export function deform(images: tf.Tensor, field: tf.Tensor, { interpolation = 'b
  */
 export function matchedNoise(images: tf.Tensor, deformed: tf.Tensor, seed = 0): tf.Tensor {
   const fn = 'matchedNoise';
-  if (!(images instanceof tf.Tensor) || !(deformed instanceof tf.Tensor) || images.rank < 2 || !tf.util.arraysEqual(images.shape, deformed.shape)) {
-    throw new ShapeError(`${fn}: images and deformed must be tensors of the same shape [B, ...].`);
+  checkFloatTensor(images, fn, 'images');
+  checkFloatTensor(deformed, fn, 'deformed');
+  if (images.rank < 2 || images.shape[0] === 0 || !tf.util.arraysEqual(images.shape, deformed.shape)) {
+    throw new ShapeError(`${fn}: images and deformed must be tensors of the same shape [B, ...] (B >= 1), got ${fmtShape(images.shape)} and ${fmtShape(deformed.shape)}.`);
   }
+  assertFinite(images, fn, 'images');
   assertFinite(deformed, fn, 'deformed');
+  checkNumber(seed, fn, 'seed', {});
   const B = images.shape[0] as number;
   const per = images.size / B;
   const [x, tx] = [images.dataSync(), deformed.dataSync()];
