@@ -102,7 +102,9 @@ export function requireNumber(v: unknown, fn: string, name: string, bounds: Numb
 export function checkChoice<T extends string>(v: unknown, fn: string, name: string, choices: readonly T[], fallback: T): T {
   if (v === undefined) return fallback;
   if (typeof v !== 'string' || !(choices as readonly string[]).includes(v)) {
-    throw new ValueError(`${fn}: ${name} must be ${choices.map((c) => `'${c}'`).join(', ')}; got ${describe(v)}.`);
+    const quoted = choices.map((c) => `'${c}'`);
+    const list = quoted.length > 1 ? `${quoted.slice(0, -1).join(', ')} or ${quoted.at(-1)}` : quoted.join('');
+    throw new ValueError(`${fn}: ${name} must be ${list}; got ${describe(v)}.`);
   }
   return v as T;
 }

@@ -58,10 +58,10 @@ export { defaultFeatureLayer, pullbackMetric, volumeElement } from './pullback/m
 export type { MetricNormalization, PullbackMetricOptions, VolumeElementOptions, VolumeElementResult, VolumeMode } from './pullback/metric.js';
 export { planePoints, planeThroughPoints, scanPlane } from './pullback/plane.js';
 export type { Plane, PlaneScan, ScanPlaneOptions } from './pullback/plane.js';
-export { infiniteWidthMetric, shallowAnalyticDetG, shallowScalarCurvature } from './pullback/shallow.js';
+export { shallowAnalyticDetG, shallowScalarCurvature } from './pullback/shallow.js';
+export { infiniteWidthMetric } from './pullback/infiniteWidth.js';
+export type { InfiniteWidthOptions, InfiniteWidthResult } from './pullback/infiniteWidth.js';
 export type {
-  InfiniteWidthOptions,
-  InfiniteWidthResult,
   ShallowActivation,
   ShallowCurvatureOptions,
   ShallowMetricOptions,
