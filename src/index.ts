@@ -32,6 +32,13 @@
  *
  * Every function returns tensors that the caller owns and must dispose; none disposes its inputs.
  *
+ * Breaking since 0.1.0 (the full list is in CHANGELOG.md): what is differentiated is `target`
+ * everywhere (`pullbackMetric`, `volumeElement` and `scanPlane` took `layer: name`,
+ * `relativeStability` took `output`), and how is `strategy` (`jvp` and `pullbackMetric` took
+ * `method`; `jvp`'s strategies are `'auto'`, exact forward mode, and `'central'`);
+ * `VolumeElementResult.layer` is `target`; `relativeStability`'s median is the lower middle value
+ * (as `torch.median`); paths resolve on an already aborted signal.
+ *
  * @module infogeo
  */
 
