@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
-import { inputJacobian, UnsupportedModelError, wrapClassifier } from '../src/index.js';
+import { inputJacobian, jvp, UnsupportedModelError, vjp, wrapClassifier } from '../src/index.js';
 import type { Target } from '../src/index.js';
 import { convBackpropInput, phaseFilters } from '../src/jacobian/graph/phases.js';
 import { planInputJacobian } from '../src/jacobian/input.js';
@@ -227,5 +227,35 @@ describe('strategy graph: conventions and limits', () => {
     const asLogits = planInputJacobian(wrapClassifier(soft, { modelOutput: 'logits' }), 1, {});
     expect(asLogits.strategy).toBe('softmax-chain');
     expect(asLogits.graphUnavailable).toMatch(/softmax/);
+  });
+
+  it("never disposes the caller's x, even when a layer saves the model input (a Multiply reading it)", async () => {
+    const inp = tfl.input({ shape: [4] });
+    const h = tfl.layers.dense({ units: 4, kernelInitializer: init(16) }).apply(inp) as tfl.SymbolicTensor;
+    const prod = tfl.layers.multiply().apply([inp, h]) as tfl.SymbolicTensor;
+    const out = tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: init(17) }).apply(prod) as tfl.SymbolicTensor;
+    const m = tfl.model({ inputs: inp, outputs: out });
+    const x = randn([2, 4], 18);
+    const u = randn([2, 3], 19);
+    const g = await expectNoLeak(() => vjp(m, x, u), (r) => [r]);
+    const Jv = await expectNoLeak(() => jvp(m, x, x), (r) => [r]);
+    expect(x.isDisposed).toBe(false);
+    tf.dispose([x, u, g, Jv]);
+  });
+
+  it('falls back to tf.grad for a broadcasting merge (a squeeze-excitation scale) and stays exact', async () => {
+    const inp = tfl.input({ shape: [4, 4, 2] });
+    const c = tfl.layers.conv2d({ filters: 2, kernelSize: 3, padding: 'same', activation: 'tanh', kernelInitializer: init(20) }).apply(inp) as tfl.SymbolicTensor;
+    const squeeze = tfl.layers.globalAveragePooling2d({}).apply(c) as tfl.SymbolicTensor;
+    const scale = tfl.layers.reshape({ targetShape: [1, 1, 2] }).apply(tfl.layers.dense({ units: 2, activation: 'sigmoid', kernelInitializer: init(21) }).apply(squeeze)) as tfl.SymbolicTensor;
+    const excited = tfl.layers.multiply().apply([c, scale]) as tfl.SymbolicTensor;
+    const out = tfl.layers.dense({ units: 3, kernelInitializer: init(22) }).apply(tfl.layers.flatten().apply(excited)) as tfl.SymbolicTensor;
+    const m = tfl.model({ inputs: inp, outputs: out });
+    expect(planInputJacobian(wrapClassifier(m), 2, {}).graphUnavailable).toMatch(/broadcasting Multiply/);
+    const x = randn([2, 4, 4, 2], 23);
+    const J = await inputJacobian(m, x, { flatten: true });
+    const ref = await onCpu(() => inputJacobian(m, x, { strategy: 'loop', flatten: true }));
+    expectClose(J, ref, { rtol: 1e-5 });
+    tf.dispose([x, J, ref]);
   });
 });

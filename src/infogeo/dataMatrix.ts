@@ -11,7 +11,7 @@ import type { RunOptions } from '../jacobian/chunks.js';
 import { logitDifferences } from '../jacobian/input.js';
 import { checkRtol, LowRankPSD, ownedPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
 import type { RankOptions } from '../linalg/lowRankPSD.js';
-import { dot, multinomialCovSqrt, orthonormalRows } from '../linalg/rows.js';
+import { dot, multinomialCovSqrt, orthonormalRows, otherClass } from '../linalg/rows.js';
 import type { RowBasis64 } from '../linalg/rows.js';
 
 /** Options of {@link localDataMatrix}. */
@@ -35,9 +35,10 @@ export interface LocalDataMatrixResult {
  * (Σ_c p_c ∇log p_c = 0), tr G = Σ_c p_c ‖∇log p_c‖², and KL(p(x + δ) ‖ p(x)) = ½ δᵀ G δ + O(‖δ‖³)
  * (the papers print it without the ½).
  *
- * The factor has C − 1 rows: A = S D, with D_c = ∇ₓ s_c − ∇ₓ s_{C−1} (c < C − 1, computed as
- * backward passes with cotangents e_c − e_{C−1}) and S a square root of the leading block of
- * diag p − ppᵀ (float64). The other choice, diag(√p) ∂log p/∂x with C rows, carries a row that is
+ * The factor has C − 1 rows: A = S D, with D_c = ∇ₓ s_c − ∇ₓ s_k for the classes c ≠ k, k the
+ * predicted class (one backward pass of the per-sample cotangents e_c − e_k), and S a square root
+ * of the covariance diag p′ − p′p′ᵀ of the other classes (float64): with k the predicted class no
+ * p(1 − p) cancels however saturated the prediction. The other choice, diag(√p) ∂log p/∂x with C rows, carries a row that is
  * a combination of the others only up to float32 rounding, and that residue is amplified by
  * 1/√p_c for an improbable class (measured on a 4-class linear model: Gram–Schmidt on the C rows
  * ∂log p/∂x found a 4th direction in the 3-dimensional D_x of one sample). With C − 1 rows, the
@@ -160,7 +161,7 @@ export async function leafGeometry(clf: Classifier, x: tf.Tensor, options: Distr
     const p = softmax64(s.subarray(b * C, (b + 1) * C));
     probs.set(p, b * C);
     const k = reference[b] as number;
-    const q = (j: number) => p[j < k ? j : j + 1] as number; // p without the reference class, as D's rows
+    const q = (j: number) => p[otherClass(j, k)] as number; // p without the reference class, as D's rows
     let tr = 0;
     for (let i = 0; i < m; i++)
       for (let j = 0; j < m; j++) {

@@ -17,7 +17,7 @@ import type { Classifier, Target } from '../model/classifier.js';
 import { firstOrderOnlyLayer } from '../model/support.js';
 import { compileGraph } from './graph/compile.js';
 import type { CompiledGraph } from './graph/compile.js';
-import { tileRows, vjpRows } from './rows.js';
+import { samplesFirst, tileRows, vjpRows } from './rows.js';
 
 /** A target linearised at a batch x of B samples, `f: ℝⁿ → ℝᵐ` per sample. */
 export interface Linearization {
@@ -60,10 +60,6 @@ function rowMajor(t: tf.Tensor): tf.Tensor2D {
   return t.rank === 2 ? (t as tf.Tensor2D) : tf.reshape(tf.transpose(t, [1, 0, 2]), [-1, t.shape[2] as number]);
 }
 
-/** Row-major rows `[k·B, d]` back as `[B, k, d]` (as they are without k). */
-function samplesMajor(t: tf.Tensor, B: number, k: number | undefined): tf.Tensor {
-  return k === undefined ? t : tf.transpose(tf.reshape(t, [k, B, -1]), [1, 0, 2]);
-}
 
 /** The linear maps of the logits as plain functions on row-major `[K·B, ·]` tensors. */
 interface LogitMaps {
@@ -155,25 +151,22 @@ export function linearize(clf: Classifier, x: tf.Tensor, target: Target): Linear
     rows(U) {
       if (p === undefined) return maps.rows(U);
       return tf.tidy(() => {
-        const R = U.shape[0];
-        const g = maps.pullback(centre(tileRows(U, B)));
-        return tf.transpose(tf.reshape(g, [R, B, -1]), [1, 0, 2]) as tf.Tensor3D;
+        return samplesFirst(maps.pullback(centre(tileRows(U, B))), U.shape[0], B);
       });
     },
     vjp(u) {
       return tf.tidy(() => {
         const k = u.rank === 3 ? (u.shape[1] as number) : undefined;
-        return samplesMajor(maps.pullback(centre(rowMajor(u))), B, k);
+        const g = maps.pullback(centre(rowMajor(u)));
+        return k === undefined ? g : samplesFirst(g, k, B);
       });
     },
     jvp(v) {
       return tf.tidy(() => {
         const k = v.rank === 3 ? (v.shape[1] as number) : undefined;
         const jv = maps.pushforward(rowMajor(v));
-        if (p === undefined) return samplesMajor(jv, B, k);
-        const K = k ?? 1;
-        const mean = tf.sum(tf.mul(jv, perSample(p, K)), 1, true);
-        return samplesMajor(tf.sub(jv, mean), B, k);
+        const out = p === undefined ? jv : tf.sub(jv, tf.sum(tf.mul(jv, perSample(p, k ?? 1)), 1, true));
+        return k === undefined ? out : samplesFirst(out, k, B);
       });
     },
     dispose() {

@@ -33,7 +33,7 @@ export function linearChunk(clf: Classifier, target: Target, rows: number, optio
     assertDifferentiable(clf.model, 'input', fn);
     return Math.max(1, Math.floor(budget / (passes * rows * bytesPerSamplePass(clf.model))));
   }
-  return Math.max(1, Math.floor(budget / (rows * graph.bytesPerRow)));
+  return Math.max(1, Math.floor(budget / (rows * graph.bytesPerRow + graph.tapeBytesPerSample)));
 }
 
 /**
@@ -149,7 +149,8 @@ export async function jvp(model: LayersModel, x: tf.Tensor, tangent: tf.Tensor, 
   const eps = checkNumber(options.eps, fn, 'eps', { above: 0 }, 1e-4);
   const reps = Math.max(k, 1);
   const n = clf.inputSize;
-  const chunk = linearChunk(clf, target, reps, options, fn, 2);
+  // Central differences need no gradient: two forward passes of the k directions tiled in.
+  const chunk = strategy === 'central' ? Math.max(1, Math.floor(budgetBytes(options, fn) / (2 * reps * bytesPerSamplePass(model)))) : linearChunk(clf, target, reps, options, fn, 2);
   try {
     const [out] = await runChunks(x, chunk, options, (xc, start) => {
       const b = xc.shape[0] as number;

@@ -10,6 +10,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { otherClass } from '../linalg/rows.js';
 
 /**
  * Cotangent rows `U: [R, m]` for a batch of b samples, laid out row-major: `[R·b, m]`, with row
@@ -81,22 +82,21 @@ export function referenceClasses(logits: ArrayLike<number>, B: number, C: number
 }
 
 /**
- * Per-sample cotangent rows e_c − e_{k_b} for the C − 1 classes c ≠ k_b (in increasing order),
- * row-major over the rows as {@link tileRows} lays them out: `[(C−1)·B, C]`.
+ * Per-sample cotangent rows e_c − e_{k_b} for the C − 1 classes c ≠ k_b (in the order of
+ * {@link otherClass}): `[B, C−1, C]`.
  */
-export function referenceDifferenceRows(reference: Int32Array, C: number): tf.Tensor2D {
+export function referenceDifferenceRows(reference: Int32Array, C: number): tf.Tensor3D {
   const B = reference.length;
-  const U = new Float32Array((C - 1) * B * C);
+  const U = new Float32Array(B * (C - 1) * C);
   for (let b = 0; b < B; b++) {
     const k = reference[b] as number;
     for (let j = 0; j < C - 1; j++) {
-      const c = j < k ? j : j + 1;
-      const row = (j * B + b) * C;
-      U[row + c] = 1;
+      const row = (b * (C - 1) + j) * C;
+      U[row + otherClass(j, k)] = 1;
       U[row + k] = -1;
     }
   }
-  return tf.tensor2d(U, [(C - 1) * B, C]);
+  return tf.tensor3d(U, [B, C - 1, C]);
 }
 
 /**

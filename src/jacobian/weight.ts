@@ -120,7 +120,7 @@ async function weightRowsOfChunk(clf: Classifier, x: tf.Tensor, mode: RowsMode, 
     per = await tidySteps(x.shape[0] as number, signal, (i) => {
       if (i > 0) sampleDone(i - 1);
       const xi = tf.slice(x, i, 1);
-      if (reference) return weightRows(clf.logits, xi, referenceDifferenceRows(reference.subarray(i, i + 1), C), vars);
+      if (reference) return weightRows(clf.logits, xi, tf.reshape(referenceDifferenceRows(reference.subarray(i, i + 1), C), [C - 1, C]) as tf.Tensor2D, vars);
       if (mode === 'chain') return weightRows(clf.logits, xi, logitDifferenceRows(C), vars); // softmaxChain's layout
       return weightRows(mode === 'logProbs' ? clf.logProbs : clf.logits, xi, tf.eye(C) as tf.Tensor2D, vars);
     });
@@ -129,12 +129,18 @@ async function weightRowsOfChunk(clf: Classifier, x: tf.Tensor, mode: RowsMode, 
     throw e;
   }
   sampleDone((x.shape[0] as number) - 1);
-  const D = tf.tidy(() => {
-    const stacked = tf.stack(per) as tf.Tensor3D;
+  try {
+    const D = tf.tidy(() => {
+      const stacked = tf.stack(per) as tf.Tensor3D;
+      return (mode === 'chain' ? softmaxChain(stacked, clf.probs(x)) : stacked) as tf.Tensor3D;
+    });
+    return logits ? [D, logits] : [D];
+  } catch (e) {
+    logits?.dispose();
+    throw e;
+  } finally {
     tf.dispose(per);
-    return (mode === 'chain' ? softmaxChain(stacked, clf.probs(x)) : stacked) as tf.Tensor3D;
-  });
-  return logits ? [D, logits] : [D];
+  }
 }
 
 /** Validation and set-up shared by the weight-space functions. */

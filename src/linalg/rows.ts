@@ -98,6 +98,14 @@ export function eigFromBasis(a: ArrayLike<number>, r: number, basis: RowBasis64)
 }
 
 /**
+ * The class of row j of the logit differences against reference class k: the classes other than k
+ * in increasing order. The rows, their covariance and every trace built on them use this order.
+ */
+export function otherClass(j: number, k: number): number {
+  return j < k ? j : j + 1;
+}
+
+/**
  * A square root S (m × m, m = C − 1, row-major) of the multinomial covariance of the classes other
  * than a reference class k, Σ′ = diag(p′) − p′p′ᵀ with p′ = p without p_k (in increasing class
  * order): SᵀS = Σ′. Together with the logit-difference rows D_c = ∇s_c − ∇s_k it factors
@@ -109,7 +117,7 @@ export function eigFromBasis(a: ArrayLike<number>, r: number, basis: RowBasis64)
  */
 export function multinomialCovSqrt(p: ArrayLike<number>, C: number, k = C - 1): Float64Array {
   const m = C - 1;
-  const q = Array.from({ length: m }, (_, j) => p[j < k ? j : j + 1] as number);
+  const q = Array.from({ length: m }, (_, j) => p[otherClass(j, k)] as number);
   const cov = new Matrix(m, m);
   for (let i = 0; i < m; i++)
     for (let j = 0; j < m; j++) cov.set(i, j, (i === j ? (q[i] as number) : 0) - (q[i] as number) * (q[j] as number));

@@ -184,8 +184,8 @@ function preluRule(layer: Layer): Rule {
  * Softmax and log-softmax over the last axis. Their Jacobians per position are diag(p) − ppᵀ
  * (symmetric: the same map both ways) and I − 1pᵀ (transpose: I − p1ᵀ).
  */
-function softmaxRule(layer: Layer, kind: 'softmax' | 'logSoftmax', axis: unknown): Rule {
-  if (axis != null && axis !== -1) throw new NotCompilable(`${kind} over axis ${String(axis)} in layer '${layer.name}'`);
+function softmaxRule(layer: Layer, kind: 'softmax' | 'logSoftmax', axis: unknown, rank: number): Rule {
+  if (axis != null && axis !== -1 && axis !== rank - 1) throw new NotCompilable(`${kind} over axis ${String(axis)} in layer '${layer.name}'`);
   const sumLast = (t: tf.Tensor) => tf.sum(t, -1, true);
   return {
     forward(inputs) {
@@ -207,16 +207,16 @@ function softmaxRule(layer: Layer, kind: 'softmax' | 'logSoftmax', axis: unknown
 }
 
 /** The rules of the activation layers, by class name (undefined for other classes). */
-export function activationLayerRule(layer: Layer): Rule | undefined {
+export function activationLayerRule(layer: Layer, rank: number): Rule | undefined {
   const c = config(layer);
   switch (layer.getClassName()) {
     case 'Activation': {
       const name = String(c['activation']);
-      if (name === 'softmax' || name === 'logSoftmax') return softmaxRule(layer, name, -1);
+      if (name === 'softmax' || name === 'logSoftmax') return softmaxRule(layer, name, -1, rank);
       return activationRule(layer, name);
     }
     case 'Softmax':
-      return softmaxRule(layer, 'softmax', c['axis']);
+      return softmaxRule(layer, 'softmax', c['axis'], rank);
     case 'ReLU':
       return activationRule(layer, 'relu', { maxValue: (c['maxValue'] as number | null | undefined) ?? undefined });
     case 'LeakyReLU':

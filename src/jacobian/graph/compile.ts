@@ -36,7 +36,14 @@ interface Program {
   ops: GraphOp[];
   shapes: Shape[];
   outSlot: number;
+  /** Floats of one sample's largest activation, nested models' included. */
+  largest: number;
+  /** Floats of all of one sample's activations, nested models' included. */
+  total: number;
 }
+
+/** A rule made from a nested model's program (its sizes count in the outer program's). */
+type NestedRule = Rule & { program?: Program };
 
 const INPUT_SLOT = 0;
 
@@ -53,6 +60,7 @@ function compileProgram(input: SymbolicTensor, target: SymbolicTensor, linearHea
     if (node.inputTensors.length === 0) throw new NotCompilable(`a second input '${layer.name}'`);
     const inputs = node.inputTensors.map(visit);
     const inShapes = node.inputTensors.map((s) => s.shape);
+    if ([...inShapes, t.shape].some((s) => s.slice(1).some((d) => d == null))) throw new NotCompilable(`layer '${layer.name}' with a dimension unknown before the call`);
     const rule = ruleFor({ layer, inShapes, outShape: t.shape, linearHead: linearHead && t === target }, nestedRule);
     const slot = shapes.length;
     shapes.push(t.shape);
@@ -62,7 +70,15 @@ function compileProgram(input: SymbolicTensor, target: SymbolicTensor, linearHea
   };
   const outSlot = visit(target);
   foldBatchNorms(ops);
-  return { ops, shapes, outSlot };
+  const sizes = shapes.map((sh) => product(sh.slice(1)));
+  const nested = ops.map((op) => (op.rule as NestedRule).program).filter((q): q is Program => q !== undefined);
+  return {
+    ops,
+    shapes,
+    outSlot,
+    largest: Math.max(...sizes, ...nested.map((q) => q.largest)),
+    total: sizes.reduce((a, v) => a + v, 0) + nested.reduce((a, q) => a + q.total, 0),
+  };
 }
 
 /** Folds each BatchNorm that is the only consumer of a linear Conv2D into that conv's rule. */
@@ -164,7 +180,7 @@ function runTangent(p: Program, saved: tf.Tensor[][], t: tf.Tensor): tf.Tensor {
 }
 
 /** A model used as a layer of another model: its own program, run inside the outer one's. */
-function nestedRule(layer: Layer): Rule {
+function nestedRule(layer: Layer): NestedRule {
   const inner = layer as unknown as { inputs: SymbolicTensor[]; outputs: SymbolicTensor[] };
   if (inner.inputs.length !== 1 || inner.outputs.length !== 1) throw new NotCompilable(`nested model '${layer.name}' with several inputs or outputs`);
   const p = compileProgram(inner.inputs[0] as SymbolicTensor, inner.outputs[0] as SymbolicTensor, false);
@@ -175,6 +191,7 @@ function nestedRule(layer: Layer): Rule {
     return counts.map((c) => flat.slice(at, (at += c)));
   };
   return {
+    program: p,
     forward([x]) {
       const { y, saved } = runForward(p, x as tf.Tensor);
       counts = saved.map((s) => s.length);
@@ -195,6 +212,11 @@ export interface CompiledGraph {
    * largest activation alive at once (dy, dx and a conv's phase output), and the input-sized result.
    */
   readonly bytesPerRow: number;
+  /**
+   * Bytes the tape holds per sample, whatever the rows: what the forward pass saves (masks,
+   * derivatives, a pool's window masks), bounded by twice all activations.
+   */
+  readonly tapeBytesPerSample: number;
   /** Runs the forward pass on `x: [B, ...inputShape]`; the tape holds what the linear maps need. */
   forward(x: tf.Tensor): Tape;
 }
@@ -228,17 +250,19 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
     if (e instanceof NotCompilable) return { reason: e.message };
     throw e;
   }
-  const largest = Math.max(...p.shapes.map((s) => product(s.slice(1))));
   const inShape = tail(input.shape);
   const outShape = tail(p.shapes[p.outSlot] as Shape);
   const n = product(inShape);
   return {
-    bytesPerRow: 4 * (4 * largest + 2 * n),
+    bytesPerRow: 4 * (4 * p.largest + 2 * n),
+    tapeBytesPerSample: 4 * 2 * p.total,
     forward(x) {
       const B = x.shape[0] as number;
       let saved: tf.Tensor[][] = [];
       const kept = tf.tidy(() => {
-        const r = runForward(p, x);
+        // A handle of x (the same data) runs forward: a rule may save its input as it is (a
+        // Multiply's other operand), and the tape must not dispose the caller's tensor.
+        const r = runForward(p, tf.reshape(x, x.shape));
         saved = r.saved;
         return [tf.reshape(r.y, [B, -1]), ...r.saved.flat()];
       });

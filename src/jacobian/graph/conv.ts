@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { activationRule } from './activation.js';
 import type { LinearPart } from './activation.js';
 import { convPhases, livePhases, materialize, phaseFilterData } from './phases.js';
-import { config, derivedFromWeights, NotCompilable, pair, tail, weight } from './rule.js';
+import { channelsLast, config, derivedFromWeights, NotCompilable, pair, single, tail, weight } from './rule.js';
 import type { Layer, Rule, RuleContext } from './rule.js';
 
 /** A BatchNorm's derivative in inference mode, per channel: γ/√(σ² + ε). */
@@ -130,7 +130,7 @@ function convLinear(layer: Layer, spec: ConvSpec, foldedScale?: Layer): LinearPa
     },
     map(dx, prepared) {
       const y = spec.run(dx, spec.kernel());
-      return foldedScale ? tf.mul(y, prepared[prepared.length - 1] as tf.Tensor) : y;
+      return foldedScale ? tf.mul(y, prepared[live.length] as tf.Tensor) : y; // the scale, after the phase filters
     },
   };
 }
@@ -141,10 +141,6 @@ function padding(layer: Layer): 'same' | 'valid' {
   return p;
 }
 
-function channelsLast(layer: Layer): void {
-  if (config(layer)['dataFormat'] === 'channelsFirst') throw new NotCompilable(`channels-first layer '${layer.name}'`);
-}
-
 /** The linear part of a Conv2D, Conv1D or DepthwiseConv2D layer (or a SeparableConv2D's depthwise half). */
 function convPart(layer: Layer, inShape: number[], foldedScale?: Layer, depthwise = layer.getClassName() === 'DepthwiseConv2D'): LinearPart {
   channelsLast(layer);
@@ -152,9 +148,8 @@ function convPart(layer: Layer, inShape: number[], foldedScale?: Layer, depthwis
   const pad = padding(layer);
   if (layer.getClassName() === 'Conv1D') {
     const [L, ci] = inShape as [number, number];
-    const first = (v: unknown) => Number(Array.isArray(v) ? v[0] : v ?? 1);
-    const s = first(c['strides']);
-    const d = first(c['dilationRate']);
+    const s = single(c['strides'], 1);
+    const d = single(c['dilationRate'], 1);
     const [f, , co] = kernelOf(layer, 3, 'kernel').shape as [number, number, number];
     return convLinear(layer, {
       rank: 3, inShape: [1, L, ci], strides: [1, s], dilations: [1, d], padding: pad, kshape: [1, f, ci, co],

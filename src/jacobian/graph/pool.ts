@@ -2,7 +2,7 @@
  * Pooling, 1-D and 2-D, max and average, with or without overlap or padding, and global pooling.
  *
  * A max pool is linear once its forward pass has chosen each window's maximum (the first one in
- * row-major order, as tfjs's cpu kernel, TensorFlow and PyTorch do): both linear maps are a
+ * row-major order, see `firstMax`): both linear maps are a
  * multiplication by that one-hot mask. Non-overlapping 'valid' windows (the common case) regroup
  * each window's entries as `[B·oh·ow, ph·pw, C]`; any other window goes through one strided slice
  * per window offset (forward mode) and its transpose, a zero-inserting upsample (reverse mode).
@@ -10,19 +10,8 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { apply, config, linearRule, NotCompilable, pair, tail } from './rule.js';
+import { apply, channelsLast, config, firstMax, linearRule, NotCompilable, pair, single, tail } from './rule.js';
 import type { Layer, Rule, RuleContext } from './rule.js';
-
-/**
- * The first maximum along `axis` of `x` (whose maximum is `y`, broadcastable): 1 there, 0
- * elsewhere. d = x − max ≤ 0, and 0 exactly at the maxima: hit = 1 − step(−d); the first of them is
- * where the running count of hits is 1 (subtractions and steps: wasm's broadcast comparisons are
- * ~25× slower).
- */
-function firstMax(x: tf.Tensor, y: tf.Tensor, axis: number): tf.Tensor {
-  const hit = tf.sub(1, tf.step(tf.neg(tf.sub(x, y))));
-  return tf.mul(hit, tf.step(tf.sub(1.5, tf.cumsum(hit, axis))));
-}
 
 /** Pooling windows of a 2-D pool (a 1-D pool as one of height 1). */
 interface Windows {
@@ -39,10 +28,9 @@ interface Windows {
 
 function windowsOf(layer: Layer, inShape: number[], oneD: boolean): Windows {
   const c = config(layer);
-  if (c['dataFormat'] === 'channelsFirst') throw new NotCompilable(`channels-first pooling '${layer.name}'`);
-  const first = (v: unknown, f: number) => Number(Array.isArray(v) ? v[0] : v ?? f);
-  const pool: [number, number] = oneD ? [1, first(c['poolSize'], 2)] : pair(c['poolSize'], 2);
-  const strides: [number, number] = oneD ? [1, first(c['strides'] ?? c['poolSize'], pool[1])] : pair(c['strides'] ?? c['poolSize'], pool[0]);
+  channelsLast(layer);
+  const pool: [number, number] = oneD ? [1, single(c['poolSize'], 2)] : pair(c['poolSize'], 2);
+  const strides: [number, number] = oneD ? [1, single(c['strides'] ?? c['poolSize'], pool[1])] : pair(c['strides'] ?? c['poolSize'], pool[0]);
   const [H, W, C] = (oneD ? [1, ...inShape] : inShape) as [number, number, number];
   const padding = c['padding'];
   if (padding !== 'same' && padding !== 'valid') throw new NotCompilable(`padding '${String(padding)}' of '${layer.name}'`);
@@ -159,7 +147,7 @@ function poolRule({ layer, inShapes }: RuleContext, kind: 'max' | 'avg', oneD: b
 
 /** Global average or max pooling over the spatial axes (channels last). */
 function globalRule({ layer, inShapes }: RuleContext, kind: 'max' | 'avg'): Rule {
-  if (config(layer)['dataFormat'] === 'channelsFirst') throw new NotCompilable(`channels-first pooling '${layer.name}'`);
+  channelsLast(layer);
   const inShape = tail(inShapes[0] as (number | null)[]);
   const C = inShape[inShape.length - 1] as number;
   const S = inShape.slice(0, -1).reduce((a, d) => a * d, 1);

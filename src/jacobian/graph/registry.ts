@@ -19,7 +19,7 @@ export function ruleFor(ctx: RuleContext, nested: (layer: Layer) => Rule): Rule 
   const cls = layer.getClassName();
   if (Array.isArray((layer as unknown as { layers?: unknown }).layers)) return nested(layer);
   if (LINEAR_LAYERS.has(cls)) return linearLayerRule(ctx);
-  const rule = activationLayerRule(layer) ?? poolingRule(ctx) ?? structureRule(ctx);
+  const rule = activationLayerRule(layer, ctx.outShape.length) ?? poolingRule(ctx) ?? structureRule(ctx);
   if (rule === undefined) throw new NotCompilable(`layer '${layer.name}' (${cls})`);
   return rule;
 }

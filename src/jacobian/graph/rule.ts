@@ -70,6 +70,28 @@ export function pair(v: unknown, fallback: number): [number, number] {
   return [fallback, fallback];
 }
 
+/** The first entry of a 1-D size option (`3` or `[3]`). */
+export function single(v: unknown, fallback: number): number {
+  return Number(Array.isArray(v) ? v[0] : v ?? fallback);
+}
+
+/** @throws NotCompilable for a channels-first layer (the graph is channels last). */
+export function channelsLast(layer: Layer): void {
+  if (config(layer)['dataFormat'] === 'channelsFirst') throw new NotCompilable(`channels-first layer '${layer.name}'`);
+}
+
+/**
+ * 1 at the first maximum along `axis` of `x` (whose maximum is `y`, broadcastable), 0 elsewhere.
+ * d = x − max ≤ 0, and 0 exactly at the maxima: hit = 1 − step(−d); the first of them is where the
+ * running count of hits is 1 (subtractions and steps: wasm's broadcast comparisons are ~25×
+ * slower). A max pool, a global max pool and a Maximum merge choose with it, as tfjs's cpu kernel,
+ * TensorFlow and PyTorch do (the first of equal maxima).
+ */
+export function firstMax(x: tf.Tensor, y: tf.Tensor, axis: number): tf.Tensor {
+  const hit = tf.sub(1, tf.step(tf.neg(tf.sub(x, y))));
+  return tf.mul(hit, tf.step(tf.sub(1.5, tf.cumsum(hit, axis))));
+}
+
 /** Multiplies `t: [K·B, ...]` by a per-sample factor `f: [B, ...]` (same trailing shape). */
 export function mulPerSample(t: tf.Tensor, f: tf.Tensor): tf.Tensor {
   const M = f.size;

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { batchNormScale } from './conv.js';
-import { apply, config, linearRule, mulPerSample, NotCompilable, pair, tail, weight } from './rule.js';
+import { apply, channelsLast, config, firstMax, linearRule, mulPerSample, NotCompilable, pair, tail, weight } from './rule.js';
 import type { Layer, Rule, RuleContext } from './rule.js';
 
 /** BatchNorm in inference mode, over the last axis; `folded`: its scale is in the conv before it. */
@@ -70,12 +70,11 @@ function factorRule(layer: Layer, factors: (inputs: tf.Tensor[], y: tf.Tensor) =
 
 const productOfOthers = (inputs: tf.Tensor[]) => inputs.map((_, i) => inputs.filter((__, j) => j !== i).reduce((a, b) => tf.mul(a, b)));
 
+/** The first extreme input (one-hot per input): a maximum of x, or a maximum of −x. */
 function firstExtreme(kind: 'max' | 'min') {
   return (inputs: tf.Tensor[], y: tf.Tensor) => {
     const stacked = tf.stack(inputs, 0); // [n, B, ...]
-    const d = kind === 'max' ? tf.sub(stacked, y) : tf.sub(y, stacked);
-    const hit = tf.sub(1, tf.step(tf.neg(d)));
-    return tf.unstack(tf.mul(hit, tf.step(tf.sub(1.5, tf.cumsum(hit, 0)))), 0);
+    return tf.unstack(kind === 'max' ? firstMax(stacked, y, 0) : firstMax(tf.neg(stacked), tf.neg(y), 0), 0);
   };
 }
 
@@ -83,7 +82,7 @@ function firstExtreme(kind: 'max' | 'min') {
 function upSamplingRule(layer: Layer, inShape: number[]): Rule {
   const c = config(layer);
   if ((c['interpolation'] ?? 'nearest') !== 'nearest') throw new NotCompilable(`${String(c['interpolation'])} UpSampling2D '${layer.name}'`);
-  if (c['dataFormat'] === 'channelsFirst') throw new NotCompilable(`channels-first layer '${layer.name}'`);
+  channelsLast(layer);
   const [sh, sw] = pair(c['size'], 2);
   const [H, W, C] = inShape as [number, number, number];
   return linearRule(layer, (dy) => {
@@ -100,6 +99,8 @@ function sides(v: unknown): [[number, number], [number, number]] {
   return [side(h), side(w)];
 }
 
+const MERGES = new Set(['Add', 'Average', 'Multiply', 'Maximum', 'Minimum']);
+
 const IDENTITY_LAYERS = new Set(['Dropout', 'SpatialDropout1D', 'SpatialDropout2D', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout']);
 
 /** The rules of the structural layers, by class name (undefined for other classes). */
@@ -108,6 +109,8 @@ export function structureRule({ layer, inShapes, outShape }: RuleContext): Rule 
   const c = config(layer);
   const inShape = tail(inShapes[0] as (number | null)[]);
   const N = (dy: tf.Tensor) => dy.shape[0] as number;
+  // Elementwise merges may broadcast (a squeeze-excitation's [B, 1, 1, C] scale): not covered.
+  if (MERGES.has(cls) && inShapes.some((s) => s.length !== outShape.length || s.some((d, i) => d !== outShape[i]))) throw new NotCompilable(`broadcasting ${cls} '${layer.name}'`);
   if (IDENTITY_LAYERS.has(cls)) return { forward: (inputs) => ({ y: apply(layer, inputs), saved: [] }), backward: (dy) => [dy], tangent: ([dx]) => dx as tf.Tensor };
   switch (cls) {
     case 'BatchNormalization':
@@ -123,12 +126,12 @@ export function structureRule({ layer, inShapes, outShape }: RuleContext): Rule 
       return linearRule(layer, (dy) => [tf.transpose(dy, [0, ...inverse])]);
     }
     case 'ZeroPadding2D': {
-      if (c['dataFormat'] === 'channelsFirst') throw new NotCompilable(`channels-first layer '${layer.name}'`);
+      channelsLast(layer);
       const [[t], [l]] = sides(c['padding']);
       return linearRule(layer, (dy) => [tf.slice(dy, [0, t, l, 0], [N(dy), ...inShape])]);
     }
     case 'Cropping2D': {
-      if (c['dataFormat'] === 'channelsFirst') throw new NotCompilable(`channels-first layer '${layer.name}'`);
+      channelsLast(layer);
       const [[t, b], [l, r]] = sides(c['cropping']);
       return linearRule(layer, (dy) => [tf.pad(dy, [[0, 0], [t, b], [l, r], [0, 0]])]);
     }
