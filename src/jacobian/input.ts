@@ -13,8 +13,7 @@ import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
 import { budgetBytes, bytesPerSamplePass, runChunks, tidySteps } from './chunks.js';
 import type { RunOptions } from './chunks.js';
 import type { CompiledGraph } from './graph/compile.js';
-import { graphFor, linearize } from './linearize.js';
-import { linearChunk } from './products.js';
+import { graphFor, linearChunk, linearize } from './linearize.js';
 import { logitDifferenceRows, referenceClasses, referenceDifferenceRows, softmaxChain, vjpRows } from './rows.js';
 
 /**

@@ -14,7 +14,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import type { Classifier, Target } from '../model/classifier.js';
-import { firstOrderOnlyLayer } from '../model/support.js';
+import { assertDifferentiable, firstOrderOnlyLayer } from '../model/support.js';
+import { budgetBytes, bytesPerSamplePass } from './chunks.js';
+import type { RunOptions } from './chunks.js';
 import { compileGraph } from './graph/compile.js';
 import type { CompiledGraph } from './graph/compile.js';
 import { samplesFirst, tileRows, vjpRows } from './rows.js';
@@ -55,11 +57,25 @@ export function graphFor(clf: Classifier, target: Target): CompiledGraph | { rea
   return graph;
 }
 
+/**
+ * Samples per chunk for a linear map with `rows` rows (or tangents) per sample: the graph's cost
+ * per row, or the tf.grad fallback's per backward pass (`passes` per row: a JVP through tf.grad
+ * is two). Checks the differentiability of the fallback on the active backend.
+ */
+export function linearChunk(clf: Classifier, target: Target, rows: number, options: RunOptions, fn: string, passes = 1): number {
+  const budget = budgetBytes(options, fn);
+  const graph = graphFor(clf, target);
+  if ('reason' in graph) {
+    assertDifferentiable(clf.model, 'input', fn);
+    return Math.max(1, Math.floor(budget / (passes * rows * bytesPerSamplePass(clf.model))));
+  }
+  return Math.max(1, Math.floor(budget / (rows * graph.bytesPerRow + graph.tapeBytesPerSample)));
+}
+
 /** Per-sample vectors `[B, k, d]` as row-major rows `[k·B, d]` (`[B, d]` as they are). */
 function rowMajor(t: tf.Tensor): tf.Tensor2D {
   return t.rank === 2 ? (t as tf.Tensor2D) : tf.reshape(tf.transpose(t, [1, 0, 2]), [-1, t.shape[2] as number]);
 }
-
 
 /** The linear maps of the logits as plain functions on row-major `[K·B, ·]` tensors. */
 interface LogitMaps {
@@ -139,7 +155,7 @@ export function linearize(clf: Classifier, x: tf.Tensor, target: Target): Linear
   // log p = s − logsumexp(s): J = (I − 1pᵀ) J_s, Jᵀu = J_sᵀ(u − p Σu).
   const p = logProbs ? tf.softmax(maps.output) : undefined;
   const output = logProbs ? tf.logSoftmax(maps.output) : maps.output;
-  const perSample = (t: tf.Tensor, K: number) => tf.reshape(tf.tile(tf.expandDims(t, 0), [K, 1, 1]), [K * B, -1]); // [B, C] → [K·B, C]
+  const perSample = (t: tf.Tensor, K: number) => tf.tile(t, [K, 1]); // [B, C] → row-major [K·B, C]
   const centre = (u: tf.Tensor2D): tf.Tensor2D => {
     if (p === undefined) return u;
     const K = (u.shape[0] as number) / B;
@@ -150,9 +166,7 @@ export function linearize(clf: Classifier, x: tf.Tensor, target: Target): Linear
     engine: 'reason' in graph ? 'tf.grad' : 'graph',
     rows(U) {
       if (p === undefined) return maps.rows(U);
-      return tf.tidy(() => {
-        return samplesFirst(maps.pullback(centre(tileRows(U, B))), U.shape[0], B);
-      });
+      return tf.tidy(() => samplesFirst(maps.pullback(centre(tileRows(U, B))), U.shape[0], B));
     },
     vjp(u) {
       return tf.tidy(() => {

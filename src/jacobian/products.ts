@@ -9,31 +9,16 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { checkChoice, checkNumber, checkTensor } from '../checks.js';
 import { fmtShape, ShapeError } from '../errors.js';
 import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
-import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
-import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
+import type { ClassifierOptions, Target } from '../model/classifier.js';
+import { rethrowKernelError } from '../model/support.js';
 import { budgetBytes, bytesPerSamplePass, runChunks } from './chunks.js';
 import type { RunOptions } from './chunks.js';
-import { centralDifference, graphFor, linearize } from './linearize.js';
+import { centralDifference, linearChunk, linearize } from './linearize.js';
 
 /** Options of {@link vjp}. */
 export interface VjpOptions extends ClassifierOptions, RunOptions {
   /** What to differentiate (see {@link InputJacobianOptions.target}). @defaultValue `'logProbs'` */
   target?: Target;
-}
-
-/**
- * Samples per chunk for a linear map with `rows` rows (or tangents) per sample: the graph's cost
- * per row, or the tf.grad fallback's per backward pass (`passes` per row: a JVP through tf.grad
- * is two). Checks the differentiability of the fallback on the active backend.
- */
-export function linearChunk(clf: Classifier, target: Target, rows: number, options: RunOptions, fn: string, passes = 1): number {
-  const budget = budgetBytes(options, fn);
-  const graph = graphFor(clf, target);
-  if ('reason' in graph) {
-    assertDifferentiable(clf.model, 'input', fn);
-    return Math.max(1, Math.floor(budget / (passes * rows * bytesPerSamplePass(clf.model))));
-  }
-  return Math.max(1, Math.floor(budget / (rows * graph.bytesPerRow + graph.tapeBytesPerSample)));
 }
 
 /**

@@ -115,7 +115,7 @@ async function weightRowsOfChunk(clf: Classifier, x: tf.Tensor, mode: RowsMode, 
   const C = clf.numClasses;
   const logits = mode === 'differences' ? tf.tidy(() => clf.logits(x)) : undefined;
   const reference = logits ? referenceClasses(logits.dataSync(), x.shape[0] as number, C) : undefined;
-  let per: tf.Tensor[];
+  let per: tf.Tensor[] = [];
   try {
     per = await tidySteps(x.shape[0] as number, signal, (i) => {
       if (i > 0) sampleDone(i - 1);
@@ -124,12 +124,7 @@ async function weightRowsOfChunk(clf: Classifier, x: tf.Tensor, mode: RowsMode, 
       if (mode === 'chain') return weightRows(clf.logits, xi, logitDifferenceRows(C), vars); // softmaxChain's layout
       return weightRows(mode === 'logProbs' ? clf.logProbs : clf.logits, xi, tf.eye(C) as tf.Tensor2D, vars);
     });
-  } catch (e) {
-    logits?.dispose();
-    throw e;
-  }
-  sampleDone((x.shape[0] as number) - 1);
-  try {
+    sampleDone((x.shape[0] as number) - 1);
     const D = tf.tidy(() => {
       const stacked = tf.stack(per) as tf.Tensor3D;
       return (mode === 'chain' ? softmaxChain(stacked, clf.probs(x)) : stacked) as tf.Tensor3D;

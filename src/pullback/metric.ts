@@ -7,12 +7,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
-import { checkChoice, checkFloatTensor, checkModel, checkNumber } from '../checks.js';
+import { checkChoice, checkFloatTensor, checkNumber } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import { runChunks } from '../jacobian/chunks.js';
 import type { RunOptions } from '../jacobian/chunks.js';
-import { linearize } from '../jacobian/linearize.js';
-import { linearChunk } from '../jacobian/products.js';
+import { linearChunk, linearize } from '../jacobian/linearize.js';
 import { checkRtol, LowRankPSD, ownedPSD } from '../linalg/lowRankPSD.js';
 import type { RankOptions } from '../linalg/lowRankPSD.js';
 import { singularValues } from '../linalg/special.js';
@@ -63,8 +62,7 @@ export interface PullbackMetricOptions extends ClassifierOptions, RunOptions {
  *   hidden feature map).
  */
 export function defaultFeatureLayer(model: LayersModel, fn = 'defaultFeatureLayer'): string {
-  checkModel(model, fn);
-  wrapClassifier(model, {}, fn); // one input, one [B, C] output
+  wrapClassifier(model, {}, fn); // a built model with one input and one [B, C] output
   const layerNames = new Set(model.layers.map((l) => l.name));
   const source = (t: SymbolicTensor | SymbolicTensor[]) => (Array.isArray(t) ? (t[0] as SymbolicTensor) : t).sourceLayer;
   let head = source(model.outputs);

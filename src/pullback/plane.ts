@@ -102,6 +102,11 @@ export function planePoints(plane: Plane, coords: readonly (readonly [number, nu
   if (!Array.isArray(coords) || coords.length === 0 || !coords.every(pair)) {
     throw new ValueError(`${fn}: coords must be a non-empty array of [a, b] pairs of finite numbers, got ${describe(coords)}.`);
   }
+  return pointsOn(plane, coords);
+}
+
+/** {@link planePoints} of a plane and coordinates already checked (a scan's grid). */
+function pointsOn(plane: Plane, coords: readonly (readonly [number, number])[]): tf.Tensor {
   return tf.tidy(() => {
     const ab = tf.tensor2d(coords.map(([a, b]) => [a, b]), [coords.length, 2]);
     const flat = tf.reshape(plane.axes, [2, -1]);
@@ -217,7 +222,7 @@ export async function scanPlane(model: LayersModel, plane: Plane, options: ScanP
     await pause(options.signal);
     const count = Math.min(batchSize, P - start);
     const pairs = Array.from({ length: count }, (_, i) => [coords[2 * (start + i)], coords[2 * (start + i) + 1]] as [number, number]);
-    const x = planePoints(plane, pairs);
+    const x = pointsOn(plane, pairs); // the plane was checked once, above
     try {
       const logp = tf.tidy(() => clf.logProbs(x).dataSync());
       for (let i = 0; i < count; i++) {
