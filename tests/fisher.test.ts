@@ -151,11 +151,18 @@ describe('datasetFisher', () => {
     await expect(datasetFisher(model, null as never)).rejects.toThrow(/datasetFisher: argument 'data' must be a tf.Tensor or an iterable/);
     await expect(datasetFisher(model, x, { layers: 'h1' as never })).rejects.toThrow(/layers must be an array/);
     expect(tf.memory().numTensors).toBe(before);
-    // localFisher reports after each sample, whatever the chunking.
-    const perSample: number[] = [];
-    const local = await localFisher(model, x, { onProgress: (p) => perSample.push(p.done) });
-    expect(perSample).toEqual([1, 2, 3, 4, 5, 6]);
-    local.F.dispose();
-    local.probs.dispose();
+    // localFisher reports after each chunk: one at the default budget, one per sample at a tiny
+    // budget; the tf.variableGrads loop after each sample whatever the chunking.
+    for (const [options, want] of [
+      [{}, [6]],
+      [{ memoryBudgetMB: 1e-6 }, [1, 2, 3, 4, 5, 6]],
+      [{ strategy: 'loop' as const }, [1, 2, 3, 4, 5, 6]],
+    ] as const) {
+      const seen: number[] = [];
+      const local = await localFisher(model, x, { ...options, onProgress: (p) => seen.push(p.done) });
+      expect(seen).toEqual(want);
+      local.F.dispose();
+      local.probs.dispose();
+    }
   });
 });

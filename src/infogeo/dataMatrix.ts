@@ -76,15 +76,24 @@ export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options:
  * tensors (the factor and p as float32); disposes nothing. @internal
  */
 export async function multinomialFactor(D: tf.Tensor3D, logits: tf.Tensor2D, reference: Int32Array): Promise<{ factor: tf.Tensor3D; probs: tf.Tensor2D }> {
-  const [B, m] = D.shape;
-  const C = m + 1;
-  const s = await logits.data();
+  const { S, probs } = multinomialSqrts(await logits.data(), reference, logits.shape[1]);
+  const factor = tf.tidy(() => tf.matMul(S, D) as tf.Tensor3D);
+  S.dispose();
+  return { factor, probs };
+}
+
+/**
+ * The per-sample covariance square roots S_b of {@link multinomialFactor}, `[B, C−1, C−1]`, and
+ * p, both float32 from float64, for logits `[B, C]` (row-major values). @internal
+ */
+export function multinomialSqrts(s: ArrayLike<number>, reference: Int32Array, C: number): { S: tf.Tensor3D; probs: tf.Tensor2D } {
+  const B = reference.length;
+  const m = C - 1;
   const p64 = new Float64Array(B * C);
-  for (let b = 0; b < B; b++) p64.set(softmax64(s.subarray(b * C, (b + 1) * C)), b * C);
+  for (let b = 0; b < B; b++) p64.set(softmax64(Array.prototype.slice.call(s, b * C, (b + 1) * C) as number[]), b * C);
   const S = new Float32Array(B * m * m);
   for (let b = 0; b < B; b++) S.set(multinomialCovSqrt(p64.subarray(b * C, (b + 1) * C), C, reference[b]), b * m * m);
-  const factor = tf.tidy(() => tf.matMul(tf.tensor3d(S, [B, m, m]), D) as tf.Tensor3D);
-  return { factor, probs: tf.tensor2d(Float32Array.from(p64), [B, C]) };
+  return { S: tf.tensor3d(S, [B, m, m]), probs: tf.tensor2d(Float32Array.from(p64), [B, C]) };
 }
 
 /** softmax in float64 of one row of float32 logits. */

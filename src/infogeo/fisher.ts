@@ -10,23 +10,25 @@ import { ShapeError, ValueError } from '../errors.js';
 import type { ClassifierOptions } from '../model/classifier.js';
 import type { Progress, RunOptions } from '../jacobian/chunks.js';
 import { pause } from '../jacobian/chunks.js';
-import type { WeightSlice } from '../jacobian/weight.js';
-import { referenceClasses } from '../jacobian/rows.js';
-import { logitDifferenceWeightJacobian } from '../jacobian/weight.js';
+import type { WeightJacobianStrategy, WeightSlice } from '../jacobian/weight.js';
+import { referenceClasses, referenceDifferenceRows } from '../jacobian/rows.js';
+import { weightRows } from '../jacobian/weight.js';
 import { LowRankPSD, ownedPSD } from '../linalg/lowRankPSD.js';
-import { multinomialFactor } from './dataMatrix.js';
+import { multinomialSqrts } from './dataMatrix.js';
 
 /** Options of {@link localFisher}. */
 export interface LocalFisherOptions extends ClassifierOptions, RunOptions {
   /** Only the trainable weights of these layers. @defaultValue all layers */
   layers?: string[];
-  /** Called after each sample. */
+  /** How the weight-space rows are computed (see {@link WeightJacobianStrategy}). @defaultValue `'auto'` */
+  strategy?: WeightJacobianStrategy;
+  /** Called after each chunk of samples (after each sample on the `tf.variableGrads` fallback). */
   onProgress?: (progress: Progress) => void;
-  /** Cancels the call between samples. */
+  /** Cancels the call between chunks (between samples on the fallback). */
   signal?: AbortSignal;
   /**
-   * Upper bound, in MiB, on the weight rows held at once before they are concatenated (the
-   * factor itself is `B·(C−1)·d·4` bytes). @defaultValue 256
+   * Upper bound, in MiB, on what one chunk of samples holds at once (its rows, twice, and the
+   * forward pass); the factor itself is `B·(C−1)·d·4` bytes. @defaultValue 256
    */
   memoryBudgetMB?: number;
 }
@@ -41,11 +43,25 @@ export interface LocalFisherResult {
   slices: WeightSlice[];
 }
 
+/**
+ * The factor S_b D_b of each sample's Fisher (D the logit-difference rows against its arg-max
+ * class, S the covariance square root, as G's): one pass of weight-space rows with the cotangents
+ * S_b (e_c − e_k), so that S is applied on the C logits, never on the d-wide rows.
+ */
 async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions, fn: string) {
-  const { jacobian: D, slices, logits } = await logitDifferenceWeightJacobian(model, x, options, fn);
+  const cotangents = (logits: tf.Tensor2D) =>
+    tf.tidy(() => {
+      const [B, C] = logits.shape;
+      const values = logits.dataSync();
+      const reference = referenceClasses(values, B, C);
+      const { S, probs } = multinomialSqrts(values, reference, C);
+      probs.dispose();
+      return tf.matMul(S, referenceDifferenceRows(reference, C)) as tf.Tensor3D;
+    });
+  const { jacobian: factor, slices, logits } = await weightRows(model, x, options, (C) => C - 1, cotangents, fn);
   const C = logits.shape[1];
-  const { factor, probs } = await multinomialFactor(D, logits, referenceClasses(logits.dataSync(), D.shape[0], C));
-  tf.dispose([D, logits]);
+  const { S, probs } = multinomialSqrts(logits.dataSync(), referenceClasses(logits.dataSync(), logits.shape[0], C), C);
+  tf.dispose([S, logits]);
   return { factor, probs, slices };
 }
 
@@ -57,7 +73,8 @@ async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFish
  * with the expectation over the model's own predictive distribution (not the labels). PSD, rank
  * ≤ C − 1, and KL(p(x; w + δw) ‖ p(x; w)) = ½ δwᵀ F δw + O(‖δw‖³). Kept as the factor S D with
  * C − 1 rows (D the logit-difference rows in weight space, S as in {@link localDataMatrix}). Cost:
- * C − 1 backward passes per sample (see {@link weightJacobian}); F is never formed as d × d.
+ * one forward and one backward pass per chunk of samples, with S applied to the cotangents on
+ * the logits (see {@link weightJacobian}); F is never formed as d × d.
  *
  * @param model - a classifier `LayersModel`; on `wasm`, conv layers need `registerGradientKernels()`.
  * @param x - input batch `[B, ...inputShape]`, float32.

@@ -57,6 +57,25 @@ export function graphFor(clf: Classifier, target: Target): CompiledGraph | { rea
   return graph;
 }
 
+/** Compiled graphs of the logits for weight space (no BatchNorm folded into its conv), by target tensor. */
+const weightGraphs = new WeakMap<SymbolicTensor, CompiledGraph | { reason: string }>();
+
+/**
+ * The compiled graph of the classifier's logits for derivatives in weight space, or why there is
+ * none: the same graph as {@link graphFor}'s, except that a BatchNorm stays a layer of its own
+ * (folded into the conv before it, the conv's kernel would get the BatchNorm's cotangent).
+ */
+export function weightGraphFor(clf: Classifier): CompiledGraph | { reason: string } {
+  const sym = clf.symbolicTarget('logits');
+  if (sym === null) return { reason: "the logits are log-probabilities read from the model's output" };
+  let graph = weightGraphs.get(sym.tensor);
+  if (graph === undefined) {
+    graph = compileGraph(clf.model.inputs[0] as SymbolicTensor, sym.tensor, sym.linearHead, false);
+    weightGraphs.set(sym.tensor, graph);
+  }
+  return graph;
+}
+
 /**
  * Samples per chunk for a linear map with `rows` rows (or tangents) per sample: the graph's cost
  * per row, or the tf.grad fallback's per backward pass (`passes` per row: a JVP through tf.grad

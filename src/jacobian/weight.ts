@@ -4,15 +4,16 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { LayerNotFoundError, ValueError } from '../errors.js';
+import type { LayersModel, LayerVariable } from '@tensorflow/tfjs-layers';
+import { LayerNotFoundError, UnsupportedModelError, ValueError } from '../errors.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions } from '../model/classifier.js';
 import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
-import { checkOptions, describe } from '../checks.js';
-import { budgetBytes, runChunks, tidySteps } from './chunks.js';
-import type { Progress, RunOptions } from './chunks.js';
-import { logitDifferenceRows, referenceClasses, referenceDifferenceRows, softmaxChain } from './rows.js';
+import { checkChoice, checkOptions, checkRunOptions, describe } from '../checks.js';
+import { budgetBytes, bytesPerSamplePass, runChunks, tidySteps } from './chunks.js';
+import type { RunOptions } from './chunks.js';
+import type { CompiledGraph, WeightPlan } from './graph/compile.js';
+import { weightGraphFor } from './linearize.js';
 
 /** Where one weight tensor sits in a row of the weight Jacobian. */
 export interface WeightSlice {
@@ -28,24 +29,30 @@ export interface WeightSlice {
   size: number;
 }
 
+/**
+ * How the weight Jacobian's rows are computed (the same numbers up to float32 rounding):
+ * - `'graph'`: infogeo's own reverse mode in weight space: one forward pass, then all rows of all
+ *   samples in one backward pass, each layer's weight cotangents as batched products of its saved
+ *   input with its output cotangents (a Dense kernel: outer products; a conv: patches × cotangents).
+ *   Covers Dense, Conv1D, Conv2D (any stride, dilation, padding), DepthwiseConv2D, SeparableConv2D,
+ *   BatchNormalization, LayerNormalization and PReLU weights, on every model the input-space graph
+ *   covers (except weights inside nested models).
+ * - `'loop'`: `tf.variableGrads`, one backward pass per (sample, row).
+ * - `'auto'` (default): `'graph'` where it covers the chosen weights, else `'loop'`.
+ */
+export type WeightJacobianStrategy = 'auto' | 'graph' | 'loop';
+
 /** Options of {@link weightJacobian}. */
-export interface WeightJacobianOptions extends ClassifierOptions, Omit<RunOptions, 'memoryBudgetMB' | 'onProgress'> {
+export interface WeightJacobianOptions extends ClassifierOptions, RunOptions {
   /** Rows of log-probabilities (default) or of logits. @defaultValue `'logProbs'` */
   target?: 'logProbs' | 'logits';
   /** Only the trainable weights of these layers (in model order). @defaultValue all layers */
   layers?: string[];
+  /** @defaultValue `'auto'` */
+  strategy?: WeightJacobianStrategy;
   /**
-   * `'loop'`: one backward pass per (sample, row). `'softmax-chain'` (log-probabilities only): C−1
-   * backward passes on the logits and the exact softmax chain rule. `'auto'` picks
-   * `'softmax-chain'` for log-probabilities.
-   * @defaultValue `'auto'`
-   */
-  strategy?: 'auto' | 'loop' | 'softmax-chain';
-  /** Called after each sample. */
-  onProgress?: (progress: Progress) => void;
-  /**
-   * Upper bound, in MiB, on the rows held at once before they are concatenated; the result itself
-   * is `B·R·d·4` bytes. @defaultValue 256
+   * Upper bound, in MiB, on what one chunk of samples holds at once (its rows, twice, and the
+   * forward pass); the result itself is `B·R·d·4` bytes. @defaultValue 256
    */
   memoryBudgetMB?: number;
 }
@@ -70,31 +77,41 @@ function selectWeights(model: LayersModel, layers: string[] | undefined, fn: str
     return model.getLayer(n);
   });
   const slices: WeightSlice[] = [];
-  const vars: tf.Variable[] = [];
+  const variables: LayerVariable[] = [];
   let offset = 0;
   for (const layer of chosen) {
     for (const w of layer.trainableWeights) {
       const shape = w.shape.map((d) => d as number);
       const size = shape.reduce((a, d) => a * d, 1);
       slices.push({ name: w.name, layer: layer.name, shape, offset, size });
-      vars.push(w.read() as tf.Variable);
+      variables.push(w);
       offset += size;
     }
   }
-  if (vars.length === 0) throw new ValueError(`${fn}: the selected layers have no trainable weights.`);
-  return { slices, vars, numWeights: offset };
+  if (variables.length === 0) throw new ValueError(`${fn}: the selected layers have no trainable weights.`);
+  return { slices, variables, numWeights: offset };
 }
 
-/** Rows of one sample: [R, d] for cotangents U [R, m] of f. */
-function weightRows(f: (x: tf.Tensor) => tf.Tensor2D, xi: tf.Tensor, U: tf.Tensor2D, vars: tf.Variable[]): tf.Tensor2D {
+/**
+ * The cotangents on the logits whose rows a weight-space function wants, per sample, from the
+ * chunk's logits: `[b, R, C]` (rows of log-probabilities: e_c − p; of a Fisher factor: S(e_c − e_k)).
+ */
+export type LogitCotangents = (logits: tf.Tensor2D) => tf.Tensor3D;
+
+/** `[B, R, C]` → row-major `[R·B, C]`. */
+function rowMajor(U: tf.Tensor3D): tf.Tensor2D {
+  return tf.reshape(tf.transpose(U, [1, 0, 2]), [-1, U.shape[2]]) as tf.Tensor2D;
+}
+
+/** Rows [R, d] of one sample with tf.variableGrads: one backward pass per cotangent row of U [R, C]. */
+function variableGradRows(clf: Classifier, xi: tf.Tensor, U: tf.Tensor2D, vars: tf.Variable[]): tf.Tensor2D {
   return tf.tidy(() => {
-    const R = U.shape[0];
     const rows: tf.Tensor[] = [];
-    for (let r = 0; r < R; r++) {
+    for (let r = 0; r < U.shape[0]; r++) {
       rows.push(
         tf.tidy(() => {
           const u = tf.slice(U, [r, 0], [1, -1]);
-          const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(f(xi), u)), vars);
+          const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(clf.logits(xi), u)), vars);
           value.dispose();
           return tf.concat(vars.map((v) => tf.reshape(grads[v.name] as tf.Tensor, [-1])));
         }),
@@ -104,73 +121,92 @@ function weightRows(f: (x: tf.Tensor) => tf.Tensor2D, xi: tf.Tensor, U: tf.Tenso
   });
 }
 
-/** Which rows a weight Jacobian holds: plain rows, the softmax chain, or unchained logit differences. */
-type RowsMode = 'logProbs' | 'logits' | 'chain' | 'differences';
-
-/**
- * Rows of one chunk, [b, R, d], yielding to the event loop between samples; in 'differences' mode
- * also the chunk's logits, whose arg-max per sample is the reference class of its rows.
- */
-async function weightRowsOfChunk(clf: Classifier, x: tf.Tensor, mode: RowsMode, vars: tf.Variable[], signal: AbortSignal | undefined, sampleDone: (i: number) => void): Promise<tf.Tensor[]> {
-  const C = clf.numClasses;
-  const logits = mode === 'differences' ? tf.tidy(() => clf.logits(x)) : undefined;
-  const reference = logits ? referenceClasses(logits.dataSync(), x.shape[0] as number, C) : undefined;
+/** The rows of one chunk `[b, R, d]` and its logits `[b, C]`, through the graph or per sample through tf.variableGrads. */
+async function rowsOfChunk(clf: Classifier, x: tf.Tensor, engine: Engine, cotangents: LogitCotangents, signal: AbortSignal | undefined, sampleDone: (i: number) => void): Promise<tf.Tensor[]> {
+  if (engine.graph !== undefined) {
+    const tape = engine.graph.forward(x, engine.plan);
+    try {
+      return tf.tidy(() => [tape.weightRows(rowMajor(cotangents(tape.output))), tf.clone(tape.output)]);
+    } finally {
+      tape.dispose();
+    }
+  }
+  const logits = tf.tidy(() => clf.logits(x));
+  const vars = engine.variables.map((w) => w.read() as tf.Variable);
+  let U: tf.Tensor3D | undefined;
   let per: tf.Tensor[] = [];
   try {
+    U = cotangents(logits);
+    const Us = U;
     per = await tidySteps(x.shape[0] as number, signal, (i) => {
       if (i > 0) sampleDone(i - 1);
-      const xi = tf.slice(x, i, 1);
-      if (reference) return weightRows(clf.logits, xi, tf.reshape(referenceDifferenceRows(reference.subarray(i, i + 1), C), [C - 1, C]) as tf.Tensor2D, vars);
-      if (mode === 'chain') return weightRows(clf.logits, xi, logitDifferenceRows(C), vars); // softmaxChain's layout
-      return weightRows(mode === 'logProbs' ? clf.logProbs : clf.logits, xi, tf.eye(C) as tf.Tensor2D, vars);
+      return variableGradRows(clf, tf.slice(x, i, 1), tf.squeeze(tf.slice(Us, i, 1), [0]) as tf.Tensor2D, vars);
     });
     sampleDone((x.shape[0] as number) - 1);
-    const D = tf.tidy(() => {
-      const stacked = tf.stack(per) as tf.Tensor3D;
-      return (mode === 'chain' ? softmaxChain(stacked, clf.probs(x)) : stacked) as tf.Tensor3D;
-    });
-    return logits ? [D, logits] : [D];
+    return [tf.stack(per), logits];
   } catch (e) {
-    logits?.dispose();
+    logits.dispose();
     throw e;
   } finally {
+    U?.dispose();
     tf.dispose(per);
   }
 }
 
-/** Validation and set-up shared by the weight-space functions. */
-function prepare(model: LayersModel, x: tf.Tensor, options: WeightJacobianOptions, rowsPerSample: (C: number) => number, fn: string) {
-  const clf = wrapClassifier(model, options, fn);
-  checkBatch(clf, x, fn);
-  const { slices, vars, numWeights } = selectWeights(model, options.layers, fn);
-  const chunk = Math.max(1, Math.floor(budgetBytes(options, fn) / (rowsPerSample(clf.numClasses) * numWeights * 4)));
-  assertDifferentiable(model, 'weights', fn);
-  return { clf, slices, vars, numWeights, chunk };
+/** Which engine computes the rows: the compiled graph with its plan, or tf.variableGrads. */
+interface Engine {
+  graph?: CompiledGraph;
+  plan?: WeightPlan;
+  variables: LayerVariable[];
 }
 
-async function run(model: LayersModel, x: tf.Tensor, options: WeightJacobianOptions, mode: RowsMode, fn: string): Promise<WeightJacobianResult & { logits?: tf.Tensor2D }> {
-  const rows = (C: number) => (mode === 'differences' ? C - 1 : C);
-  const { clf, slices, vars, numWeights, chunk } = prepare(model, x, options, rows, fn);
-  try {
-    // Progress after each sample (a weight Jacobian takes about C backward passes per sample).
-    const B = x.shape[0] as number;
-    const { onProgress, ...rest } = options;
-    const [J, logits] = await runChunks(x, chunk, rest, (xc, start) =>
-      weightRowsOfChunk(clf, xc, mode, vars, options.signal, (i) => onProgress?.({ done: start + i + 1, total: B })),
-    );
-    return { jacobian: J as tf.Tensor3D, slices, numWeights, ...(logits ? { logits: logits as tf.Tensor2D } : {}) };
-  } catch (e) {
-    return rethrowKernelError(e, fn);
+function chooseEngine(clf: Classifier, variables: LayerVariable[], strategy: WeightJacobianStrategy, fn: string): Engine {
+  if (strategy !== 'loop') {
+    const graph = weightGraphFor(clf);
+    const plan = 'reason' in graph ? graph : graph.weightPlan(variables);
+    if (!('reason' in plan)) return { graph: graph as CompiledGraph, plan, variables };
+    if (strategy === 'graph') throw new UnsupportedModelError(`${fn}: strategy 'graph' does not cover ${plan.reason}; use strategy 'auto' to fall back to tf.variableGrads.`);
   }
+  assertDifferentiable(clf.model, 'weights', fn);
+  return { variables };
 }
 
 /**
- * The logit-difference rows ∂(s_c − s_k)/∂w per sample, against its arg-max class k, for the
- * C − 1 classes c ≠ k in increasing order: `[B, C−1, d]`, and the logits `[B, C]` (the caller owns
- * both). The local Fisher is built on them. @internal
+ * The weight-space rows of `cotangents` for each sample of `x`, in chunks that fit the memory
+ * budget: `{ jacobian: [B, R, d], logits: [B, C] }` (both the caller's) and the weight slices. The
+ * one path of {@link weightJacobian}, {@link localFisher} and {@link datasetFisher}. @internal
  */
-export async function logitDifferenceWeightJacobian(model: LayersModel, x: tf.Tensor, options: WeightJacobianOptions, fn: string): Promise<WeightJacobianResult & { logits: tf.Tensor2D }> {
-  return (await run(model, x, options, 'differences', fn)) as WeightJacobianResult & { logits: tf.Tensor2D };
+export async function weightRows(
+  model: LayersModel,
+  x: tf.Tensor,
+  options: WeightJacobianOptions,
+  rows: (C: number) => number,
+  cotangents: LogitCotangents,
+  fn: string,
+): Promise<WeightJacobianResult & { logits: tf.Tensor2D }> {
+  const clf = wrapClassifier(model, options, fn);
+  checkBatch(clf, x, fn);
+  checkRunOptions(options, fn);
+  const strategy = checkChoice(options.strategy, fn, 'strategy', ['auto', 'graph', 'loop'] as const, 'auto');
+  const { slices, variables, numWeights } = selectWeights(model, options.layers, fn);
+  const engine = chooseEngine(clf, variables, strategy, fn);
+  // The rows twice (the weights' blocks and their concatenation) and the forward pass's tape.
+  const R = rows(clf.numClasses);
+  const perSample = 2 * R * numWeights * 4 + (engine.graph ? engine.graph.tapeBytesPerSample + R * engine.graph.bytesPerRow : bytesPerSamplePass(model));
+  const chunk = Math.max(1, Math.floor(budgetBytes(options, fn) / perSample));
+  try {
+    // Progress after each chunk of the graph, after each sample of the loop (C backward passes each).
+    const { onProgress, ...rest } = options;
+    const B = x.shape[0] as number;
+    const [J, logits] = await runChunks(x, chunk, engine.graph ? options : rest, (xc, start) =>
+      rowsOfChunk(clf, xc, engine, cotangents, options.signal, (i) => {
+        if (!engine.graph) onProgress?.({ done: start + i + 1, total: B });
+      }),
+    );
+    return { jacobian: J as tf.Tensor3D, slices, numWeights, logits: logits as tf.Tensor2D };
+  } catch (e) {
+    return rethrowKernelError(e, fn);
+  }
 }
 
 /**
@@ -179,8 +215,11 @@ export async function logitDifferenceWeightJacobian(model: LayersModel, x: tf.Te
  *
  *   J[b, c] = ∂ log p_c(x_b) / ∂w  ∈ R^d.
  *
- * tfjs has no vmap and the weights are shared across a batch, so this costs one backward pass per
- * (sample, row): about B·C passes. The local Fisher F(x_b) = Σ_c p_c J[b,c] J[b,c]ᵀ is built on it.
+ * tfjs has no vmap, and `tf.variableGrads` sums over the batch, so it would take one backward pass
+ * per (sample, row). infogeo's graph instead runs one forward pass per chunk and one backward pass
+ * that keeps the samples apart: each layer's weight cotangents are batched products of its saved
+ * input with its output cotangents (see {@link WeightJacobianStrategy}). The local Fisher
+ * F(x_b) = Σ_c p_c J[b,c] J[b,c]ᵀ is built on the same pass.
  *
  * @param model - a classifier `LayersModel` (see {@link inputJacobian}).
  * @param x - input batch, float32, `[B, ...inputShape]`.
@@ -188,12 +227,13 @@ export async function logitDifferenceWeightJacobian(model: LayersModel, x: tf.Te
  * @returns the Jacobian `[B, C, d]` (owned by the caller: dispose `result.jacobian`) and the map from
  *   weight names to column slices.
  * @throws {@link ShapeError}, {@link ValueError}, {@link LayerNotFoundError},
- *   {@link UnsupportedModelError} as {@link inputJacobian}; on `wasm`, conv layers need
+ *   {@link UnsupportedModelError} as {@link inputJacobian} (and for strategy `'graph'` on weights it
+ *   does not cover); on the `tf.variableGrads` fallback on `wasm`, conv layers need
  *   `registerGradientKernels()`.
  *
  * @example
  * ```ts
- * const { jacobian, slices } = await weightJacobian(model, x.slice(0, 4));
+ * const { jacobian, slices } = await weightJacobian(model, x);
  * console.log(jacobian.shape, slices.map((s) => s.name)); // [4, 10, d]
  * jacobian.dispose();
  * ```
@@ -205,16 +245,15 @@ export async function weightJacobian(
 ): Promise<WeightJacobianResult> {
   const fn = 'weightJacobian';
   checkOptions(options, fn);
-  const target = options.target ?? 'logProbs';
-  if (target !== 'logProbs' && target !== 'logits') {
-    throw new ValueError(`${fn}: target must be 'logProbs' or 'logits', got ${JSON.stringify(target)}.`);
-  }
-  const strategy = options.strategy ?? 'auto';
-  if (!['auto', 'loop', 'softmax-chain'].includes(strategy)) {
-    throw new ValueError(`${fn}: strategy must be 'auto', 'loop' or 'softmax-chain'; got '${String(strategy)}'.`);
-  }
-  if (strategy === 'softmax-chain' && target !== 'logProbs') {
-    throw new ValueError(`${fn}: strategy 'softmax-chain' only applies to target 'logProbs'.`);
-  }
-  return run(model, x, options, target === 'logProbs' && strategy !== 'loop' ? 'chain' : target, fn);
+  const target = checkChoice(options.target, fn, 'target', ['logProbs', 'logits'] as const, 'logProbs');
+  // log p_c = s_c − logsumexp(s): the row of log p_c is the logits' row of e_c − p.
+  const cotangents: LogitCotangents = (logits) =>
+    tf.tidy(() => {
+      const [B, C] = logits.shape;
+      const eye = tf.tile(tf.expandDims(tf.eye(C), 0), [B, 1, 1]) as tf.Tensor3D;
+      return target === 'logits' ? eye : (tf.sub(eye, tf.expandDims(tf.softmax(logits), 1)) as tf.Tensor3D);
+    });
+  const { jacobian, slices, numWeights, logits } = await weightRows(model, x, options, (C) => C, cotangents, fn);
+  logits.dispose();
+  return { jacobian, slices, numWeights };
 }

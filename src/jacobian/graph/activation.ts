@@ -14,6 +14,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Cotangent } from './phases.js';
 import { apply, config, mulPerSample, NotCompilable, weight } from './rule.js';
 import type { Layer, Rule } from './rule.js';
+import { sharedSum } from './weights.js';
+import type { WeightGrads } from './weights.js';
 
 type Derivative = (t: tf.Tensor) => tf.Tensor;
 
@@ -119,6 +121,8 @@ export interface LinearPart {
   pre(x: tf.Tensor): tf.Tensor;
   transpose(dz: tf.Tensor, prepared: tf.Tensor[]): Cotangent;
   map(dx: tf.Tensor, prepared: tf.Tensor[]): tf.Tensor;
+  /** Its weights' cotangents per sample, from the cotangent `dz: [K·B, ...]` of its output and its input `x: [B, ...]`. */
+  weightGrads?(dz: tf.Tensor, x: tf.Tensor, prepared: tf.Tensor[]): WeightGrads;
 }
 
 /** The layer's activation object (tfjs-layers keeps it on Dense and the convolutions). */
@@ -145,7 +149,10 @@ export function activationRule(
   if (d === null) throw new NotCompilable(`activation '${name}' of layer '${layer.name}'`);
   const fused = d === 'identity' || d.fromY !== undefined;
   const phi = fused || linear === undefined ? undefined : activationOf(layer);
+  const outerGrad = (dy: tf.Tensor, saved: tf.Tensor[]) => (d === 'identity' ? dy : mulPerSample(dy, saved[saved.length - 1] as tf.Tensor));
+  const linearGrads = linear?.weightGrads;
   return {
+    ...(linearGrads ? { weightGrads: (dy: tf.Tensor, inputs: tf.Tensor[], saved: tf.Tensor[]) => linearGrads(outerGrad(dy, saved), inputs[0] as tf.Tensor, saved) } : {}),
     forward(inputs) {
       const prepared = linear?.prepare() ?? [];
       if (logits && linear) return { y: linear.pre(inputs[0] as tf.Tensor), saved: prepared };
@@ -159,7 +166,7 @@ export function activationRule(
       return { y, saved: [...prepared, (d.fromZ as Derivative)(z)] };
     },
     backward(dy, saved) {
-      const g = d === 'identity' ? dy : mulPerSample(dy, saved[saved.length - 1] as tf.Tensor);
+      const g = outerGrad(dy, saved);
       return [linear ? linear.transpose(g, saved) : g];
     },
     tangent([dx], saved) {
@@ -177,6 +184,10 @@ function preluRule(layer: Layer): Rule {
     forward: (inputs) => ({ y: apply(layer, inputs), saved: [slope(inputs[0] as tf.Tensor)] }),
     backward: (dy, [s]) => [mulPerSample(dy, s as tf.Tensor)],
     tangent: ([dx], [s]) => mulPerSample(dx as tf.Tensor, s as tf.Tensor),
+    // y = max(z, 0) + α min(z, 0): ∂y/∂α = min(z, 0), summed over the axes α is shared by.
+    weightGrads: (dy, [z]) => ({
+      alpha: () => sharedSum(dy, tf.minimum(z as tf.Tensor, 0), (weight(layer, 'alpha') as tf.Tensor).shape, (z as tf.Tensor).shape[0] as number),
+    }),
   };
 }
 

@@ -47,7 +47,7 @@ type NestedRule = Rule & { program?: Program };
 
 const INPUT_SLOT = 0;
 
-function compileProgram(input: SymbolicTensor, target: SymbolicTensor, linearHead: boolean): Program {
+function compileProgram(input: SymbolicTensor, target: SymbolicTensor, linearHead: boolean, fold = true): Program {
   const ops: GraphOp[] = [];
   const slots = new Map<number, number>([[input.id, INPUT_SLOT]]); // symbolic tensor id → slot
   const shapes: Shape[] = [input.shape];
@@ -69,7 +69,7 @@ function compileProgram(input: SymbolicTensor, target: SymbolicTensor, linearHea
     return slot;
   };
   const outSlot = visit(target);
-  foldBatchNorms(ops);
+  if (fold) foldBatchNorms(ops);
   const sizes = shapes.map((sh) => product(sh.slice(1)));
   const nested = ops.map((op) => (op.rule as NestedRule).program).filter((q): q is Program => q !== undefined);
   return {
@@ -96,16 +96,27 @@ function foldBatchNorms(ops: GraphOp[]): void {
   }
 }
 
-/** Runs the program forward (inside the caller's tidy): the output and each op's saved tensors. */
-function runForward(p: Program, x: tf.Tensor): { y: tf.Tensor; saved: tf.Tensor[][] } {
-  const values: (tf.Tensor | undefined)[] = new Array(p.shapes.length);
+/**
+ * Runs the program forward (inside the caller's tidy): the output, each op's saved tensors and
+ * every slot's value.
+ */
+function runForward(p: Program, x: tf.Tensor): { y: tf.Tensor; saved: tf.Tensor[][]; values: tf.Tensor[] } {
+  const values: tf.Tensor[] = new Array(p.shapes.length);
   values[INPUT_SLOT] = x;
   const saved = p.ops.map((op) => {
     const r = op.rule.forward(op.inputs.map((i) => values[i] as tf.Tensor));
     values[op.output] = r.y;
     return r.saved;
   });
-  return { y: values[p.outSlot] as tf.Tensor, saved };
+  return { y: values[p.outSlot] as tf.Tensor, saved, values };
+}
+
+/** What a backward pass in weight space does besides the input pass. */
+interface WeightVisit {
+  /** `need[slot]`: some weight wanted lies before this slot, so its cotangent is needed. */
+  need: boolean[];
+  /** Called with each op's output cotangent, before the op's backward pass. */
+  visit(k: number, dy: Cotangent): void;
 }
 
 /**
@@ -113,7 +124,7 @@ function runForward(p: Program, x: tf.Tensor): { y: tf.Tensor; saved: tf.Tensor[
  * backward pass runs in its own scope and each cotangent is released as soon as it is consumed: what
  * stays alive is the cotangents not yet consumed. Call inside a tidy.
  */
-function runBackward(p: Program, saved: tf.Tensor[][], dy: tf.Tensor): Cotangent | undefined {
+function runBackward(p: Program, saved: tf.Tensor[][], dy: tf.Tensor, weights?: WeightVisit): Cotangent | undefined {
   const grads: (Cotangent | undefined)[] = new Array(p.shapes.length);
   grads[p.outSlot] = dy;
   const scoped = (f: () => Cotangent | Cotangent[]) => tf.tidy(f as () => tf.TensorContainer) as unknown as Cotangent & Cotangent[];
@@ -126,6 +137,13 @@ function runBackward(p: Program, saved: tf.Tensor[][], dy: tf.Tensor): Cotangent
     const g = grads[op.output];
     if (g === undefined) continue;
     grads[op.output] = undefined;
+    if (weights !== undefined) {
+      weights.visit(k, g);
+      if (!op.inputs.some((slot) => weights.need[slot])) {
+        release([g], grads.filter((c): c is Cotangent => c !== undefined));
+        continue;
+      }
+    }
     const dxs = scoped(() => op.rule.backward(materialize(g), saved[k] as tf.Tensor[]));
     // One tensor handed to two inputs (Add): each input gets its own handle on the same data (a
     // reshape shares it; tf.clone copies on wasm), taken before any of them is added to a
@@ -205,6 +223,46 @@ function nestedRule(layer: Layer): NestedRule {
   };
 }
 
+/** A trainable weight of the model, as `layer.trainableWeights` holds it. */
+interface WeightVariable {
+  name: string;
+  originalName: string;
+}
+
+/**
+ * Which ops differentiate which weights, and how far back the pass must go: made by
+ * {@link CompiledGraph.weightPlan} for a list of weights, used by {@link Tape.weightRows}.
+ */
+export interface WeightPlan {
+  /** Per weight, in the caller's order: the ops that use it (a shared layer: several) and its name there. */
+  readonly entries: { ops: number[]; key: string; size: number }[];
+  /** `need[slot]`: the cotangent of this slot is needed (a wanted weight lies before it). */
+  readonly need: boolean[];
+  /** The ops whose inputs the tape keeps. */
+  readonly ops: ReadonlySet<number>;
+}
+
+function planWeights(p: Program, variables: WeightVariable[]): WeightPlan | { reason: string } {
+  const entries: WeightPlan['entries'] = [];
+  const ops = new Set<number>();
+  for (const v of variables) {
+    const users = p.ops.flatMap((op, k) => (op.layer.trainableWeights.some((w) => w.name === v.name) ? [k] : []));
+    if (users.length === 0) return { reason: `weight '${v.name}' is not on the compiled path (a nested model's, or after the output)` };
+    for (const k of users) {
+      const op = p.ops[k] as GraphOp;
+      if (op.rule.weightGrads === undefined) return { reason: `the weights of layer '${op.layer.name}' (${op.layer.getClassName()})` };
+      ops.add(k);
+    }
+    const w = (p.ops[users[0] as number] as GraphOp).layer.trainableWeights.find((u) => u.name === v.name);
+    entries.push({ ops: users, key: (v.originalName.split('/').pop() as string), size: product(w?.shape ?? []) });
+  }
+  const need = new Array<boolean>(p.shapes.length).fill(false);
+  p.ops.forEach((op, k) => {
+    need[op.output] = ops.has(k) || op.inputs.some((i) => need[i]);
+  });
+  return { entries, need, ops };
+}
+
 /** A model compiled from its input to one target tensor. */
 export interface CompiledGraph {
   /**
@@ -217,8 +275,13 @@ export interface CompiledGraph {
    * derivatives, a pool's window masks), bounded by twice all activations.
    */
   readonly tapeBytesPerSample: number;
-  /** Runs the forward pass on `x: [B, ...inputShape]`; the tape holds what the linear maps need. */
-  forward(x: tf.Tensor): Tape;
+  /**
+   * Runs the forward pass on `x: [B, ...inputShape]`; the tape holds what the linear maps need,
+   * and with a weight plan the inputs of the layers whose weights it differentiates.
+   */
+  forward(x: tf.Tensor, plan?: WeightPlan): Tape;
+  /** How the graph differentiates these trainable weights, or why it cannot. */
+  weightPlan(variables: WeightVariable[]): WeightPlan | { reason: string };
 }
 
 /**
@@ -234,6 +297,11 @@ export interface Tape {
   pullback(dy: tf.Tensor2D): tf.Tensor2D;
   /** Forward mode for per-sample tangents, row-major `[K·B, n]` → `[K·B, m]`. */
   pushforward(t: tf.Tensor2D): tf.Tensor2D;
+  /**
+   * Reverse mode in weight space (a tape made with a plan): per-sample cotangents, row-major
+   * `[K·B, m]` → `[B, K, d]`, the plan's weights side by side, each flattened row-major.
+   */
+  weightRows(dy: tf.Tensor2D): tf.Tensor3D;
   dispose(): void;
 }
 
@@ -242,10 +310,10 @@ export interface Tape {
  * `linearHead`, the target's own layer is a Dense layer whose activation (a softmax) is left out.
  * Returns `{ reason }` instead when some layer on the path is not covered.
  */
-export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, linearHead = false): CompiledGraph | { reason: string } {
+export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, linearHead = false, fold = true): CompiledGraph | { reason: string } {
   let p: Program;
   try {
-    p = compileProgram(input, target, linearHead);
+    p = compileProgram(input, target, linearHead, fold);
   } catch (e) {
     if (e instanceof NotCompilable) return { reason: e.message };
     throw e;
@@ -256,15 +324,18 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
   return {
     bytesPerRow: 4 * (4 * p.largest + 2 * n),
     tapeBytesPerSample: 4 * 2 * p.total,
-    forward(x) {
+    weightPlan: (variables) => planWeights(p, variables),
+    forward(x, plan) {
       const B = x.shape[0] as number;
       let saved: tf.Tensor[][] = [];
+      let inputs: tf.Tensor[][] = [];
       const kept = tf.tidy(() => {
         // A handle of x (the same data) runs forward: a rule may save its input as it is (a
         // Multiply's other operand), and the tape must not dispose the caller's tensor.
         const r = runForward(p, tf.reshape(x, x.shape));
         saved = r.saved;
-        return [tf.reshape(r.y, [B, -1]), ...r.saved.flat()];
+        inputs = p.ops.map((op, k) => (plan?.ops.has(k) ? op.inputs.map((i) => r.values[i] as tf.Tensor) : []));
+        return [tf.reshape(r.y, [B, -1]), ...r.saved.flat(), ...inputs.flat()];
       });
       const output = kept[0] as tf.Tensor2D;
       const pullback = (dy: tf.Tensor) => {
@@ -281,6 +352,37 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
             const K = (t.shape[0] as number) / B;
             return tf.reshape(runTangent(p, saved, tf.reshape(t, [K * B, ...inShape])), [K * B, -1]) as tf.Tensor2D;
           }),
+        weightRows(dy) {
+          if (plan === undefined) throw new Error('weightRows: the tape was made without a weight plan');
+          return tf.tidy(() => {
+            const K = (dy.shape[0] as number) / B;
+            // Kept across the backward pass's scopes, so released here on every path.
+            const blocks: (tf.Tensor3D | undefined)[] = plan.entries.map(() => undefined);
+            try {
+              runBackward(p, saved, tf.reshape(dy, [K * B, ...outShape]), {
+                need: plan.need,
+                visit(k, g) {
+                  if (!plan.ops.has(k)) return;
+                  const op = p.ops[k] as GraphOp;
+                  tf.tidy(() => {
+                    const grads = (op.rule.weightGrads as NonNullable<Rule['weightGrads']>)(materialize(g), inputs[k] as tf.Tensor[], saved[k] as tf.Tensor[]);
+                    plan.entries.forEach((e, i) => {
+                      if (!e.ops.includes(k)) return;
+                      const grad = grads[e.key];
+                      if (grad === undefined) throw new Error(`no cotangent '${e.key}' for layer '${op.layer.name}'`);
+                      const prev = blocks[i];
+                      blocks[i] = tf.keep(prev === undefined ? grad() : (tf.add(prev, grad()) as tf.Tensor3D));
+                      prev?.dispose();
+                    });
+                  });
+                },
+              });
+              return tf.concat(blocks as tf.Tensor3D[], 2) as tf.Tensor3D;
+            } finally {
+              tf.dispose(blocks.filter((t): t is tf.Tensor3D => t !== undefined));
+            }
+          });
+        },
         dispose() {
           tf.dispose(kept);
         },

@@ -12,6 +12,8 @@ import type { LinearPart } from './activation.js';
 import { convPhases, livePhases, materialize, phaseFilterData } from './phases.js';
 import { channelsLast, config, derivedFromWeights, NotCompilable, pair, single, tail, weight } from './rule.js';
 import type { Layer, Rule, RuleContext } from './rule.js';
+import { channelSums, convKernelGrad, denseKernelGrad, depthwiseKernelGrad, transposedConvKernelGrad } from './weights.js';
+import type { WeightGrads } from './weights.js';
 
 /** A BatchNorm's derivative in inference mode, per channel: γ/√(σ² + ε). */
 export function batchNormScale(layer: Layer): tf.Tensor {
@@ -54,6 +56,7 @@ function denseLinear(layer: Layer, inShape: number[], units: number): LinearPart
     pre: (x) => addBias(map(x), layer),
     transpose: (dz, [kt]) => tf.reshape(tf.matMul(tf.reshape(dz, [-1, units]), kt as tf.Tensor2D), [dz.shape[0] as number, ...inShape]),
     map,
+    weightGrads: (dz, x) => ({ kernel: () => denseKernelGrad(x, dz, x.shape[0] as number), bias: () => channelSums(dz, x.shape[0] as number) }),
   };
 }
 
@@ -132,7 +135,19 @@ function convLinear(layer: Layer, spec: ConvSpec, foldedScale?: Layer): LinearPa
       const y = spec.run(dx, spec.kernel());
       return foldedScale ? tf.mul(y, prepared[live.length] as tf.Tensor) : y; // the scale, after the phase filters
     },
+    // A folded BatchNorm's scale would sit between dz and the kernel: the weights' graph never folds.
+    ...(foldedScale ? {} : { weightGrads: (dz: tf.Tensor, x: tf.Tensor) => convWeightGrads(spec, dz, x) }),
   };
+}
+
+/** A conv's kernel and bias cotangents per sample (a Conv1D as a 2-D conv of height 1). */
+function convWeightGrads(spec: ConvSpec, dz: tf.Tensor, x: tf.Tensor): WeightGrads {
+  const B = x.shape[0] as number;
+  const geometry = { filter: [spec.kshape[0], spec.kshape[1]] as [number, number], strides: spec.strides, dilations: spec.dilations, padding: spec.padding };
+  const as4d = (t: tf.Tensor) => (spec.rank === 4 ? t : tf.expandDims(t, 1)) as tf.Tensor4D;
+  const kernel = () =>
+    spec.multiplier === undefined ? convKernelGrad(as4d(x), as4d(dz), geometry, B) : depthwiseKernelGrad(as4d(x), as4d(dz), geometry, spec.multiplier, B);
+  return { [spec.multiplier === undefined ? 'kernel' : 'depthwise_kernel']: kernel, bias: () => channelSums(dz, B) };
 }
 
 function padding(layer: Layer): 'same' | 'valid' {
@@ -189,6 +204,16 @@ function separablePart(layer: Layer, inShape: number[]): LinearPart {
       return dw.transpose(dmid, prepared.slice(1));
     },
     map: (dx, prepared) => tf.conv2d(dw.map(dx, prepared.slice(1)) as tf.Tensor4D, pw(), 1, 'valid'),
+    weightGrads(dz, x, prepared) {
+      const B = x.shape[0] as number;
+      const pointwise = { filter: [1, 1] as [number, number], strides: [1, 1] as [number, number], dilations: [1, 1] as [number, number], padding: 'valid' as const };
+      const dmid = tf.reshape(tf.matMul(tf.reshape(dz, [-1, co]), prepared[0] as tf.Tensor2D), [...dz.shape.slice(0, -1), ci]);
+      return {
+        depthwise_kernel: (dw.weightGrads as NonNullable<LinearPart['weightGrads']>)(dmid, x, prepared.slice(1))['depthwise_kernel'] as () => tf.Tensor3D,
+        pointwise_kernel: () => convKernelGrad(dw.map(x, []) as tf.Tensor4D, dz, pointwise, B),
+        bias: () => channelSums(dz, B),
+      };
+    },
   };
 }
 
@@ -207,6 +232,12 @@ function transposedConvPart(layer: Layer, outShape: number[]): LinearPart {
     pre: (x) => addBias(run(x), layer),
     transpose: (dz) => tf.conv2d(dz as tf.Tensor4D, kernel(), strides, pad),
     map: (dx) => run(dx),
+    weightGrads: (dz, x) => {
+      const B = x.shape[0] as number;
+      const [fh, fw] = kernel().shape;
+      const geometry = { filter: [fh, fw] as [number, number], strides, dilations: [1, 1] as [number, number], padding: pad };
+      return { kernel: () => transposedConvKernelGrad(x as tf.Tensor4D, dz as tf.Tensor4D, geometry, B), bias: () => channelSums(dz, B) };
+    },
   };
 }
 

@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import type { Cotangent } from './phases.js';
+import type { WeightGrads } from './weights.js';
 
 /** A layer of a model, as tfjs-layers types it. */
 export type Layer = SymbolicTensor['sourceLayer'];
@@ -30,6 +31,12 @@ export interface Rule {
   backward(dy: tf.Tensor, saved: tf.Tensor[]): Cotangent[];
   /** The output tangent from the input tangents `dx[i]: [K·B, ...inShape[i]]` (forward mode). */
   tangent(dx: tf.Tensor[], saved: tf.Tensor[]): tf.Tensor;
+  /**
+   * The cotangents of the layer's trainable weights, per sample (`[B, K, size]` each, see
+   * `weights.ts`), from the output cotangent `dy: [K·B, ...outShape]` and the layer's forward
+   * inputs `[B, ...]`. Absent where the graph does not cover the layer's weights.
+   */
+  weightGrads?(dy: tf.Tensor, inputs: tf.Tensor[], saved: tf.Tensor[]): WeightGrads;
 }
 
 /** What a rule is made from: the layer, the static shapes around it, and the model's head. */

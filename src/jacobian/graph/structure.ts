@@ -8,6 +8,17 @@ import * as tf from '@tensorflow/tfjs-core';
 import { batchNormScale } from './conv.js';
 import { apply, channelsLast, config, firstMax, linearRule, mulPerSample, NotCompilable, pair, tail, weight } from './rule.js';
 import type { Layer, Rule, RuleContext } from './rule.js';
+import { channelSums, sharedSum } from './weights.js';
+import type { WeightGrads } from './weights.js';
+
+/**
+ * γ and β of a normalisation y = γ x̂ + β over the last axis: Σ dy ⊙ x̂ and Σ dy over the other
+ * axes, per sample and row (x̂: `[B, ...]`, made only when γ is asked for).
+ */
+function affineGrads(dy: tf.Tensor, xhat: () => tf.Tensor, B: number): WeightGrads {
+  const c = dy.shape[dy.rank - 1] as number;
+  return { gamma: () => sharedSum(dy, xhat(), [c], B), beta: () => channelSums(dy, B) };
+}
 
 /** BatchNorm in inference mode, over the last axis; `folded`: its scale is in the conv before it. */
 export function batchNormRule(layer: Layer, inShape: (number | null)[], folded = false): Rule {
@@ -15,10 +26,17 @@ export function batchNormRule(layer: Layer, inShape: (number | null)[], folded =
   if (axis !== -1 && axis !== inShape.length - 1) throw new NotCompilable(`BatchNormalization '${layer.name}' over axis ${axis}`);
   if (weight(layer, 'moving_variance') === undefined) throw new NotCompilable(`moving variance of '${layer.name}'`);
   const scale = (t: tf.Tensor, saved: tf.Tensor[]) => (folded ? t : tf.mul(t, saved[0] as tf.Tensor));
+  const eps = Number(config(layer)['epsilon'] ?? 1e-3);
+  // x̂ = (x − moving mean)/√(moving variance + ε), from the layer's input.
+  const normalised = (x: tf.Tensor) => {
+    const mean = weight(layer, 'moving_mean');
+    return tf.mul(mean ? tf.sub(x, mean) : x, tf.rsqrt(tf.add(weight(layer, 'moving_variance') as tf.Tensor, eps)));
+  };
   return {
     forward: (inputs) => ({ y: apply(layer, inputs), saved: folded ? [] : [batchNormScale(layer)] }),
     backward: (dy, saved) => [scale(dy, saved)],
     tangent: ([dx], saved) => scale(dx as tf.Tensor, saved),
+    weightGrads: (dy, [x]) => affineGrads(dy, () => normalised(x as tf.Tensor), (x as tf.Tensor).shape[0] as number),
   };
 }
 
@@ -50,6 +68,7 @@ function layerNormRule(layer: Layer, inShape: number[]): Rule {
     },
     backward: (dy, [xhat, rstd]) => [center(scaled(dy), xhat as tf.Tensor, rstd as tf.Tensor)],
     tangent: ([dx], [xhat, rstd]) => scaled(center(dx as tf.Tensor, xhat as tf.Tensor, rstd as tf.Tensor)),
+    weightGrads: (dy, [x], [xhat]) => affineGrads(dy, () => tf.squeeze(xhat as tf.Tensor, [0]), (x as tf.Tensor).shape[0] as number),
   };
 }
 

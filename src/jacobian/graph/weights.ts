@@ -1,0 +1,148 @@
+/**
+ * Per-sample weight cotangents (reverse mode in weight space) as batched products of a layer's
+ * saved input with its output cotangents: all K rows of all B samples at once, never one backward
+ * pass per (sample, row) as `tf.variableGrads` needs.
+ *
+ * Layout: output cotangents come row-major, `dy: [K·B, ...]` (see `rule.ts`); a weight's
+ * cotangents leave samples first, `[B, K, size]`, flattened in the weight's own row-major order, so
+ * that the weights' blocks concatenate along the last axis into rows of the weight Jacobian.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { samplesFirst } from '../rows.js';
+
+/** The per-sample cotangents of a layer's weights, by weight name ('kernel', 'bias', 'gamma', …), each computed only when asked. */
+export type WeightGrads = Record<string, () => tf.Tensor3D>;
+
+/** `[K·B, ...]` row-major → `[B, K, size]`. */
+export function perSample(t: tf.Tensor, B: number): tf.Tensor3D {
+  return samplesFirst(t, (t.shape[0] as number) / B, B);
+}
+
+/** The sum over every axis but the first and the last: `[K·B, ..., c]` → `[B, K, c]` (a bias, a BatchNorm β). */
+export function channelSums(dy: tf.Tensor, B: number): tf.Tensor3D {
+  const c = dy.shape[dy.rank - 1] as number;
+  const summed = dy.rank === 2 ? dy : tf.sum(tf.reshape(dy, [dy.shape[0] as number, -1, c]), 1);
+  return perSample(summed, B);
+}
+
+/**
+ * A Dense kernel `[n, u]` on input `x: [B, ..., n]` with output cotangents `dz: [K·B, ..., u]`:
+ * dW = xᵀ dz per sample and row (an outer product for a flat input), one batched matMul over the
+ * B·K pairs.
+ */
+export function denseKernelGrad(x: tf.Tensor, dz: tf.Tensor, B: number): tf.Tensor3D {
+  const n = x.shape[x.rank - 1] as number;
+  const u = dz.shape[dz.rank - 1] as number;
+  const K = (dz.shape[0] as number) / B;
+  const T = (x.size / B / n) | 0; // positions the kernel is applied at (1 for a flat input)
+  const xt = tf.transpose(tf.reshape(x, [B, 1, T, n]), [0, 1, 3, 2]); // [B, 1, n, T]
+  const xs = tf.reshape(K === 1 ? xt : tf.tile(xt, [1, K, 1, 1]), [B * K, n, T]);
+  const g = tf.reshape(perSample(tf.reshape(dz, [K * B, T * u]), B), [B * K, T, u]);
+  return tf.reshape(tf.matMul(xs, g), [B, K, n * u]) as tf.Tensor3D;
+}
+
+/** Where a 2-D convolution reads its input: the geometry of its patches. */
+export interface PatchGeometry {
+  filter: [number, number];
+  strides: [number, number];
+  dilations: [number, number];
+  padding: 'same' | 'valid';
+}
+
+/**
+ * The patches a conv reads, `x: [B, H, W, c]` → `[B, Ho·Wo, fh·fw·c]`, the last axis in the
+ * filter's row-major order (tap (i, j), then channel): one strided slice per tap of the padded input.
+ */
+export function patches(x: tf.Tensor4D, g: PatchGeometry): tf.Tensor3D {
+  const [B, H, W, c] = x.shape;
+  const [fh, fw] = g.filter;
+  const [sh, sw] = g.strides;
+  const [dh, dw] = g.dilations;
+  const info = tf.backend_util.computeConv2DInfo([B, H, W, c], [fh, fw, c, 1], g.strides, g.dilations, g.padding);
+  const { top, bottom, left, right } = info.padInfo;
+  const xp = top + bottom + left + right > 0 ? tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]) : x;
+  const { outHeight: Ho, outWidth: Wo } = info;
+  const taps: tf.Tensor[] = [];
+  for (let i = 0; i < fh; i++) {
+    for (let j = 0; j < fw; j++) {
+      const begin = [0, i * dh, j * dw, 0];
+      const end = [B, i * dh + (Ho - 1) * sh + 1, j * dw + (Wo - 1) * sw + 1, c];
+      taps.push(sh === 1 && sw === 1 ? tf.slice(xp, begin, [B, Ho, Wo, c]) : tf.stridedSlice(xp, begin, end, [1, sh, sw, 1]));
+    }
+  }
+  const all = taps.length === 1 ? (taps[0] as tf.Tensor) : tf.concat(taps, 3);
+  return tf.reshape(all, [B, Ho * Wo, fh * fw * c]) as tf.Tensor3D;
+}
+
+/** `[K·B, Ho, Wo, c]` → `[B, Ho·Wo, K, c]` (a sample's rows side by side at each position). */
+function positionsFirst(dz: tf.Tensor, B: number): tf.Tensor4D {
+  const [N, Ho, Wo, c] = dz.shape as [number, number, number, number];
+  return tf.transpose(tf.reshape(dz, [N / B, B, Ho * Wo, c]), [1, 2, 0, 3]) as tf.Tensor4D;
+}
+
+/**
+ * A Conv2D kernel `[fh, fw, ci, co]` on `x: [B, H, W, ci]` with output cotangents
+ * `dz: [K·B, Ho, Wo, co]`: dW_b = P_bᵀ [dz_b,1 … dz_b,K], P_b the sample's patches, one batched
+ * matMul `[F, Ho·Wo] × [Ho·Wo, K·co]` per sample.
+ */
+export function convKernelGrad(x: tf.Tensor4D, dz: tf.Tensor, g: PatchGeometry, B: number): tf.Tensor3D {
+  const co = dz.shape[3] as number;
+  const K = (dz.shape[0] as number) / B;
+  const P = patches(x, g); // [B, HoWo, F]
+  const F = P.shape[2];
+  const pt = tf.transpose(P, [0, 2, 1]); // [B, F, HoWo]
+  const G = tf.reshape(positionsFirst(dz, B), [B, -1, K * co]);
+  const dW = tf.reshape(tf.matMul(pt, G as tf.Tensor3D), [B, F, K, co]);
+  return tf.reshape(tf.transpose(dW, [0, 2, 1, 3]), [B, K, F * co]) as tf.Tensor3D;
+}
+
+/**
+ * A DepthwiseConv2D kernel `[fh, fw, ci, m]` (output channel c·m + j) with output cotangents
+ * `dz: [K·B, Ho, Wo, ci·m]`: per sample and channel, `[fh·fw, Ho·Wo] × [Ho·Wo, K·m]`.
+ */
+export function depthwiseKernelGrad(x: tf.Tensor4D, dz: tf.Tensor, g: PatchGeometry, multiplier: number, B: number): tf.Tensor3D {
+  const ci = x.shape[3];
+  const K = (dz.shape[0] as number) / B;
+  const taps = g.filter[0] * g.filter[1];
+  const P = patches(x, g); // [B, HoWo, taps·ci]
+  const HoWo = P.shape[1];
+  const pt = tf.reshape(tf.transpose(tf.reshape(P, [B, HoWo, taps, ci]), [0, 3, 2, 1]), [B * ci, taps, HoWo]);
+  // [B, HoWo, K, ci·m] → [B, ci, HoWo, K, m]
+  const G = tf.transpose(tf.reshape(positionsFirst(dz, B), [B, HoWo, K, ci, multiplier]), [0, 3, 1, 2, 4]);
+  const dW = tf.reshape(tf.matMul(pt, tf.reshape(G, [B * ci, HoWo, K * multiplier]) as tf.Tensor3D), [B, ci, taps, K, multiplier]);
+  return tf.reshape(tf.transpose(dW, [0, 3, 2, 1, 4]), [B, K, taps * ci * multiplier]) as tf.Tensor3D;
+}
+
+/**
+ * A per-sample factor's weight cotangent summed over the positions a weight is shared by: for
+ * `dy: [K·B, ...s]` and `f: [B, ...s]`, Σ dy ⊙ f over the axes where the weight's shape `w` is 1
+ * and s is not (a BatchNorm's γ: all but the channels; a PReLU's α: its shared axes).
+ */
+export function sharedSum(dy: tf.Tensor, f: tf.Tensor, w: readonly number[], B: number): tf.Tensor3D {
+  const N = dy.shape[0] as number;
+  const s = dy.shape.slice(1);
+  const prod = tf.mul(tf.reshape(dy, [N / B, B, ...s]), tf.reshape(f, [1, B, ...s]));
+  const lead = s.length - w.length; // a γ of shape [c] on [H, W, c]: the leading axes are shared
+  const axes = s.map((d, i) => i).filter((i) => i < lead || (w[i - lead] === 1 && s[i] !== 1)).map((i) => i + 2);
+  const summed = axes.length > 0 ? tf.sum(prod, axes) : prod;
+  return tf.transpose(tf.reshape(summed, [N / B, B, -1]), [1, 0, 2]) as tf.Tensor3D;
+}
+
+/**
+ * A Conv2DTranspose kernel `[fh, fw, co, ci]` on `x: [B, H, W, ci]` with output cotangents
+ * `dz: [K·B, Ho, Wo, co]`: the layer is the transpose of the conv `dz ↦ conv2d(dz, W)`, so
+ * ⟨dz, convᵀ(x, W)⟩ = ⟨conv2d(dz, W), x⟩ and dW is that conv's kernel cotangent with the roles
+ * swapped, P(dz_kb)ᵀ x_b: patches of each row's cotangent against the sample's input.
+ */
+export function transposedConvKernelGrad(x: tf.Tensor4D, dz: tf.Tensor4D, g: PatchGeometry, B: number): tf.Tensor3D {
+  const N = dz.shape[0];
+  const K = N / B;
+  const ci = x.shape[3];
+  const P = patches(dz, g); // [K·B, H·W, F]
+  const F = P.shape[2];
+  const xs = tf.reshape(K === 1 ? x : tf.tile(x, [K, 1, 1, 1]), [N, -1, ci]); // row-major like dz
+  const dW = tf.matMul(tf.transpose(P, [0, 2, 1]), xs as tf.Tensor3D); // [K·B, F, ci]
+  return perSample(tf.reshape(dW, [N, F * ci]), B);
+}
