@@ -1,19 +1,27 @@
 /**
- * Where the time of one input Jacobian goes, kernel by kernel:
- * `tsx bench/profile.ts <backend> <model> <B> [strategy]`. Prints a table of kernels sorted by
- * total time (tf.profile's per-kernel wall times).
+ * Where the time of one input Jacobian (or one local Fisher) goes, kernel by kernel:
+ * `tsx bench/profile.ts <backend> <model> <B> [strategy] [jacobian|fisher]`. Prints a table of
+ * kernels sorted by total time (tf.profile's per-kernel wall times).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { inputJacobian } from '../src/index.js';
+import { inputJacobian, localFisher } from '../src/index.js';
 import type { JacobianStrategy } from '../src/index.js';
 import { setupWorker } from './setup.js';
 
-const [backend = 'wasm', modelName = 'mnist-cnn', bArg = '8', strategy = 'auto'] = process.argv.slice(2);
+const [backend = 'wasm', modelName = 'mnist-cnn', bArg = '8', strategy = 'auto', what = 'jacobian'] = process.argv.slice(2);
 const { model, x } = await setupWorker(backend, modelName, Number(bArg));
-const opts = { strategy: strategy as JacobianStrategy };
-(await inputJacobian(model, x, opts)).dispose(); // warm-up
+const once = async () => {
+  if (what === 'fisher') {
+    const { F, probs } = await localFisher(model, x, { strategy: strategy as 'auto' | 'graph' | 'loop' });
+    F.dispose();
+    probs.dispose();
+  } else {
+    (await inputJacobian(model, x, { strategy: strategy as JacobianStrategy })).dispose();
+  }
+};
+await once(); // warm-up
 const t0 = performance.now();
-const info = await tf.profile(async () => (await inputJacobian(model, x, opts)).dispose());
+const info = await tf.profile(once);
 const wall = performance.now() - t0;
 const byKernel = new Map<string, { ms: number; calls: number }>();
 for (const k of info.kernels) {

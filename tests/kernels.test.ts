@@ -180,3 +180,41 @@ describe('BatchNorm gradient', () => {
     });
   }
 });
+
+describe('Slice on wasm (contiguous slices copied from a view of the heap)', () => {
+  /** The slice by its definition, on the values read back. */
+  function sliceByHand(values: ArrayLike<number>, shape: number[], begin: number[], size: number[]): number[] {
+    const strides = shape.map((_, i) => shape.slice(i + 1).reduce((a, d) => a * d, 1));
+    const out: number[] = [];
+    const visit = (axis: number, offset: number) => {
+      if (axis === shape.length) return void out.push(values[offset] as number);
+      for (let i = 0; i < (size[axis] as number); i++) visit(axis + 1, offset + ((begin[axis] as number) + i) * (strides[axis] as number));
+    };
+    visit(0, 0);
+    return out;
+  }
+
+  it('is installed on wasm only, and every slice (contiguous or not, float32 or int32) equals the definition', () => {
+    const installed = tf.getKernel('Slice', tf.getBackend())?.kernelFunc.name === 'contiguousSlice';
+    expect(installed).toBe(tf.getBackend() === 'wasm');
+    const x = randn([5, 4, 3, 6], 77);
+    const xi = tf.cast(tf.mul(x, 100), 'int32');
+    const cases: [number[], number[]][] = [
+      [[2, 0, 0, 0], [1, 4, 3, 6]], // one row: contiguous
+      [[1, 0, 0, 0], [3, 4, 3, 6]], // rows: contiguous
+      [[2, 1, 0, 0], [1, 2, 3, 6]], // inside a row: contiguous
+      [[0, 1, 0, 0], [5, 2, 3, 6]], // across rows: not contiguous
+      [[1, 1, 1, 2], [2, 2, 2, 3]], // not contiguous
+    ];
+    for (const t of [x, xi]) {
+      const values = t.dataSync();
+      for (const [begin, size] of cases) {
+        const got = tf.slice(t, begin, size);
+        expect(got.dtype).toBe(t.dtype);
+        expect(Array.from(got.dataSync())).toEqual(sliceByHand(values, t.shape, begin, size));
+        got.dispose();
+      }
+    }
+    tf.dispose([x, xi]);
+  });
+});

@@ -16,11 +16,12 @@
  *
  * @module
  */
-import { add, backend_util, getGradient, getKernel, mul, registerGradient, registerKernel, reshape, rsqrt, scalar, sub, sum, unregisterKernel } from '@tensorflow/tfjs-core';
+import { add, backend_util, getGradient, getKernel, mul, registerGradient, registerKernel, reshape, rsqrt, scalar, slice_util, sub, sum, unregisterKernel, util } from '@tensorflow/tfjs-core';
 import type { GradConfig, KernelBackend, KernelConfig, KernelFunc, NamedAttrMap, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
 
 const KERNEL = 'Conv2DBackpropFilter';
 const BP_INPUT = 'Conv2DBackpropInput';
+const SLICE = 'Slice';
 const MARK = Symbol.for('infogeo.kernel');
 
 /** The backends {@link registerGradientKernels} patches by default. */
@@ -145,6 +146,35 @@ export function conv2DBackpropInputViaConv(backendName: string, fallback: Kernel
   };
 }
 
+/** What a contiguous slice needs of the wasm backend: an output, and views of its heap. */
+interface HeapBackend {
+  makeOutput(shape: number[], dtype: string): TensorInfo;
+  typedArrayFromHeap(t: TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
+/**
+ * `Slice` on `wasm` for contiguous slices (a run of whole rows: any slice along the first axis):
+ * one copy of the slice from a view of the heap. tfjs-wasm 4.22 first copies the *whole* input out
+ * of the heap (`readSync`), so taking the K·B rows of a cotangent one by one cost K·B copies of
+ * all of them (2 ms per row of a [18, 24, 24, 64] tensor, against 0.1 ms). Other slices run the
+ * backend's own kernel.
+ */
+export function contiguousSliceKernel(fallback: KernelConfig): KernelFunc {
+  return function contiguousSlice(args) {
+    const { inputs, attrs, backend } = args;
+    const x = inputs['x'] as TensorInfo;
+    const { begin, size } = attrs as unknown as { begin: number | number[]; size: number | number[] };
+    const [b, s] = slice_util.parseSliceParams(x as unknown as Tensor, begin, size) as [number[], number[]];
+    if (x.dtype === 'string' || !slice_util.isSliceContinous(x.shape, b, s)) return fallback.kernelFunc(args);
+    const heap = backend as unknown as HeapBackend;
+    const out = heap.makeOutput(s, x.dtype);
+    const offset = slice_util.computeFlatOffset(b, util.computeStrides(x.shape));
+    // The input's view is taken after the output's allocation, which may grow (and detach) the heap.
+    heap.typedArrayFromHeap(out).set(heap.typedArrayFromHeap(x).subarray(offset, offset + util.sizeFromShape(s)));
+    return out;
+  };
+}
+
 /**
  * The gradient of `FusedBatchNorm` (every BatchNorm layer), the same math as tfjs's but with
  * broadcasting where tfjs's materialises `tile(1/√(var + ε))` to the full activation shape, and
@@ -184,7 +214,8 @@ export const batchNormGradConfig: GradConfig = {
  * Registers infogeo's exact, fast convolution gradient kernels for the `cpu` and `wasm` backends
  * (or the ones named): `Conv2DBackpropFilter` (missing on `wasm`, ~20× too slow on `cpu`) and, on
  * `wasm` only, `Conv2DBackpropInput` for stride-1 convolutions (strided ones keep the backend's
- * kernel), both as forward convolutions; and a BatchNorm gradient without tfjs's wasted full-size
+ * kernel), both as forward convolutions, and a `Slice` that copies only the slice (tfjs-wasm's
+ * copies its whole input first); and a BatchNorm gradient without tfjs's wasted full-size
  * `tile` (gradients are shared by all backends). With them, models
  * with BatchNorm (ResNets) can be differentiated on `wasm`, input Jacobians of conv nets run
  * several times faster there, and weight gradients of conv nets are fast on both.
@@ -208,6 +239,7 @@ export function registerGradientKernels(backends: readonly string[] = PATCHED_BA
     const builders: [string, (previous: KernelConfig | undefined) => KernelFunc][] = [[KERNEL, () => conv2DBackpropFilterViaConv(backendName)]];
     // Measured: ~10× faster than wasm's own loop; on cpu no faster than cpu's kernel, so not there.
     if (backendName === 'wasm') builders.push([BP_INPUT, (previous) => conv2DBackpropInputViaConv(backendName, previous)]);
+    if (backendName === 'wasm' && getKernel(SLICE, backendName)) builders.push([SLICE, (previous) => contiguousSliceKernel(previous as KernelConfig)]);
     for (const [kernelName, build] of builders) {
       const previous = getKernel(kernelName, backendName) as (KernelConfig & { [MARK]?: true }) | undefined;
       if (previous?.[MARK]) continue;

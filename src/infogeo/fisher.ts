@@ -27,8 +27,9 @@ export interface LocalFisherOptions extends ClassifierOptions, RunOptions {
   /** Cancels the call between chunks (between samples on the fallback). */
   signal?: AbortSignal;
   /**
-   * Upper bound, in MiB, on what one chunk of samples holds at once (its rows, twice, and the
-   * forward pass); the factor itself is `B·(C−1)·d·4` bytes. @defaultValue 256
+   * Upper bound, in MiB, on what one chunk of samples holds besides its share of the factor (the
+   * weights' blocks of its rows before they are joined, and the forward pass); the factor itself
+   * is `B·(C−1)·d·4` bytes. @defaultValue 256
    */
   memoryBudgetMB?: number;
 }

@@ -51,8 +51,9 @@ export interface WeightJacobianOptions extends ClassifierOptions, RunOptions {
   /** @defaultValue `'auto'` */
   strategy?: WeightJacobianStrategy;
   /**
-   * Upper bound, in MiB, on what one chunk of samples holds at once (its rows, twice, and the
-   * forward pass); the result itself is `B·R·d·4` bytes. @defaultValue 256
+   * Upper bound, in MiB, on what one chunk of samples holds besides its share of the result (the
+   * weights' blocks of its rows before they are joined, and the forward pass); the result itself
+   * is `B·R·d·4` bytes. @defaultValue 256
    */
   memoryBudgetMB?: number;
 }
@@ -125,10 +126,21 @@ function variableGradRows(clf: Classifier, xi: tf.Tensor, U: tf.Tensor2D, vars: 
 async function rowsOfChunk(clf: Classifier, x: tf.Tensor, engine: Engine, cotangents: LogitCotangents, signal: AbortSignal | undefined, sampleDone: (i: number) => void): Promise<tf.Tensor[]> {
   if (engine.graph !== undefined) {
     const tape = engine.graph.forward(x, engine.plan);
+    let blocks: tf.Tensor3D[];
+    let logits: tf.Tensor;
     try {
-      return tf.tidy(() => [tape.weightRows(rowMajor(cotangents(tape.output))), tf.clone(tape.output)]);
+      blocks = tf.tidy(() => tape.weightBlocks(rowMajor(cotangents(tape.output))));
+      logits = tf.clone(tape.output);
     } finally {
-      tape.dispose();
+      tape.dispose(); // before the blocks are joined: the join is the chunk's peak (its rows twice)
+    }
+    try {
+      return [blocks.length === 1 ? (blocks[0] as tf.Tensor3D) : tf.concat(blocks, 2), logits];
+    } catch (e) {
+      logits.dispose();
+      throw e;
+    } finally {
+      if (blocks.length > 1) tf.dispose(blocks);
     }
   }
   const logits = tf.tidy(() => clf.logits(x));
@@ -190,9 +202,10 @@ export async function weightRows(
   const strategy = checkChoice(options.strategy, fn, 'strategy', ['auto', 'graph', 'loop'] as const, 'auto');
   const { slices, variables, numWeights } = selectWeights(model, options.layers, fn);
   const engine = chooseEngine(clf, variables, strategy, fn);
-  // The rows twice (the weights' blocks and their concatenation) and the forward pass's tape.
+  // Transient per sample: the weights' blocks of its rows until they are joined into its share of
+  // the result (which, as every result, is not counted), and the forward pass's tape.
   const R = rows(clf.numClasses);
-  const perSample = 2 * R * numWeights * 4 + (engine.graph ? engine.graph.tapeBytesPerSample + R * engine.graph.bytesPerRow : bytesPerSamplePass(model));
+  const perSample = R * numWeights * 4 + (engine.graph ? engine.graph.tapeBytesPerSample + R * engine.graph.bytesPerRow : bytesPerSamplePass(model));
   const chunk = Math.max(1, Math.floor(budgetBytes(options, fn) / perSample));
   try {
     // Progress after each chunk of the graph, after each sample of the loop (C backward passes each).

@@ -299,9 +299,10 @@ export interface Tape {
   pushforward(t: tf.Tensor2D): tf.Tensor2D;
   /**
    * Reverse mode in weight space (a tape made with a plan): per-sample cotangents, row-major
-   * `[K·B, m]` → `[B, K, d]`, the plan's weights side by side, each flattened row-major.
+   * `[K·B, m]` → one block `[B, K, size]` per weight of the plan, in its order, each flattened
+   * row-major (joined along the last axis, the rows of the weight Jacobian).
    */
-  weightRows(dy: tf.Tensor2D): tf.Tensor3D;
+  weightBlocks(dy: tf.Tensor2D): tf.Tensor3D[];
   dispose(): void;
 }
 
@@ -352,8 +353,8 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
             const K = (t.shape[0] as number) / B;
             return tf.reshape(runTangent(p, saved, tf.reshape(t, [K * B, ...inShape])), [K * B, -1]) as tf.Tensor2D;
           }),
-        weightRows(dy) {
-          if (plan === undefined) throw new Error('weightRows: the tape was made without a weight plan');
+        weightBlocks(dy) {
+          if (plan === undefined) throw new Error('weightBlocks: the tape was made without a weight plan');
           return tf.tidy(() => {
             const K = (dy.shape[0] as number) / B;
             // Kept across the backward pass's scopes, so released here on every path.
@@ -377,7 +378,8 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
                   });
                 },
               });
-              return tf.concat(blocks as tf.Tensor3D[], 2) as tf.Tensor3D;
+              // Handed out of the tidy as its result (a reshape is the same data, no copy).
+              return blocks.map((t) => tf.reshape(t as tf.Tensor3D, (t as tf.Tensor3D).shape) as tf.Tensor3D);
             } finally {
               tf.dispose(blocks.filter((t): t is tf.Tensor3D => t !== undefined));
             }

@@ -28,19 +28,38 @@ export function channelSums(dy: tf.Tensor, B: number): tf.Tensor3D {
 }
 
 /**
+ * `out[b, k] = L_b R_{k·B+b}` flattened, for `L: [B, p, q]` and row-major `R: [K·B, q, r]`:
+ * `[B, K, p·r]`, as 2-D matMuls in a loop (tfjs-wasm's batched matMul runs ~10× slower per flop
+ * than its 2-D one, which XNNPACK runs; B and K are small).
+ */
+function rowProducts(L: tf.Tensor3D, R: tf.Tensor, B: number): tf.Tensor3D {
+  const [, p, q] = L.shape;
+  const N = R.shape[0] as number;
+  const r = R.size / N / q;
+  const K = N / B;
+  const out: tf.Tensor[] = [];
+  for (let b = 0; b < B; b++) {
+    const Lb = tf.reshape(tf.slice(L, b, 1), [p, q]) as tf.Tensor2D;
+    for (let k = 0; k < K; k++) out.push(tf.reshape(tf.matMul(Lb, tf.reshape(tf.slice(R, k * B + b, 1), [q, r]) as tf.Tensor2D), [1, p * r]));
+  }
+  return tf.reshape(out.length === 1 ? (out[0] as tf.Tensor) : tf.concat(out), [B, K, p * r]) as tf.Tensor3D;
+}
+
+/**
  * A Dense kernel `[n, u]` on input `x: [B, ..., n]` with output cotangents `dz: [K·B, ..., u]`:
- * dW = xᵀ dz per sample and row (an outer product for a flat input), one batched matMul over the
- * B·K pairs.
+ * dW = xᵀ dz per sample and row: for a flat input an outer product, one broadcast multiplication
+ * `[B, 1, n, 1] ⊙ [B, K, 1, u]` written in the rows' layout; else a product per (sample, row).
  */
 export function denseKernelGrad(x: tf.Tensor, dz: tf.Tensor, B: number): tf.Tensor3D {
   const n = x.shape[x.rank - 1] as number;
   const u = dz.shape[dz.rank - 1] as number;
   const K = (dz.shape[0] as number) / B;
   const T = (x.size / B / n) | 0; // positions the kernel is applied at (1 for a flat input)
-  const xt = tf.transpose(tf.reshape(x, [B, 1, T, n]), [0, 1, 3, 2]); // [B, 1, n, T]
-  const xs = tf.reshape(K === 1 ? xt : tf.tile(xt, [1, K, 1, 1]), [B * K, n, T]);
-  const g = tf.reshape(perSample(tf.reshape(dz, [K * B, T * u]), B), [B * K, T, u]);
-  return tf.reshape(tf.matMul(xs, g), [B, K, n * u]) as tf.Tensor3D;
+  if (T === 1) {
+    const g = tf.reshape(perSample(tf.reshape(dz, [K * B, u]), B), [B, K, 1, u]);
+    return tf.reshape(tf.mul(tf.reshape(x, [B, 1, n, 1]), g), [B, K, n * u]) as tf.Tensor3D;
+  }
+  return rowProducts(tf.transpose(tf.reshape(x, [B, T, n]), [0, 2, 1]) as tf.Tensor3D, tf.reshape(dz, [K * B, T, u]), B);
 }
 
 /** Where a 2-D convolution reads its input: the geometry of its patches. */
@@ -84,18 +103,12 @@ function positionsFirst(dz: tf.Tensor, B: number): tf.Tensor4D {
 
 /**
  * A Conv2D kernel `[fh, fw, ci, co]` on `x: [B, H, W, ci]` with output cotangents
- * `dz: [K·B, Ho, Wo, co]`: dW_b = P_bᵀ [dz_b,1 … dz_b,K], P_b the sample's patches, one batched
- * matMul `[F, Ho·Wo] × [Ho·Wo, K·co]` per sample.
+ * `dz: [K·B, Ho, Wo, co]`: dW_{b,k} = P_bᵀ dz_{k·B+b}, P_b the sample's patches `[Ho·Wo, F]`: a
+ * matMul `[F, Ho·Wo] × [Ho·Wo, co]` per sample and row, in the kernel's row-major order.
  */
 export function convKernelGrad(x: tf.Tensor4D, dz: tf.Tensor, g: PatchGeometry, B: number): tf.Tensor3D {
-  const co = dz.shape[3] as number;
-  const K = (dz.shape[0] as number) / B;
   const P = patches(x, g); // [B, HoWo, F]
-  const F = P.shape[2];
-  const pt = tf.transpose(P, [0, 2, 1]); // [B, F, HoWo]
-  const G = tf.reshape(positionsFirst(dz, B), [B, -1, K * co]);
-  const dW = tf.reshape(tf.matMul(pt, G as tf.Tensor3D), [B, F, K, co]);
-  return tf.reshape(tf.transpose(dW, [0, 2, 1, 3]), [B, K, F * co]) as tf.Tensor3D;
+  return rowProducts(tf.transpose(P, [0, 2, 1]) as tf.Tensor3D, dz, B);
 }
 
 /**
