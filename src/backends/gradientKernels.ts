@@ -153,24 +153,44 @@ interface HeapBackend {
 }
 
 /**
- * `Slice` on `wasm` for contiguous slices (a run of whole rows: any slice along the first axis):
- * one copy of the slice from a view of the heap. tfjs-wasm 4.22 first copies the *whole* input out
- * of the heap (`readSync`), so taking the K·B rows of a cotangent one by one cost K·B copies of
- * all of them (2 ms per row of a [18, 24, 24, 64] tensor, against 0.1 ms). Other slices run the
- * backend's own kernel.
+ * `Slice` on `wasm`, copied from a view of the heap: a contiguous slice (a run of whole rows, as any
+ * slice along the first axis) in one copy, another one run of its last axis at a time. tfjs-wasm
+ * 4.22 first copies the *whole* input out of the heap (`readSync`), so taking the K·B rows of a
+ * cotangent one by one cost K·B copies of all of them (2 ms per row of a [18, 24, 24, 64] tensor,
+ * against 0.1 ms). Strings run the backend's own kernel.
  */
-export function contiguousSliceKernel(fallback: KernelConfig): KernelFunc {
-  return function contiguousSlice(args) {
+export function heapSliceKernel(fallback: KernelConfig): KernelFunc {
+  return function heapSlice(args) {
     const { inputs, attrs, backend } = args;
     const x = inputs['x'] as TensorInfo;
     const { begin, size } = attrs as unknown as { begin: number | number[]; size: number | number[] };
     const [b, s] = slice_util.parseSliceParams(x as unknown as Tensor, begin, size) as [number[], number[]];
-    if (x.dtype === 'string' || !slice_util.isSliceContinous(x.shape, b, s)) return fallback.kernelFunc(args);
+    if (x.dtype === 'string') return fallback.kernelFunc(args);
     const heap = backend as unknown as HeapBackend;
     const out = heap.makeOutput(s, x.dtype);
-    const offset = slice_util.computeFlatOffset(b, util.computeStrides(x.shape));
-    // The input's view is taken after the output's allocation, which may grow (and detach) the heap.
-    heap.typedArrayFromHeap(out).set(heap.typedArrayFromHeap(x).subarray(offset, offset + util.sizeFromShape(s)));
+    // The views are taken after the output's allocation, which may grow (and detach) the heap.
+    const xv = heap.typedArrayFromHeap(x);
+    const ov = heap.typedArrayFromHeap(out);
+    const strides = util.computeStrides(x.shape);
+    if (slice_util.isSliceContinous(x.shape, b, s)) {
+      const offset = slice_util.computeFlatOffset(b, strides);
+      ov.set(xv.subarray(offset, offset + util.sizeFromShape(s)));
+      return out;
+    }
+    const rank = s.length;
+    const run = s[rank - 1] as number;
+    const idx = new Array<number>(rank - 1).fill(0);
+    const runs = util.sizeFromShape(s) / run;
+    for (let r = 0, o = 0; r < runs; r++, o += run) {
+      let from = b[rank - 1] as number;
+      for (let i = 0; i < rank - 1; i++) from += ((b[i] as number) + (idx[i] as number)) * (strides[i] as number);
+      ov.set(xv.subarray(from, from + run), o);
+      for (let i = rank - 2; i >= 0; i--) {
+        idx[i] = (idx[i] as number) + 1;
+        if ((idx[i] as number) < (s[i] as number)) break;
+        idx[i] = 0;
+      }
+    }
     return out;
   };
 }
@@ -239,7 +259,7 @@ export function registerGradientKernels(backends: readonly string[] = PATCHED_BA
     const builders: [string, (previous: KernelConfig | undefined) => KernelFunc][] = [[KERNEL, () => conv2DBackpropFilterViaConv(backendName)]];
     // Measured: ~10× faster than wasm's own loop; on cpu no faster than cpu's kernel, so not there.
     if (backendName === 'wasm') builders.push([BP_INPUT, (previous) => conv2DBackpropInputViaConv(backendName, previous)]);
-    if (backendName === 'wasm' && getKernel(SLICE, backendName)) builders.push([SLICE, (previous) => contiguousSliceKernel(previous as KernelConfig)]);
+    if (backendName === 'wasm' && getKernel(SLICE, backendName)) builders.push([SLICE, (previous) => heapSliceKernel(previous as KernelConfig)]);
     for (const [kernelName, build] of builders) {
       const previous = getKernel(kernelName, backendName) as (KernelConfig & { [MARK]?: true }) | undefined;
       if (previous?.[MARK]) continue;
