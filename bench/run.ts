@@ -225,6 +225,50 @@ const TASK_LABEL: Record<string, string> = {
   stability: 'relativeStability, one T (B images)',
 };
 
+/** The geometry tasks that bench/torch_geometry.py computes too, with the input Jacobian as each model's reference. */
+const PAIRED_GEOMETRY: [string, string, number][] = [
+  ['jacobian', 'mnist-cnn', 4],
+  ['fisher', 'mnist-cnn', 4],
+  ['data-matrix', 'mnist-cnn', 8],
+  ['path-step', 'mnist-cnn', 1],
+  ['path-step', 'mnist-cnn', 8],
+  ['volume-effective', 'mnist-cnn', 8],
+  ['jacobian', 'cifar-resnet', 4],
+  ['fisher', 'cifar-resnet', 4],
+  ['data-matrix', 'cifar-resnet', 8],
+  ['volume-effective', 'cifar-resnet', 8],
+];
+
+type GeoPair = { infogeo: number; torch: number; ratio: number; impl: string; torchVersion: string; infogeoRssMB: number; torchRssMB: number };
+
+/** infogeo (wasm, one thread) then PyTorch (one thread) on the same task, seconds apart, `pairCount` times. */
+function pairedGeometry(tasks: string): { task: string; model: string; B: number; pairs: GeoPair[]; medianRatio: number }[] {
+  const out: { task: string; model: string; B: number; pairs: GeoPair[]; medianRatio: number }[] = [];
+  console.log(`Paired with PyTorch (${pairCount} per task, one thread each):`);
+  for (const [task, model, B] of PAIRED_GEOMETRY.filter(([t]) => tasks === '' || tasks.split(',').includes(t))) {
+    const pairs: GeoPair[] = [];
+    for (let k = 0; k < pairCount; k++) {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'geometry-worker.ts'), 'wasm', task, model, String(B)], { encoding: 'utf8', timeout: 20 * 60 * 1000 });
+      const t = spawnSync(TORCH_PYTHON, [join(here, 'torch_geometry.py'), task, model, String(B), '1'], { encoding: 'utf8', cwd: here, timeout: 20 * 60 * 1000 });
+      const ours = r.stdout.trim().split('\n').pop();
+      const theirs = t.stdout.trim().split('\n').pop();
+      if (r.status !== 0 || t.status !== 0 || !ours?.startsWith('{') || !theirs?.startsWith('{')) {
+        console.error(`  ${task} ${model} B=${B}: failed\n${r.stderr.slice(-1000)}${t.stderr.slice(-1000)}`);
+        continue;
+      }
+      const a = JSON.parse(ours) as GeoRow;
+      const b = JSON.parse(theirs) as { perSampleMs: number; impl: string; torch: string; peakRssMB: number };
+      pairs.push({ infogeo: a.perSampleMs, torch: b.perSampleMs, ratio: a.perSampleMs / b.perSampleMs, impl: b.impl, torchVersion: b.torch, infogeoRssMB: a.peakRssMB, torchRssMB: b.peakRssMB });
+    }
+    if (pairs.length === 0) continue;
+    const sorted = pairs.map((p) => p.ratio).sort((x, y) => x - y);
+    const medianRatio = sorted.length % 2 ? (sorted[(sorted.length - 1) / 2] as number) : ((sorted[sorted.length / 2 - 1] as number) + (sorted[sorted.length / 2] as number)) / 2;
+    out.push({ task, model, B, pairs, medianRatio });
+    console.log(`  ${task} ${model} B=${B}: ratios ${pairs.map((p) => p.ratio.toFixed(2)).join(', ')} (median ${medianRatio.toFixed(2)})`);
+  }
+  return out;
+}
+
 function geometryBench(): void {
   const configs: [string, string, number][] = [
     ['data-matrix', 'mnist-cnn', 8],
@@ -261,6 +305,7 @@ function geometryBench(): void {
     geo.push(row);
     console.log(`${row.perSampleMs} ms per sample, ${row.peakRssMB} MB`);
   }
+  const pairedGeo = torchAvailable() && pairCount > 0 ? pairedGeometry(tasks) : [];
   const md = [
     '# Geometry benchmark (local data matrix, leaf projector, local Fisher, volume element, relative stability)',
     '',
@@ -281,10 +326,31 @@ function geometryBench(): void {
         `${g.totalMs} | ${g.perSampleMs} | ${g.eigMs ?? g.projectMs ?? '—'} | ${g.peakRssMB} |`,
     ),
     '',
+    ...(pairedGeo.length === 0
+      ? []
+      : [
+          '## infogeo and PyTorch, one thread each, paired',
+          '',
+          `infogeo on wasm (one thread) and PyTorch ${pairedGeo[0]?.pairs[0]?.torchVersion ?? ''} (Debian python3-torch, \`torch.set_num_threads(1)\`) on the same quantity, ` +
+            `run right after each other ${pairCount} times (\`bench/torch_geometry.py\`: the best of an autograd loop and functorch's \`vmap(jacrev)\`; ` +
+            'the Fisher with S applied to the cotangents on the logits in both). Ratio = infogeo\'s time ÷ PyTorch\'s (below 1: infogeo is faster), ' +
+            'median of the pairs; the input Jacobian row is the reference ratio of the same model in the same run.',
+          '',
+          '| task | model | B | infogeo (ms per sample) | PyTorch (ms per sample) | PyTorch implementation | ratios | median ratio | peak RSS infogeo / PyTorch (MB) |',
+          '| --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: |',
+          ...pairedGeo.map((p) => {
+            const last = p.pairs[p.pairs.length - 1];
+            return (
+              `| ${TASK_LABEL[p.task] ?? p.task} | ${p.model} | ${p.B} | ${p.pairs.map((q) => q.infogeo).join(', ')} | ${p.pairs.map((q) => q.torch).join(', ')} | ` +
+              `${last?.impl ?? '—'} | ${p.pairs.map((q) => q.ratio.toFixed(2)).join(', ')} | ${p.medianRatio.toFixed(2)} | ${last ? `${last.infogeoRssMB} / ${last.torchRssMB}` : '—'} |`
+            );
+          }),
+          '',
+        ]),
   ];
   const out = join(here, 'results');
   mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'geometry.json'), JSON.stringify({ machine, rows: geo }, null, 2) + '\n');
+  writeFileSync(join(out, 'geometry.json'), JSON.stringify({ machine, rows: geo, paired: pairedGeo }, null, 2) + '\n');
   writeFileSync(join(out, 'geometry.md'), md.join('\n'));
   console.log('wrote bench/results/geometry.json and .md');
 }

@@ -154,6 +154,8 @@ def main():
         elif task == "path-step":
             target = torch.randn(B, *shape)
             impls = (("autograd-loop", path_step(logp_loop, target)), ("vmap-jacrev", path_step(logp_vmap, target)))
+        elif task == "jacobian":
+            impls = (("autograd-loop", lambda m, z: logp_loop(m, z)), ("vmap-jacrev", lambda m, z: logp_vmap(m, z)))
         elif task == "volume-effective":
             impls = (("autograd-loop", volume_effective(penultimate(model, name))),)
         else:

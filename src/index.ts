@@ -37,7 +37,8 @@
  * `relativeStability` took `output`), and how is `strategy` (`jvp` and `pullbackMetric` took
  * `method`; `jvp`'s strategies are `'auto'`, exact forward mode, and `'central'`);
  * `VolumeElementResult.layer` is `target`; `relativeStability`'s median is the lower middle value
- * (as `torch.median`); paths resolve on an already aborted signal.
+ * (as `torch.median`); paths resolve on an already aborted signal; `weightJacobian`'s strategies
+ * are `'auto'`, `'graph'` and `'loop'` (`'softmax-chain'` is gone).
  *
  * @module infogeo
  */
@@ -50,7 +51,7 @@ export type { Classifier, ClassifierOptions, LogitsSource, ModelOutput, Target }
 export { inputJacobian } from './jacobian/input.js';
 export type { InputJacobianOptions, JacobianStrategy } from './jacobian/input.js';
 export { weightJacobian } from './jacobian/weight.js';
-export type { WeightJacobianOptions, WeightJacobianResult, WeightSlice } from './jacobian/weight.js';
+export type { WeightJacobianOptions, WeightJacobianResult, WeightJacobianStrategy, WeightSlice } from './jacobian/weight.js';
 export { jvp, vjp } from './jacobian/products.js';
 export type { JvpOptions, JvpStrategy, VjpOptions } from './jacobian/products.js';
 export type { Progress, RunOptions } from './jacobian/chunks.js';
