@@ -314,8 +314,7 @@ export const ENTRIES: Entry[] = [
       modelOutput(2),
       opt(2, 'target', [{ layer: 'out' }, { layer: 'nope' }, 42, 'probs', '', {}, [], true], stringNotIn(['logProbs', 'logits'])),
       opt(2, 'layers', ['h1', 'conv', 42, {}, ['nope'], [42], [null], ['conv', 'nope'], [], ['flat']]),
-      strategy(2, ['auto', 'loop', 'softmax-chain'], ['graph', 'tiled']),
-      combo(2, "strategy 'softmax-chain' with target 'logits'", [{ strategy: 'softmax-chain', target: 'logits' }]),
+      strategy(2, ['auto', 'graph', 'loop'], ['softmax-chain', 'tiled']),
       ...runOptions(2),
     ],
   },
@@ -373,7 +372,7 @@ export const ENTRIES: Entry[] = [
     fn: 'localFisher',
     good: (ctx, own) => [ctx.model, t(own, X), {}],
     call: (a) => localFisher(...(a as Args<typeof localFisher>)),
-    cases: [modelCase(0), ...tensorArg(1, 'x', X, xValid), wholeOptions(2), modelOutput(2), layers(2), ...runOptions(2)],
+    cases: [modelCase(0), ...tensorArg(1, 'x', X, xValid), wholeOptions(2), modelOutput(2), layers(2), strategy(2, ['auto', 'graph', 'loop'], ['softmax-chain']), ...runOptions(2)],
   },
   {
     title: 'datasetFisher',
