@@ -71,7 +71,7 @@ async function rejection(p: Promise<unknown>, ms: number, what: string): Promise
 function onNextJacobian(worker: Worker, then: () => void, before = false): void {
   const post = worker.postMessage.bind(worker);
   worker.postMessage = (msg: { type?: string }, transfer?: readonly TransferListItem[]) => {
-    if (msg.type !== 'jacobian') return post(msg, transfer);
+    if (msg.type !== 'call') return post(msg, transfer);
     worker.postMessage = post;
     if (before) then();
     post(msg, transfer);

@@ -1,7 +1,8 @@
 /**
- * `infogeo/node`: input Jacobians on every core of a Node machine. tfjs's `wasm` backend runs one
- * thread in Node; a pool runs one backend per worker thread, each with a copy of the model, and
- * splits every batch between them.
+ * `infogeo/node`: infogeo's batched calls on every core of a Node machine. tfjs's `wasm` backend
+ * runs one thread in Node; a pool runs one backend per worker thread, each with a copy of the
+ * model, and splits every batch between them: input and weight Jacobians, the local Fisher (and a
+ * data set's), G(x) and the leaf projector, the pullback metric and volume element, and both paths.
  *
  * @module infogeo/node
  */
@@ -9,11 +10,21 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { InfogeoError, ShapeError, UnsupportedModelError, ValueError } from '../errors.js';
+import { InfogeoError, LayerNotFoundError, ShapeError, UnsupportedModelError, ValueError } from '../errors.js';
+import { checkNumber, checkOptions, checkTensor } from '../checks.js';
 import { planInputJacobian } from '../jacobian/input.js';
 import type { InputJacobianOptions } from '../jacobian/input.js';
+import type { Progress } from '../jacobian/chunks.js';
+import type { WeightJacobianOptions, WeightJacobianResult } from '../jacobian/weight.js';
+import type { DatasetFisherOptions, DatasetFisherResult, LocalFisherOptions, LocalFisherResult } from '../infogeo/fisher.js';
+import type { DistributionProjectorOptions, LocalDataMatrixOptions, LocalDataMatrixResult } from '../infogeo/dataMatrix.js';
+import type { PullbackMetricOptions, VolumeElementOptions, VolumeElementResult } from '../pullback/metric.js';
+import type { HorizontalPathOptions, LeafPath, OrthogonalPathOptions } from '../paths/paths.js';
+import { LowRankPSD, ownedPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
-import type { PoolRequest, PoolResponse, PoolWorkerData, PortableJacobianOptions } from './protocol.js';
+import type { ClassifierOptions } from '../model/classifier.js';
+import { decode, encode, tensorsIn } from './protocol.js';
+import type { PoolFunction, PoolRequest, PoolResponse, PoolWorkerData, Portable } from './protocol.js';
 
 /** Options of {@link createJacobianPool}. */
 export interface JacobianPoolOptions {
@@ -29,25 +40,54 @@ export interface JacobianPoolOptions {
   backend?: 'wasm' | 'cpu';
 }
 
-/** A pool of worker threads that compute input Jacobians of one model. */
+/**
+ * A pool of worker threads, each with a copy of one model. Every call has the arguments and the
+ * result of the function of the same name (without the model): the batch is split between the
+ * threads (a batch of B samples uses min(B, threads) of them), each runs the function on its share,
+ * and the parts are joined in batch order into a result on the calling thread's active backend,
+ * owned by the caller. The model's current weights are used: when they changed since the last call
+ * (training), they are copied to the threads first. `onProgress` fires as each thread's share
+ * completes; `signal` rejects the call at once (the threads finish their share and it is dropped).
+ * Errors are the single-thread function's, named after the pool's call
+ * (`JacobianPool.localFisher: ...`).
+ *
+ * A thread that exited (killed, out of memory...) is replaced by a fresh one, with the current
+ * weights, before a call uses it. A call in progress when its thread exits, or when `close` is
+ * called, rejects with an {@link infogeo!InfogeoError | InfogeoError} that says so, as does a call
+ * whose thread could not be replaced; a call after `close` rejects with a
+ * {@link infogeo!ValueError | ValueError}. No call is left pending.
+ */
 export interface JacobianPool {
   /** The number of worker threads. */
   readonly threads: number;
-  /**
-   * {@link infogeo!inputJacobian | inputJacobian} with the batch split between the threads (a batch of B samples uses
-   * min(B, threads) of them). Same arguments and result; the result is a new tensor on the
-   * calling thread's active backend, owned by the caller. The model's current weights are used:
-   * when they changed since the last call (training), they are copied to the workers first.
-   * `onProgress` fires as each thread's share completes; `signal` rejects the call at once (the
-   * threads finish their share and it is dropped).
-   *
-   * A thread that exited (killed, out of memory...) is replaced by a fresh one, with the current
-   * weights, before a call uses it. A call in progress when its thread exits, or when `close` is
-   * called, rejects with an {@link infogeo!InfogeoError | InfogeoError} that says so, as does a call
-   * whose thread could not be replaced; a call after `close` rejects with a
-   * {@link infogeo!ValueError | ValueError}. No call is left pending.
-   */
+  /** {@link infogeo!inputJacobian | inputJacobian}, the batch split between the threads. */
   inputJacobian(x: tf.Tensor, options?: InputJacobianOptions): Promise<tf.Tensor>;
+  /** {@link infogeo!weightJacobian | weightJacobian}, the batch split between the threads . */
+  weightJacobian(x: tf.Tensor, options?: WeightJacobianOptions): Promise<WeightJacobianResult>;
+  /** {@link infogeo!localFisher | localFisher}, the batch split between the threads. */
+  localFisher(x: tf.Tensor, options?: LocalFisherOptions): Promise<LocalFisherResult>;
+  /**
+   * {@link infogeo!datasetFisher | datasetFisher} of a data tensor `[N, ...inputShape]`: each thread
+   * takes a share of the samples, and their factors are joined (each scaled by √(N_k/N)). An
+   * iterable of batches is refused: pass one tensor, or call `datasetFisher` in this thread.
+   */
+  datasetFisher(data: tf.Tensor, options?: DatasetFisherOptions): Promise<DatasetFisherResult>;
+  /** {@link infogeo!localDataMatrix | localDataMatrix}, the batch split between the threads. */
+  localDataMatrix(x: tf.Tensor, options?: LocalDataMatrixOptions): Promise<LocalDataMatrixResult>;
+  /** {@link infogeo!distributionProjector | distributionProjector}, the batch split between the threads. */
+  distributionProjector(x: tf.Tensor, options?: DistributionProjectorOptions): Promise<RowSpaceProjector>;
+  /** {@link infogeo!pullbackMetric | pullbackMetric}, the batch (and a per-sample `subspace`) split between the threads. */
+  pullbackMetric(x: tf.Tensor, options?: PullbackMetricOptions): Promise<LowRankPSD>;
+  /** {@link infogeo!volumeElement | volumeElement}, the batch (and a per-sample `subspace`) split between the threads. */
+  volumeElement(x: tf.Tensor, options?: VolumeElementOptions): Promise<VolumeElementResult>;
+  /**
+   * {@link infogeo!horizontalPath | horizontalPath}: the B pairs split between the threads. The
+   * steps run in the threads: instead of `onStep`, `onProgress` reports each share's paths as they
+   * finish, and an abort rejects the call (in one thread the paths resolve, cut short).
+   */
+  horizontalPath(source: tf.Tensor, target: tf.Tensor, options?: PooledPathOptions<HorizontalPathOptions>): Promise<LeafPath[]>;
+  /** {@link infogeo!orthogonalPath | orthogonalPath}: the B sources (and a per-sample `direction`) split between the threads, as {@link horizontalPath}. */
+  orthogonalPath(source: tf.Tensor, options?: PooledPathOptions<OrthogonalPathOptions>): Promise<LeafPath[]>;
   /** Stops the threads. Calls in progress reject (the pool was closed); calls after `close` reject. */
   close(): Promise<void>;
 }
@@ -79,7 +119,66 @@ interface Thread {
   error?: unknown;
 }
 
-const ERRORS: Record<string, new (message: string) => Error> = { ShapeError, ValueError, UnsupportedModelError, LayerNotFoundError: ValueError, InfogeoError };
+const ERRORS: Record<string, new (message: string) => Error> = { ShapeError, ValueError, UnsupportedModelError, InfogeoError };
+
+/** A worker's error as the calling thread's class, named after the pool's call instead of the worker's function. */
+function rethrown(r: { name: string; message: string }, fn: string, call: string, layerNames: readonly string[]): Error {
+  const missing = r.name === 'LayerNotFoundError' ? /no layer named '(.*?)'\./.exec(r.message) : null;
+  if (missing !== null) return new LayerNotFoundError(call, missing[1] as string, layerNames);
+  const message = r.message.startsWith(`${fn}:`) ? `${call}:${r.message.slice(fn.length + 1)}` : r.message;
+  return new (ERRORS[r.name] ?? Error)(message);
+}
+
+/** A path's options in the pool: `onProgress` (per share of paths) instead of `onStep`. */
+export type PooledPathOptions<O> = Omit<O, 'onStep'> & { onProgress?: (progress: Progress) => void };
+
+/** A share of a split call: its arguments (after the model) and the tensors made for it (released once sent). */
+type Share = (b0: number, b1: number) => { args: unknown[]; owned: tf.Tensor[] };
+
+/** How the parts of a split call are joined (in batch order). */
+type Join = 'concat' | 'first' | { [key: string]: Join };
+
+/**
+ * Joins the parts of a call: tensors, factors and projectors along the batch, arrays and typed
+ * arrays end to end, `'first'` fields from the first part (the others' tensors are released).
+ * Disposes the parts' tensors that are not in the result.
+ */
+function join(parts: unknown[], how: Join, call: string): unknown {
+  if (how === 'first') {
+    tf.dispose(parts.slice(1).flatMap(tensorsIn));
+    return parts[0];
+  }
+  if (how === 'concat') {
+    const first = parts[0];
+    if (parts.length === 1) return first;
+    if (first instanceof tf.Tensor) {
+      const out = tf.concat(parts as tf.Tensor[]);
+      tf.dispose(parts as tf.Tensor[]);
+      return out;
+    }
+    if (first instanceof LowRankPSD) {
+      const factor = tf.concat((parts as LowRankPSD[]).map((p) => p.factor)) as tf.Tensor3D;
+      (parts as LowRankPSD[]).forEach((p) => p.dispose());
+      return ownedPSD(factor, call);
+    }
+    if (first instanceof RowSpaceProjector) {
+      const merged = new RowSpaceProjector((parts as RowSpaceProjector[]).flatMap((p) => [...p.basis64]), first.dim);
+      (parts as RowSpaceProjector[]).forEach((p) => p.dispose());
+      return merged;
+    }
+    if (first instanceof Float64Array) {
+      const all = parts as Float64Array[];
+      const out = new Float64Array(all.reduce((a, p) => a + p.length, 0));
+      all.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+      return out;
+    }
+    if (Array.isArray(first)) return (parts as unknown[][]).flat();
+    throw new InfogeoError(`${call}: cannot join the threads' results (${typeof first}).`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [key, h] of Object.entries(how)) out[key] = join(parts.map((p) => (p as Record<string, unknown>)[key]), h, call);
+  return out;
+}
 
 /** The model's topology and weights, as `model.save` writes them. */
 async function artifactsOf(model: LayersModel): Promise<tf.io.ModelArtifacts> {
@@ -122,7 +221,8 @@ function layersOfClass(model: LayersModel, className: string): string[] {
 }
 
 /**
- * Starts a pool of worker threads for input Jacobians of `model` (Node only). Each thread loads
+ * Starts a pool of worker threads for infogeo's batched calls on `model` (Node only; see
+ * {@link JacobianPool} for what it runs). Each thread loads
  * its own copy of the model from `model.save` artifacts and starts its own backend, which takes
  * about a second. Custom layers (classes registered with `tf.serialization.registerClass` in this
  * thread) are not supported in the pool yet: the threads only know tfjs-layers' own classes. Create
@@ -280,6 +380,8 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
       }
     });
 
+  const layerNames = model.layers.map((l) => l.name);
+
   /** Copies the model's current weights to those of `threads` that hold others. */
   const syncWeights = async (threads: Thread[], call: string) => {
     const values = model.weights.map((w) => w.read());
@@ -296,63 +398,156 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     );
   };
 
+  /**
+   * Runs `fn` in the threads on shares of a batch of B samples: `share(b0, b1)` gives a share's
+   * arguments (after the model), the parts are joined with `how`. Progress after each share, abort
+   * and `close` at once (the threads' work is dropped); the calling thread's tensors untouched.
+   */
+  const run = async (fn: PoolFunction, call: string, B: number, onProgress: InputJacobianOptions['onProgress'], signal: AbortSignal | undefined, share: Share, how: Join | ((parts: unknown[]) => unknown)): Promise<unknown> => {
+    signal?.throwIfAborted();
+    // Rejects when the call must stop: an abort (with its reason), even while the weights or the
+    // batch are read, or `close` (with a typed error). The threads' work is then dropped.
+    let stop!: (e: unknown) => void;
+    const stopped = new Promise<never>((_, reject) => {
+      stop = reject;
+    });
+    stopped.catch(() => undefined); // rejected before a race below subscribes: not unhandled
+    const onAbort = () => stop(signal?.reason);
+    const onClosed = () => stop(closedError(call));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    onClose.add(onClosed);
+    const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, stopped]);
+    let over = false;
+    const received: unknown[] = [];
+    try {
+      const used = Math.min(B, slots.length);
+      const threadsUsed = await guard(Promise.all(Array.from({ length: used }, (_, k) => ensure(k, call))));
+      await guard(syncWeights(threadsUsed, call));
+      let done = 0;
+      const parts = threadsUsed.map(async (thread, k) => {
+        const b0 = Math.floor((k * B) / used);
+        const b1 = Math.floor(((k + 1) * B) / used);
+        const transfer: ArrayBuffer[] = [];
+        const { args: shared, owned } = share(b0, b1);
+        let args: Portable[];
+        try {
+          args = shared.map((a) => encode(a, transfer));
+        } finally {
+          tf.dispose(owned);
+        }
+        const r = await send(thread, { type: 'call', id: nextId++, fn, args: args as Portable[] }, call, transfer);
+        if (r.type === 'error') throw rethrown(r, fn, call, layerNames);
+        if (r.type !== 'result') throw new InfogeoError(`${call}: unexpected reply '${r.type}' from a worker thread.`);
+        const value = decode(r.value);
+        if (over) tf.dispose(tensorsIn(value));
+        else received[k] = value;
+        done += b1 - b0;
+        if (!over) onProgress?.({ done, total: B });
+        return value;
+      });
+      const results = await guard(Promise.all(parts));
+      over = true;
+      return typeof how === 'function' ? how(results) : join(results, how, call);
+    } catch (e) {
+      over = true;
+      tf.dispose(received.flatMap(tensorsIn));
+      throw e;
+    } finally {
+      over = true;
+      signal?.removeEventListener('abort', onAbort);
+      onClose.delete(onClosed);
+    }
+  };
+
+  /** The shares of a per-sample call `fn(x, options)`: x, and the options' per-sample tensors, sliced. */
+  const perSample = <O extends { onProgress?: unknown; signal?: AbortSignal }>(fn: PoolFunction, x: tf.Tensor, opts: O, how: Join, batchedOption: (key: string, v: tf.Tensor) => boolean = () => false) => {
+    const call = `JacobianPool.${fn}`;
+    if (closed) throw new ValueError(`${call}: the pool is closed.`);
+    checkOptions(opts, call);
+    if ((opts as { onStep?: unknown }).onStep !== undefined) throw new ValueError(`${call}: onStep cannot run in the pool's threads; pass onProgress (per share of paths), or call ${fn} in this thread.`);
+    const clf = wrapClassifier(model, opts as ClassifierOptions, call);
+    checkBatch(clf, x, call);
+    const B = x.shape[0] as number;
+    const { onProgress, signal, ...rest } = opts;
+    const share: Share = (b0, b1) => {
+      const owned = [tf.slice(x, b0, b1 - b0)];
+      const options: Record<string, unknown> = {};
+      for (const [key, v] of Object.entries(rest)) {
+        if (v instanceof tf.Tensor && batchedOption(key, v)) owned.push((options[key] = tf.slice(v, b0, b1 - b0)));
+        else options[key] = v;
+      }
+      return { args: [owned[0], options], owned };
+    };
+    return { call, B, onProgress: onProgress as InputJacobianOptions['onProgress'], signal, share, how };
+  };
+  const go = <T>(fn: PoolFunction, p: ReturnType<typeof perSample>): Promise<T> => run(fn, p.call, p.B, p.onProgress, p.signal, p.share, p.how) as Promise<T>;
+  /** A `subspace` `[B, k, ...inputShape]` (not a shared `[k, ...inputShape]`) is per sample. */
+  const subspaceOf = (x: tf.Tensor) => (key: string, v: tf.Tensor) => key === 'subspace' && v.rank === x.rank + 1;
+
   const result: JacobianPool = {
     threads,
     async inputJacobian(x, opts = {}) {
-      const call = 'JacobianPool.inputJacobian';
-      if (closed) throw new ValueError(`${call}: the pool is closed.`);
-      const clf = wrapClassifier(model, opts, call);
-      checkBatch(clf, x, call);
-      const B = x.shape[0] as number;
-      planInputJacobian(clf, B, opts, call); // validates the options here, with this call's name
-      const { onProgress, signal, ...portable } = opts;
-      signal?.throwIfAborted();
-      // Rejects when the call must stop: an abort (with its reason), even while the weights or the
-      // batch are read, or `close` (with a typed error). The threads' work is then dropped.
-      let stop!: (e: unknown) => void;
-      const stopped = new Promise<never>((_, reject) => {
-        stop = reject;
-      });
-      stopped.catch(() => undefined); // rejected before a race below subscribes: not unhandled
-      const onAbort = () => stop(signal?.reason);
-      const onClosed = () => stop(closedError(call));
-      signal?.addEventListener('abort', onAbort, { once: true });
-      onClose.add(onClosed);
-      const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, stopped]);
-      let over = false;
+      const p = perSample('inputJacobian', x, opts, 'concat');
+      planInputJacobian(wrapClassifier(model, opts, p.call), p.B, opts, p.call); // validates the options here, with this call's name
+      return go('inputJacobian', p);
+    },
+    async weightJacobian(x, opts = {}) {
+      return go('weightJacobian', perSample('weightJacobian', x, opts, { jacobian: 'concat', slices: 'first', numWeights: 'first' }));
+    },
+    async localFisher(x, opts = {}) {
+      return go('localFisher', perSample('localFisher', x, opts, { F: 'concat', probs: 'concat', slices: 'first' }));
+    },
+    async localDataMatrix(x, opts = {}) {
+      return go('localDataMatrix', perSample('localDataMatrix', x, opts, { G: 'concat', probs: 'concat' }));
+    },
+    async distributionProjector(x, opts = {}) {
+      return go('distributionProjector', perSample('distributionProjector', x, opts, 'concat'));
+    },
+    async pullbackMetric(x, opts = {}) {
+      return go('pullbackMetric', perSample('pullbackMetric', x, opts, 'concat', subspaceOf(x)));
+    },
+    async volumeElement(x, opts = {}) {
+      return go('volumeElement', perSample('volumeElement', x, opts, { logVolume: 'concat', rank: 'concat', terms: 'first', logSingularValues: 'concat', target: 'first', width: 'first' }, subspaceOf(x)));
+    },
+    async orthogonalPath(source, opts = {}) {
+      // Without a direction, the one orthogonalPath would draw (same seed, same shape), drawn here
+      // and split: each thread drawing its own would give other paths than one thread does.
+      const seed = checkNumber(opts.seed, 'JacobianPool.orthogonalPath', 'seed', {}, 0);
+      const drawn = opts.direction === undefined && source instanceof tf.Tensor && !source.isDisposed ? tf.randomNormal(source.shape, 0, 1, 'float32', seed) : undefined;
       try {
-        const used = Math.min(B, slots.length);
-        const threadsUsed = await guard(Promise.all(Array.from({ length: used }, (_, k) => ensure(k, call))));
-        await guard(syncWeights(threadsUsed, call));
-        const all = (await guard(x.data())) as Float32Array;
-        const per = x.size / B;
-        let done = 0;
-        const parts = threadsUsed.map(async (thread, k) => {
-          const b0 = Math.floor((k * B) / used);
-          const b1 = Math.floor(((k + 1) * B) / used);
-          const data = all.slice(b0 * per, b1 * per);
-          const msg: PoolRequest = { type: 'jacobian', id: nextId++, data, shape: [b1 - b0, ...x.shape.slice(1)], options: portable as PortableJacobianOptions };
-          const r = await send(thread, msg, call, [data.buffer]);
-          if (r.type === 'error') throw new (ERRORS[r.name] ?? Error)(r.message);
-          if (r.type !== 'jacobian') throw new InfogeoError(`${call}: unexpected reply '${r.type}' from a worker thread.`);
-          done += b1 - b0;
-          if (!over) onProgress?.({ done, total: B });
-          return r;
-        });
-        const results = await guard(Promise.all(parts));
-        const shape = [B, ...(results[0]?.shape.slice(1) ?? [])];
-        const out = new Float32Array(results.reduce((a, r) => a + r.data.length, 0));
-        let offset = 0;
-        for (const r of results) {
-          out.set(r.data, offset);
-          offset += r.data.length;
-        }
-        return tf.tensor(out, shape, 'float32');
+        const o = drawn ? { ...opts, direction: drawn } : opts;
+        return await go('orthogonalPath', perSample('orthogonalPath', source, o, 'concat', (key, v) => key === 'direction' && v.rank === source.rank));
       } finally {
-        over = true;
-        signal?.removeEventListener('abort', onAbort);
-        onClose.delete(onClosed);
+        drawn?.dispose();
       }
+    },
+    async horizontalPath(source, target, opts = {}) {
+      const p = perSample('horizontalPath', source, opts, 'concat');
+      checkTensor(target, p.call, 'target');
+      if (target.shape.length !== source.shape.length || target.shape.some((d, i) => d !== source.shape[i])) {
+        throw new ShapeError(`${p.call}: target must have the shape of source [${source.shape.join(', ')}], got [${target.shape.join(', ')}].`);
+      }
+      const share: Share = (b0, b1) => {
+        const { args, owned } = p.share(b0, b1);
+        const t = tf.slice(target, b0, b1 - b0);
+        return { args: [args[0], t, args[1]], owned: [...owned, t] };
+      };
+      return run('horizontalPath', p.call, p.B, p.onProgress, p.signal, share, 'concat') as Promise<LeafPath[]>;
+    },
+    async datasetFisher(data, opts = {}) {
+      const call = 'JacobianPool.datasetFisher';
+      if (!(data instanceof tf.Tensor)) throw new ShapeError(`${call}: argument 'data' must be a tf.Tensor [N, ...inputShape] (an iterable of batches runs in this thread: call datasetFisher).`);
+      const p = perSample('datasetFisher', data, opts, 'first');
+      const N = p.B;
+      // Each share's factor is its mean Fisher's, scaled by 1/√N_k: rescaled by √(N_k/N), the
+      // stacked rows are the mean over all N samples.
+      const merge = (parts: unknown[]) => {
+        const results = parts as DatasetFisherResult[];
+        const factor = tf.tidy(() => tf.concat(results.map((r) => tf.mul(r.F.factor, Math.sqrt(r.count / N))), 1)) as tf.Tensor3D;
+        results.forEach((r) => r.F.dispose());
+        return { F: ownedPSD(factor, call), count: N, slices: (results[0] as DatasetFisherResult).slices };
+      };
+      return run('datasetFisher', call, N, p.onProgress, p.signal, p.share, merge) as Promise<DatasetFisherResult>;
     },
     async close() {
       if (!closed) {

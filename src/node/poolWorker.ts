@@ -1,6 +1,6 @@
 /**
  * One thread of a {@link createJacobianPool} pool: its own tfjs engine and backend, a copy of the
- * model, and input Jacobians on request. Not a public module.
+ * model, and infogeo's calls on a share of a batch on request. Not a public module.
  *
  * @internal
  * @module
@@ -12,7 +12,27 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { registerGradientKernels } from '../backends/gradientKernels.js';
 import { useWasmBackend } from '../backends/wasm.js';
 import { inputJacobian } from '../jacobian/input.js';
-import type { PoolRequest, PoolResponse, PoolWorkerData } from './protocol.js';
+import { weightJacobian } from '../jacobian/weight.js';
+import { datasetFisher, localFisher } from '../infogeo/fisher.js';
+import { distributionProjector, localDataMatrix } from '../infogeo/dataMatrix.js';
+import { pullbackMetric, volumeElement } from '../pullback/metric.js';
+import { horizontalPath, orthogonalPath } from '../paths/paths.js';
+import { decode, encode, tensorsIn } from './protocol.js';
+import type { PoolFunction, PoolRequest, PoolResponse, PoolWorkerData } from './protocol.js';
+
+/** The functions a pool calls, each with the model first. */
+const FUNCTIONS: Record<PoolFunction, (model: LayersModel, ...args: never[]) => Promise<unknown>> = {
+  inputJacobian,
+  weightJacobian,
+  localFisher,
+  datasetFisher,
+  localDataMatrix,
+  distributionProjector,
+  pullbackMetric,
+  volumeElement,
+  horizontalPath,
+  orthogonalPath,
+};
 
 const port = parentPort;
 if (port === null) throw new Error('infogeo pool worker: not started as a worker thread');
@@ -45,15 +65,15 @@ async function handle(model: LayersModel, msg: PoolRequest): Promise<void> {
     reply({ type: 'done', id: msg.id });
     return;
   }
-  const x = tf.tensor(msg.data, msg.shape, 'float32');
+  const args = msg.args.map(decode);
+  let result: unknown;
   try {
-    const J = await inputJacobian(model, x, msg.options);
-    const data = (await J.data()) as Float32Array;
-    const shape = J.shape;
-    J.dispose();
-    reply({ type: 'jacobian', id: msg.id, data, shape }, [data.buffer as ArrayBuffer]);
+    result = await (FUNCTIONS[msg.fn] as (model: LayersModel, ...a: unknown[]) => Promise<unknown>)(model, ...args);
+    const transfer: ArrayBuffer[] = [];
+    const value = encode(result, transfer);
+    reply({ type: 'result', id: msg.id, value }, transfer);
   } finally {
-    x.dispose();
+    tf.dispose([...tensorsIn(args), ...tensorsIn(result)]);
   }
 }
 

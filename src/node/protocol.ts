@@ -1,6 +1,13 @@
-/** Messages between a Jacobian pool and its worker threads. @internal @module */
+/**
+ * Messages between a pool and its worker threads, and how the values of infogeo's calls cross
+ * between them: tensors as their float32 (or int32) data, a {@link LowRankPSD} as its factor, a
+ * {@link RowSpaceProjector} as its float64 bases; typed arrays, arrays and plain objects as they
+ * are. @internal @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
 import type { io } from '@tensorflow/tfjs-core';
-import type { InputJacobianOptions } from '../jacobian/input.js';
+import { LowRankPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
+import type { RowBasis64 } from '../linalg/rows.js';
 
 /** What a worker starts from. */
 export interface PoolWorkerData {
@@ -8,12 +15,38 @@ export interface PoolWorkerData {
   artifacts: io.ModelArtifacts;
 }
 
-/** The options a worker can receive (no callbacks, no signal). */
-export type PortableJacobianOptions = Omit<InputJacobianOptions, 'onProgress' | 'signal'>;
+/** The public functions a pool runs in its worker threads, each on a share of the batch. */
+export const POOL_FUNCTIONS = [
+  'inputJacobian',
+  'weightJacobian',
+  'localFisher',
+  'datasetFisher',
+  'localDataMatrix',
+  'distributionProjector',
+  'pullbackMetric',
+  'volumeElement',
+  'horizontalPath',
+  'orthogonalPath',
+] as const;
+export type PoolFunction = (typeof POOL_FUNCTIONS)[number];
 
-/** What the pool sends: a share of a batch, or the model's current weights. */
+/** A value that crosses to or from a worker thread (see {@link encode}). */
+export type Portable =
+  | null
+  | undefined
+  | boolean
+  | number
+  | string
+  | ArrayBufferView
+  | Portable[]
+  | { [key: string]: Portable }
+  | { __tensor: { data: Float32Array | Int32Array; shape: number[]; dtype: 'float32' | 'int32' } }
+  | { __psd: Portable }
+  | { __projector: { bases: RowBasis64[]; dim: number } };
+
+/** What the pool sends: one call on a share of the batch, or the model's current weights. */
 export type PoolRequest =
-  | { type: 'jacobian'; id: number; data: Float32Array; shape: number[]; options: PortableJacobianOptions }
+  | { type: 'call'; id: number; fn: PoolFunction; args: Portable[] }
   | { type: 'weights'; id: number; weights: { data: Float32Array; shape: number[] }[] };
 
 /**
@@ -26,5 +59,56 @@ export type PoolResponse =
   | { type: 'ready'; id: number }
   | { type: 'failed'; id: number; name: string; message: string; unknown?: { kind: string; className: string } }
   | { type: 'done'; id: number }
-  | { type: 'jacobian'; id: number; data: Float32Array; shape: number[] }
+  | { type: 'result'; id: number; value: Portable }
   | { type: 'error'; id: number; name: string; message: string };
+
+/**
+ * A value made portable: tensors read back (synchronously: call it on values whose kernels have
+ * run), functions and AbortSignals left out (progress and abort stay with the calling thread).
+ * The buffers to transfer are pushed to `transfer`.
+ */
+export function encode(v: unknown, transfer: ArrayBuffer[] = []): Portable {
+  if (v instanceof tf.Tensor) {
+    const data = v.dtype === 'int32' ? Int32Array.from(v.dataSync() as Int32Array) : Float32Array.from(v.dataSync() as Float32Array);
+    transfer.push(data.buffer as ArrayBuffer);
+    return { __tensor: { data, shape: v.shape, dtype: v.dtype === 'int32' ? 'int32' : 'float32' } };
+  }
+  if (v instanceof LowRankPSD) return { __psd: encode(v.factor, transfer) };
+  if (v instanceof RowSpaceProjector) return { __projector: { bases: [...v.basis64], dim: v.dim } };
+  if (typeof v === 'function' || (typeof AbortSignal !== 'undefined' && v instanceof AbortSignal)) return undefined;
+  if (ArrayBuffer.isView(v) || v === null || typeof v !== 'object') return v as Portable;
+  if (Array.isArray(v)) return v.map((e) => encode(e, transfer));
+  const out: Record<string, Portable> = {};
+  for (const [k, e] of Object.entries(v)) {
+    const p = encode(e, transfer);
+    if (p !== undefined) out[k] = p;
+  }
+  return out;
+}
+
+/** The value back, with new tensors (owned by whoever decodes). */
+export function decode(p: Portable): unknown {
+  if (p === null || typeof p !== 'object' || ArrayBuffer.isView(p)) return p;
+  if (Array.isArray(p)) return p.map(decode);
+  if ('__tensor' in p) {
+    const t = p.__tensor as { data: Float32Array | Int32Array; shape: number[]; dtype: 'float32' | 'int32' };
+    return tf.tensor(t.data, t.shape, t.dtype);
+  }
+  if ('__psd' in p) return new LowRankPSD(decode(p.__psd as Portable) as tf.Tensor3D);
+  if ('__projector' in p) {
+    const { bases, dim } = p.__projector as { bases: RowBasis64[]; dim: number };
+    return new RowSpaceProjector(bases, dim);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, e] of Object.entries(p)) out[k] = decode(e as Portable);
+  return out;
+}
+
+/** Every tensor in a decoded value (a LowRankPSD's factor, a projector's basis included). */
+export function tensorsIn(v: unknown): tf.Tensor[] {
+  if (v instanceof tf.Tensor) return [v];
+  if (v instanceof LowRankPSD) return [v.factor];
+  if (v instanceof RowSpaceProjector) return [v.basis];
+  if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) return [];
+  return (Array.isArray(v) ? v : Object.values(v)).flatMap(tensorsIn);
+}

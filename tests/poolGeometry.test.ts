@@ -1,0 +1,146 @@
+/**
+ * Every batched call of the pool (infogeo/node) against the same call in this thread: the same
+ * numbers (the threads run the same code on shares of the batch: float32 rounding of batched
+ * kernels at most), in batch order, no tensors left behind here, progress per share, aborts that
+ * reject with the reason, and typed errors that name the pool's call.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  datasetFisher,
+  distributionProjector,
+  horizontalPath,
+  LayerNotFoundError,
+  localDataMatrix,
+  localFisher,
+  orthogonalPath,
+  pullbackMetric,
+  ShapeError,
+  volumeElement,
+  weightJacobian,
+} from '../src/index.js';
+import { createJacobianPool } from '../src/node/pool.js';
+import type { JacobianPool } from '../src/node/pool.js';
+import { mnistCnn } from '../examples/models.js';
+import { expectClose, expectNoLeak, randn } from './helpers.js';
+
+const B = 5; // split 2 + 3 between the two threads
+
+describe('the pool runs every batched call (2 threads, on the backend of this thread)', () => {
+  let model: tfl.LayersModel;
+  let pool: JacobianPool;
+  let x: tf.Tensor;
+  beforeAll(async () => {
+    model = mnistCnn(5, { filters: [3, 4], hidden: 12 });
+    // The threads on this thread's backend: the same kernels, so only the batch composition differs.
+    pool = await createJacobianPool(model, { threads: 2, backend: tf.getBackend() as 'wasm' | 'cpu' });
+    x = randn([B, 28, 28, 1], 41);
+  }, 60_000);
+  afterAll(async () => {
+    await pool?.close();
+    x?.dispose();
+    model?.dispose();
+  });
+
+  /** Runs the pool's call with progress recorded and no tensors left behind but `returned`. */
+  async function pooled<T>(call: (onProgress: (p: { done: number; total: number }) => void) => Promise<T>, returned: (r: T) => tf.Tensor[], total = B): Promise<T> {
+    const seen: number[] = [];
+    const r = await expectNoLeak(() => call((p) => (expect(p.total).toBe(total), seen.push(p.done))), returned);
+    // One report per share (2 and 3 samples, in either order), ending with all of them.
+    expect(seen.length).toBe(2);
+    expect(seen[1]).toBe(total);
+    return r;
+  }
+
+  it('weightJacobian and localFisher', async () => {
+    const one = await weightJacobian(model, x, { layers: ['fc1', 'fc2'] });
+    const two = await pooled((onProgress) => pool.weightJacobian(x, { layers: ['fc1', 'fc2'], onProgress }), (r) => [r.jacobian]);
+    expect(two.slices).toEqual(one.slices);
+    expectClose(two.jacobian, one.jacobian, { rtol: 1e-5, label: 'weight rows' });
+    const F1 = await localFisher(model, x);
+    const F2 = await pooled((onProgress) => pool.localFisher(x, { onProgress }), (r) => [r.F.factor, r.probs]);
+    expectClose(F2.F.factor, F1.F.factor, { rtol: 1e-5, label: 'Fisher factor' });
+    expectClose(F2.probs, F1.probs, { rtol: 1e-6, label: 'p' });
+    tf.dispose([one.jacobian, two.jacobian, F1.probs, F2.probs]);
+    F1.F.dispose();
+    F2.F.dispose();
+  }, 60_000);
+
+  it('datasetFisher: the shares joined into the mean Fisher of all N samples', async () => {
+    const data = randn([6, 28, 28, 1], 42);
+    const one = await datasetFisher(model, data, { layers: ['fc2'], batchSize: 2 });
+    const two = await pooled((onProgress) => pool.datasetFisher(data, { layers: ['fc2'], batchSize: 2, onProgress }), (r) => [r.F.factor], 6);
+    expect(two.count).toBe(6);
+    // The same rows in the same order, each scaled by 1/√N.
+    expectClose(two.F.factor, one.F.factor, { rtol: 1e-5, label: 'stacked factor' });
+    await expect(pool.datasetFisher([data] as never)).rejects.toThrow(ShapeError);
+    one.F.dispose();
+    two.F.dispose();
+    data.dispose();
+  }, 60_000);
+
+  it('localDataMatrix and distributionProjector', async () => {
+    const G1 = await localDataMatrix(model, x);
+    const G2 = await pooled((onProgress) => pool.localDataMatrix(x, { onProgress }), (r) => [r.G.factor, r.probs]);
+    expectClose(G2.G.factor, G1.G.factor, { rtol: 1e-5, label: 'G factor' });
+    const P1 = await distributionProjector(model, x);
+    const P2 = await pooled((onProgress) => pool.distributionProjector(x, { onProgress }), (r) => [r.basis]);
+    expect(P2.rank).toEqual(P1.rank);
+    expectClose(P2.basis, P1.basis, { rtol: 1e-5, label: 'basis' });
+    tf.dispose([G1.probs, G2.probs]);
+    [G1.G, G2.G, P1, P2].forEach((t) => t.dispose());
+  }, 60_000);
+
+  it('pullbackMetric and volumeElement, with a per-sample subspace split and a shared one not', async () => {
+    const g1 = await pullbackMetric(model, x);
+    const g2 = await pooled((onProgress) => pool.pullbackMetric(x, { onProgress }), (r) => [r.factor]);
+    expectClose(g2.factor, g1.factor, { rtol: 1e-5, label: 'metric factor' });
+    for (const subspace of [randn([B, 2, 28, 28, 1], 43), randn([2, 28, 28, 1], 44)]) {
+      const v1 = await volumeElement(model, x, { subspace });
+      const v2 = await pooled((onProgress) => pool.volumeElement(x, { subspace, onProgress }), () => []);
+      expect(v2.rank).toEqual(v1.rank);
+      expect(v2.terms).toBe(v1.terms);
+      expectClose(v2.logVolume, v1.logVolume, { rtol: 1e-5, label: `log volume, subspace ${subspace.shape}` });
+      subspace.dispose();
+    }
+    g1.dispose();
+    g2.dispose();
+  }, 60_000);
+
+  it('horizontalPath and orthogonalPath: the B pairs split, the paths in order (the random direction drawn once)', async () => {
+    const target = randn([B, 28, 28, 1], 45);
+    const opts = { maxSteps: 3, threshold: 0, stallTolerance: 0 };
+    const h1 = await horizontalPath(model, x, target, opts);
+    const h2 = await pooled((onProgress) => pool.horizontalPath(x, target, { ...opts, onProgress }), (r) => r.map((p) => p.frames));
+    const o1 = await orthogonalPath(model, x, { ...opts, seed: 3 });
+    const o2 = await pooled((onProgress) => pool.orthogonalPath(x, { ...opts, seed: 3, onProgress }), (r) => r.map((p) => p.frames));
+    for (const [a, b] of [[h1, h2], [o1, o2]] as const) {
+      expect(b.length).toBe(B);
+      b.forEach((p, i) => {
+        expect(p.steps).toBe(a[i]!.steps);
+        expect(p.stopReason).toBe(a[i]!.stopReason);
+        expectClose(p.frames, a[i]!.frames, { rtol: 1e-5, label: `frames of path ${i}` });
+        expectClose(p.distances, a[i]!.distances, { rtol: 1e-5, label: `distances of path ${i}` });
+      });
+    }
+    await expect(pool.horizontalPath(x, target, { onStep: () => undefined } as never)).rejects.toThrow(/^JacobianPool\.horizontalPath: onStep cannot run/);
+    tf.dispose([target, ...[h1, h2, o1, o2].flat().map((p) => p.frames)]);
+  }, 60_000);
+
+  it("typed errors name the pool's call; an abort rejects with its reason and leaves nothing behind", async () => {
+    await expect(pool.localFisher(randn([2, 27, 28, 1], 46))).rejects.toThrow(/^JacobianPool\.localFisher: /);
+    await expect(pool.localFisher(randn([2, 27, 28, 1], 46))).rejects.toThrow(ShapeError);
+    const missing = pool.weightJacobian(x, { layers: ['nope'] });
+    await expect(missing).rejects.toThrow(LayerNotFoundError);
+    await expect(missing).rejects.toThrow(/^JacobianPool\.weightJacobian: the model has no layer named 'nope'/);
+    await expect(pool.volumeElement(x, { k: -1, mode: 'effective' } as never)).rejects.toThrow(/^JacobianPool\.volumeElement: /);
+    const ctrl = new AbortController();
+    const before = tf.memory().numTensors;
+    const call = pool.localDataMatrix(x, { signal: ctrl.signal });
+    ctrl.abort(new Error('stop'));
+    await expect(call).rejects.toThrow('stop');
+    await new Promise((r) => setTimeout(r, 500)); // the threads' answers arrive and are dropped
+    expect(tf.memory().numTensors).toBe(before);
+  }, 60_000);
+});
