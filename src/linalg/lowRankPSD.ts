@@ -263,7 +263,15 @@ export function ownedPSD(factor: tf.Tensor3D, fn: string): LowRankPSD {
     factor.dispose();
     throw new ValueError(`${fn}: the result contains NaN or Infinity (does the model overflow at these inputs?).`);
   }
-  trusted = true; // checked just now: the constructor need not read the factor again
+  return trustedPSD(factor); // checked just now: the constructor need not read the factor again
+}
+
+/**
+ * A LowRankPSD of a factor whose entries are known to be finite (the pool's join of factors its
+ * threads checked), without reading it again. @internal
+ */
+export function trustedPSD(factor: tf.Tensor3D): LowRankPSD {
+  trusted = true;
   try {
     return new LowRankPSD(factor);
   } finally {
@@ -271,7 +279,7 @@ export function ownedPSD(factor: tf.Tensor3D, fn: string): LowRankPSD {
   }
 }
 
-/** Set by {@link ownedPSD} around the constructor of a factor it has just checked. */
+/** Set by {@link ownedPSD} and {@link trustedPSD} around the constructor of a factor known to be finite. */
 let trusted = false;
 
 /**

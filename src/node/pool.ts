@@ -20,10 +20,10 @@ import type { DatasetFisherOptions, DatasetFisherResult, LocalFisherOptions, Loc
 import type { DistributionProjectorOptions, LocalDataMatrixOptions, LocalDataMatrixResult } from '../infogeo/dataMatrix.js';
 import type { PullbackMetricOptions, VolumeElementOptions, VolumeElementResult } from '../pullback/metric.js';
 import type { HorizontalPathOptions, LeafPath, OrthogonalPathOptions } from '../paths/paths.js';
-import { LowRankPSD, ownedPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
+import { LowRankPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { ClassifierOptions } from '../model/classifier.js';
-import { decode, encode, tensorsIn } from './protocol.js';
+import { concatPortable, decode, encode } from './protocol.js';
 import type { PoolFunction, PoolRequest, PoolResponse, PoolWorkerData, Portable } from './protocol.js';
 
 /** Options of {@link createJacobianPool}. */
@@ -139,44 +139,14 @@ type Share = (b0: number, b1: number) => { args: unknown[]; owned: tf.Tensor[] }
 type Join = 'concat' | 'first' | { [key: string]: Join };
 
 /**
- * Joins the parts of a call: tensors, factors and projectors along the batch, arrays and typed
- * arrays end to end, `'first'` fields from the first part (the others' tensors are released).
- * Disposes the parts' tensors that are not in the result.
+ * Joins the portable parts of a call (see `concatPortable`): `'concat'` along the batch,
+ * `'first'` from the first part, objects field by field.
  */
-function join(parts: unknown[], how: Join, call: string): unknown {
-  if (how === 'first') {
-    tf.dispose(parts.slice(1).flatMap(tensorsIn));
-    return parts[0];
-  }
-  if (how === 'concat') {
-    const first = parts[0];
-    if (parts.length === 1) return first;
-    if (first instanceof tf.Tensor) {
-      const out = tf.concat(parts as tf.Tensor[]);
-      tf.dispose(parts as tf.Tensor[]);
-      return out;
-    }
-    if (first instanceof LowRankPSD) {
-      const factor = tf.concat((parts as LowRankPSD[]).map((p) => p.factor)) as tf.Tensor3D;
-      (parts as LowRankPSD[]).forEach((p) => p.dispose());
-      return ownedPSD(factor, call);
-    }
-    if (first instanceof RowSpaceProjector) {
-      const merged = new RowSpaceProjector((parts as RowSpaceProjector[]).flatMap((p) => [...p.basis64]), first.dim);
-      (parts as RowSpaceProjector[]).forEach((p) => p.dispose());
-      return merged;
-    }
-    if (first instanceof Float64Array) {
-      const all = parts as Float64Array[];
-      const out = new Float64Array(all.reduce((a, p) => a + p.length, 0));
-      all.reduce((at, p) => (out.set(p, at), at + p.length), 0);
-      return out;
-    }
-    if (Array.isArray(first)) return (parts as unknown[][]).flat();
-    throw new InfogeoError(`${call}: cannot join the threads' results (${typeof first}).`);
-  }
-  const out: Record<string, unknown> = {};
-  for (const [key, h] of Object.entries(how)) out[key] = join(parts.map((p) => (p as Record<string, unknown>)[key]), h, call);
+function join(parts: Portable[], how: Join, call: string): Portable {
+  if (how === 'first') return parts[0] as Portable;
+  if (how === 'concat') return concatPortable(parts, call);
+  const out: Record<string, Portable> = {};
+  for (const [key, h] of Object.entries(how)) out[key] = join(parts.map((p) => (p as Record<string, Portable>)[key] as Portable), h, call);
   return out;
 }
 
@@ -403,7 +373,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
    * arguments (after the model), the parts are joined with `how`. Progress after each share, abort
    * and `close` at once (the threads' work is dropped); the calling thread's tensors untouched.
    */
-  const run = async (fn: PoolFunction, call: string, B: number, onProgress: InputJacobianOptions['onProgress'], signal: AbortSignal | undefined, share: Share, how: Join | ((parts: unknown[]) => unknown)): Promise<unknown> => {
+  const run = async (fn: PoolFunction, call: string, B: number, onProgress: InputJacobianOptions['onProgress'], signal: AbortSignal | undefined, share: Share, how: Join | ((parts: Portable[]) => Portable)): Promise<unknown> => {
     signal?.throwIfAborted();
     // Rejects when the call must stop: an abort (with its reason), even while the weights or the
     // batch are read, or `close` (with a typed error). The threads' work is then dropped.
@@ -418,7 +388,6 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     onClose.add(onClosed);
     const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, stopped]);
     let over = false;
-    const received: unknown[] = [];
     try {
       const used = Math.min(B, slots.length);
       const threadsUsed = await guard(Promise.all(Array.from({ length: used }, (_, k) => ensure(k, call))));
@@ -438,20 +407,15 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
         const r = await send(thread, { type: 'call', id: nextId++, fn, args: args as Portable[] }, call, transfer);
         if (r.type === 'error') throw rethrown(r, fn, call, layerNames);
         if (r.type !== 'result') throw new InfogeoError(`${call}: unexpected reply '${r.type}' from a worker thread.`);
-        const value = decode(r.value);
-        if (over) tf.dispose(tensorsIn(value));
-        else received[k] = value;
         done += b1 - b0;
         if (!over) onProgress?.({ done, total: B });
-        return value;
+        return r.value;
       });
+      // The parts stay plain arrays until they are joined: one tensor per result, nothing to
+      // release when the call stops early.
       const results = await guard(Promise.all(parts));
       over = true;
-      return typeof how === 'function' ? how(results) : join(results, how, call);
-    } catch (e) {
-      over = true;
-      tf.dispose(received.flatMap(tensorsIn));
-      throw e;
+      return decode(typeof how === 'function' ? how(results) : join(results, how, call));
     } finally {
       over = true;
       signal?.removeEventListener('abort', onAbort);
@@ -540,12 +504,18 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
       const p = perSample('datasetFisher', data, opts, 'first');
       const N = p.B;
       // Each share's factor is its mean Fisher's, scaled by 1/√N_k: rescaled by √(N_k/N), the
-      // stacked rows are the mean over all N samples.
-      const merge = (parts: unknown[]) => {
-        const results = parts as DatasetFisherResult[];
-        const factor = tf.tidy(() => tf.concat(results.map((r) => tf.mul(r.F.factor, Math.sqrt(r.count / N))), 1)) as tf.Tensor3D;
-        results.forEach((r) => r.F.dispose());
-        return { F: ownedPSD(factor, call), count: N, slices: (results[0] as DatasetFisherResult).slices };
+      // stacked rows ([1, N_k·(C−1), d] each) are the mean over all N samples.
+      const merge = (parts: Portable[]): Portable => {
+        const results = parts as unknown as { F: { __psd: { __tensor: { data: Float32Array; shape: number[] } } }; count: number; slices: Portable }[];
+        const rows = results.map((r) => {
+          const t = r.F.__psd.__tensor;
+          const scale = Math.sqrt(r.count / N);
+          for (let i = 0; i < t.data.length; i++) t.data[i] = (t.data[i] as number) * scale;
+          return t.data;
+        });
+        const d = (results[0] as { F: { __psd: { __tensor: { shape: number[] } } } }).F.__psd.__tensor.shape[2] as number;
+        const total = rows.reduce((a, q) => a + q.length, 0) / d;
+        return { F: { __psd: { __tensor: { parts: rows, shape: [1, total, d], dtype: 'float32' } } }, count: N, slices: (results[0] as { slices: Portable }).slices } as Portable;
       };
       return run('datasetFisher', call, N, p.onProgress, p.signal, p.share, merge) as Promise<DatasetFisherResult>;
     },

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { io } from '@tensorflow/tfjs-core';
-import { LowRankPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
+import { LowRankPSD, RowSpaceProjector, trustedPSD } from '../linalg/lowRankPSD.js';
 import type { RowBasis64 } from '../linalg/rows.js';
 
 /** What a worker starts from. */
@@ -40,7 +40,7 @@ export type Portable =
   | ArrayBufferView
   | Portable[]
   | { [key: string]: Portable }
-  | { __tensor: { data: Float32Array | Int32Array; shape: number[]; dtype: 'float32' | 'int32' } }
+  | { __tensor: { data?: Float32Array | Int32Array; parts?: (Float32Array | Int32Array)[]; shape: number[]; dtype: 'float32' | 'int32' } }
   | { __psd: Portable }
   | { __projector: { bases: RowBasis64[]; dim: number } };
 
@@ -69,7 +69,11 @@ export type PoolResponse =
  */
 export function encode(v: unknown, transfer: ArrayBuffer[] = []): Portable {
   if (v instanceof tf.Tensor) {
-    const data = v.dtype === 'int32' ? Int32Array.from(v.dataSync() as Int32Array) : Float32Array.from(v.dataSync() as Float32Array);
+    // On wasm dataSync is already a copy out of the heap (ours to transfer); the cpu backend hands
+    // out its own array, which is copied.
+    const values = v.dataSync() as Float32Array | Int32Array;
+    const own = tf.getBackend() === 'wasm' && values.byteOffset === 0 && values.byteLength === values.buffer.byteLength;
+    const data = own ? values : v.dtype === 'int32' ? Int32Array.from(values) : Float32Array.from(values);
     transfer.push(data.buffer as ArrayBuffer);
     return { __tensor: { data, shape: v.shape, dtype: v.dtype === 'int32' ? 'int32' : 'float32' } };
   }
@@ -91,10 +95,11 @@ export function decode(p: Portable): unknown {
   if (p === null || typeof p !== 'object' || ArrayBuffer.isView(p)) return p;
   if (Array.isArray(p)) return p.map(decode);
   if ('__tensor' in p) {
-    const t = p.__tensor as { data: Float32Array | Int32Array; shape: number[]; dtype: 'float32' | 'int32' };
-    return tf.tensor(t.data, t.shape, t.dtype);
+    const t = p.__tensor as PortableTensor;
+    return t.parts === undefined ? tf.tensor(t.data as Float32Array | Int32Array, t.shape, t.dtype) : tensorFromParts(t.parts, t.shape, t.dtype);
   }
-  if ('__psd' in p) return new LowRankPSD(decode(p.__psd as Portable) as tf.Tensor3D);
+  // The worker checked its factor's entries (finite); a join only moves them.
+  if ('__psd' in p) return trustedPSD(decode(p.__psd as Portable) as tf.Tensor3D);
   if ('__projector' in p) {
     const { bases, dim } = p.__projector as { bases: RowBasis64[]; dim: number };
     return new RowSpaceProjector(bases, dim);
@@ -111,4 +116,63 @@ export function tensorsIn(v: unknown): tf.Tensor[] {
   if (v instanceof RowSpaceProjector) return [v.basis];
   if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) return [];
   return (Array.isArray(v) ? v : Object.values(v)).flatMap(tensorsIn);
+}
+
+/** A tensor's values: one array, or (joined parts) several, end to end. */
+type PortableTensor = { data?: Float32Array | Int32Array; parts?: (Float32Array | Int32Array)[]; shape: number[]; dtype: 'float32' | 'int32' };
+
+/** What writing a tensor straight into the wasm heap needs of the backend. */
+interface HeapBackend {
+  makeOutput(shape: number[], dtype: string): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array;
+}
+
+/**
+ * One tensor from its parts: on wasm written straight into the heap (one copy of each part), on
+ * other backends joined here first.
+ */
+function tensorFromParts(parts: (Float32Array | Int32Array)[], shape: number[], dtype: 'float32' | 'int32'): tf.Tensor {
+  const size = parts.reduce((a, q) => a + q.length, 0);
+  if (tf.getBackend() === 'wasm') {
+    const backend = tf.backend() as unknown as HeapBackend;
+    const info = backend.makeOutput(shape, dtype);
+    const view = backend.typedArrayFromHeap(info); // after the allocation, which may grow the heap
+    parts.reduce((at, q) => (view.set(q, at), at + q.length), 0);
+    return tf.engine().makeTensorFromTensorInfo(info);
+  }
+  const out = dtype === 'int32' ? new Int32Array(size) : new Float32Array(size);
+  parts.reduce((at, q) => (out.set(q, at), at + q.length), 0);
+  return tf.tensor(out, shape, dtype);
+}
+
+/**
+ * Joins portable values of the parts of a batch, in order, before any of them is a tensor:
+ * tensors (and factors) along their first axis, projectors' bases, typed arrays and arrays end to
+ * end. Each byte is copied once, here, instead of into tensors and again by a concatenation.
+ */
+export function concatPortable(parts: Portable[], what: string): Portable {
+  const first = parts[0] as Portable;
+  if (parts.length === 1) return first;
+  if (first instanceof Float64Array) {
+    const all = parts as Float64Array[];
+    const out = new Float64Array(all.reduce((a, p) => a + p.length, 0));
+    all.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+    return out;
+  }
+  if (Array.isArray(first)) return (parts as Portable[][]).flat();
+  if (first !== null && typeof first === 'object' && !ArrayBuffer.isView(first)) {
+    if ('__tensor' in first) {
+      // Kept as parts: the tensor is made from them in one copy (see decode).
+      const all = parts.map((p) => (p as { __tensor: PortableTensor }).__tensor);
+      const t0 = all[0] as PortableTensor;
+      const pieces = all.flatMap((t) => t.parts ?? [t.data as Float32Array | Int32Array]);
+      return { __tensor: { parts: pieces, shape: [all.reduce((a, t) => a + (t.shape[0] as number), 0), ...t0.shape.slice(1)], dtype: t0.dtype } } as Portable;
+    }
+    if ('__psd' in first) return { __psd: concatPortable(parts.map((p) => (p as { __psd: Portable }).__psd), what) };
+    if ('__projector' in first) {
+      const all = parts.map((p) => (p as { __projector: { bases: RowBasis64[]; dim: number } }).__projector);
+      return { __projector: { bases: all.flatMap((a) => a.bases), dim: (all[0] as { dim: number }).dim } };
+    }
+  }
+  throw new Error(`${what}: cannot join the threads' results (${typeof first}).`);
 }
