@@ -226,30 +226,41 @@ const TASK_LABEL: Record<string, string> = {
 };
 
 /** The geometry tasks that bench/torch_geometry.py computes too, with the input Jacobian as each model's reference. */
-const PAIRED_GEOMETRY: [string, string, number][] = [
-  ['jacobian', 'mnist-cnn', 4],
-  ['fisher', 'mnist-cnn', 4],
-  ['data-matrix', 'mnist-cnn', 8],
-  ['path-step', 'mnist-cnn', 1],
-  ['path-step', 'mnist-cnn', 8],
-  ['volume-effective', 'mnist-cnn', 8],
-  ['jacobian', 'cifar-resnet', 4],
-  ['fisher', 'cifar-resnet', 4],
-  ['data-matrix', 'cifar-resnet', 8],
-  ['volume-effective', 'cifar-resnet', 8],
+const PAIRED_GEOMETRY: [string, string, number, 'one' | 'pool'][] = [
+  ['jacobian', 'mnist-cnn', 4, 'one'],
+  ['fisher', 'mnist-cnn', 4, 'one'],
+  ['data-matrix', 'mnist-cnn', 8, 'one'],
+  ['path-step', 'mnist-cnn', 1, 'one'],
+  ['path-step', 'mnist-cnn', 8, 'one'],
+  ['volume-effective', 'mnist-cnn', 8, 'one'],
+  ['jacobian', 'cifar-resnet', 4, 'one'],
+  ['fisher', 'cifar-resnet', 4, 'one'],
+  ['data-matrix', 'cifar-resnet', 8, 'one'],
+  ['volume-effective', 'cifar-resnet', 8, 'one'],
+  // A pool of one thread per core against PyTorch on as many threads.
+  ['jacobian', 'mnist-cnn', 8, 'pool'],
+  ['fisher', 'mnist-cnn', 8, 'pool'],
+  ['data-matrix', 'mnist-cnn', 8, 'pool'],
+  ['path-step', 'mnist-cnn', 8, 'pool'],
+  ['volume-effective', 'mnist-cnn', 8, 'pool'],
+  ['jacobian', 'cifar-resnet', 8, 'pool'],
+  ['fisher', 'cifar-resnet', 8, 'pool'],
+  ['data-matrix', 'cifar-resnet', 8, 'pool'],
+  ['volume-effective', 'cifar-resnet', 8, 'pool'],
 ];
 
 type GeoPair = { infogeo: number; torch: number; ratio: number; impl: string; torchVersion: string; infogeoRssMB: number; torchRssMB: number };
 
 /** infogeo (wasm, one thread) then PyTorch (one thread) on the same task, seconds apart, `pairCount` times. */
-function pairedGeometry(tasks: string): { task: string; model: string; B: number; pairs: GeoPair[]; medianRatio: number }[] {
-  const out: { task: string; model: string; B: number; pairs: GeoPair[]; medianRatio: number }[] = [];
-  console.log(`Paired with PyTorch (${pairCount} per task, one thread each):`);
-  for (const [task, model, B] of PAIRED_GEOMETRY.filter(([t]) => tasks === '' || tasks.split(',').includes(t))) {
+function pairedGeometry(tasks: string): { task: string; model: string; B: number; mode: string; threads: number; pairs: GeoPair[]; medianRatio: number }[] {
+  const out: { task: string; model: string; B: number; mode: string; threads: number; pairs: GeoPair[]; medianRatio: number }[] = [];
+  console.log(`Paired with PyTorch (${pairCount} per task; one thread each, or a pool against as many PyTorch threads):`);
+  for (const [task, model, B, mode] of PAIRED_GEOMETRY.filter(([t]) => tasks === '' || tasks.split(',').includes(t))) {
+    const threads = mode === 'pool' ? machine.cores : 1;
     const pairs: GeoPair[] = [];
     for (let k = 0; k < pairCount; k++) {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'geometry-worker.ts'), 'wasm', task, model, String(B)], { encoding: 'utf8', timeout: 20 * 60 * 1000 });
-      const t = spawnSync(TORCH_PYTHON, [join(here, 'torch_geometry.py'), task, model, String(B), '1'], { encoding: 'utf8', cwd: here, timeout: 20 * 60 * 1000 });
+      const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'geometry-worker.ts'), 'wasm', task, model, String(B), mode], { encoding: 'utf8', timeout: 20 * 60 * 1000 });
+      const t = spawnSync(TORCH_PYTHON, [join(here, 'torch_geometry.py'), task, model, String(B), String(threads)], { encoding: 'utf8', cwd: here, timeout: 20 * 60 * 1000 });
       const ours = r.stdout.trim().split('\n').pop();
       const theirs = t.stdout.trim().split('\n').pop();
       if (r.status !== 0 || t.status !== 0 || !ours?.startsWith('{') || !theirs?.startsWith('{')) {
@@ -263,8 +274,8 @@ function pairedGeometry(tasks: string): { task: string; model: string; B: number
     if (pairs.length === 0) continue;
     const sorted = pairs.map((p) => p.ratio).sort((x, y) => x - y);
     const medianRatio = sorted.length % 2 ? (sorted[(sorted.length - 1) / 2] as number) : ((sorted[sorted.length / 2 - 1] as number) + (sorted[sorted.length / 2] as number)) / 2;
-    out.push({ task, model, B, pairs, medianRatio });
-    console.log(`  ${task} ${model} B=${B}: ratios ${pairs.map((p) => p.ratio.toFixed(2)).join(', ')} (median ${medianRatio.toFixed(2)})`);
+    out.push({ task, model, B, mode, threads, pairs, medianRatio });
+    console.log(`  ${task} ${model} B=${B} ${mode}: ratios ${pairs.map((p) => p.ratio.toFixed(2)).join(', ')} (median ${medianRatio.toFixed(2)})`);
   }
   return out;
 }
@@ -329,19 +340,19 @@ function geometryBench(): void {
     ...(pairedGeo.length === 0
       ? []
       : [
-          '## infogeo and PyTorch, one thread each, paired',
+          '## infogeo and PyTorch, paired',
           '',
-          `infogeo on wasm (one thread) and PyTorch ${pairedGeo[0]?.pairs[0]?.torchVersion ?? ''} (Debian python3-torch, \`torch.set_num_threads(1)\`) on the same quantity, ` +
+          `infogeo on wasm (one thread, or a pool of one worker thread per core) and PyTorch ${pairedGeo[0]?.pairs[0]?.torchVersion ?? ''} (Debian python3-torch, \`torch.set_num_threads\` of as many threads) on the same quantity, ` +
             `run right after each other ${pairCount} times (\`bench/torch_geometry.py\`: the best of an autograd loop and functorch's \`vmap(jacrev)\`; ` +
             'the Fisher with S applied to the cotangents on the logits in both). Ratio = infogeo\'s time ÷ PyTorch\'s (below 1: infogeo is faster), ' +
             'median of the pairs; the input Jacobian row is the reference ratio of the same model in the same run.',
           '',
-          '| task | model | B | infogeo (ms per sample) | PyTorch (ms per sample) | PyTorch implementation | ratios | median ratio | peak RSS infogeo / PyTorch (MB) |',
-          '| --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: |',
+          '| task | model | B | threads | infogeo (ms per sample) | PyTorch (ms per sample) | PyTorch implementation | ratios | median ratio | peak RSS infogeo / PyTorch (MB) |',
+          '| --- | --- | ---: | --- | ---: | ---: | --- | --- | ---: | ---: |',
           ...pairedGeo.map((p) => {
             const last = p.pairs[p.pairs.length - 1];
             return (
-              `| ${TASK_LABEL[p.task] ?? p.task} | ${p.model} | ${p.B} | ${p.pairs.map((q) => q.infogeo).join(', ')} | ${p.pairs.map((q) => q.torch).join(', ')} | ` +
+              `| ${TASK_LABEL[p.task] ?? p.task} | ${p.model} | ${p.B} | ${p.mode === 'pool' ? `pool of ${p.threads} / ${p.threads}` : '1 / 1'} | ${p.pairs.map((q) => q.infogeo).join(', ')} | ${p.pairs.map((q) => q.torch).join(', ')} | ` +
               `${last?.impl ?? '—'} | ${p.pairs.map((q) => q.ratio.toFixed(2)).join(', ')} | ${p.medianRatio.toFixed(2)} | ${last ? `${last.infogeoRssMB} / ${last.torchRssMB}` : '—'} |`
             );
           }),
