@@ -130,7 +130,10 @@ function rethrown(r: { name: string; message: string }, fn: string, call: string
 }
 
 /** A path's options in the pool: `onProgress` (per share of paths) instead of `onStep`. */
-export type PooledPathOptions<O> = Omit<O, 'onStep'> & { onProgress?: (progress: Progress) => void };
+export type PooledPathOptions<O> = Omit<O, 'onStep'> & {
+  /** Called as each thread's share of the paths finishes. */
+  onProgress?: (progress: Progress) => void;
+};
 
 /** A share of a split call: its arguments (after the model) and the tensors made for it (released once sent). */
 type Share = (b0: number, b1: number) => { args: unknown[]; owned: tf.Tensor[] };
