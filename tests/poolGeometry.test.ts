@@ -75,6 +75,9 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
     // The same rows in the same order, each scaled by 1/√N.
     expectClose(two.F.factor, one.F.factor, { rtol: 1e-5, label: 'stacked factor' });
     await expect(pool.datasetFisher([data] as never)).rejects.toThrow(ShapeError);
+    // Each share fits maxFactorMB; the joined factor does not (6 samples × 9 rows × 130 weights).
+    const limit = (4 * 9 * 130 * 4) / 2 ** 20;
+    await expect(pool.datasetFisher(data, { layers: ['fc2'], maxFactorMB: limit })).rejects.toThrow(/^JacobianPool\.datasetFisher: the stacked factor passed maxFactorMB/);
     one.F.dispose();
     two.F.dispose();
     data.dispose();
@@ -96,6 +99,21 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
     const g1 = await pullbackMetric(model, x);
     const g2 = await pooled((onProgress) => pool.pullbackMetric(x, { onProgress }), (r) => [r.factor]);
     expectClose(g2.factor, g1.factor, { rtol: 1e-5, label: 'metric factor' });
+    const onCpu = tf.getBackend() === 'wasm' ? await (async () => {
+      // A shared subspace that lives on another backend than the active one: sent as a copy, the
+      // caller's tensor intact (its cpu array must not be transferred away).
+      await tf.setBackend('cpu');
+      const t = randn([2, 28, 28, 1], 47);
+      await tf.setBackend('wasm');
+      return t;
+    })() : undefined;
+    if (onCpu) {
+      const before = Array.from(onCpu.dataSync());
+      const v = await pool.volumeElement(x, { subspace: onCpu });
+      expect(v.logVolume.length).toBe(B);
+      expect(Array.from(onCpu.dataSync())).toEqual(before);
+      onCpu.dispose();
+    }
     for (const subspace of [randn([B, 2, 28, 28, 1], 43), randn([2, 28, 28, 1], 44)]) {
       const v1 = await volumeElement(model, x, { subspace });
       const v2 = await pooled((onProgress) => pool.volumeElement(x, { subspace, onProgress }), () => []);

@@ -123,6 +123,29 @@ describe('weightJacobian', () => {
     tf.dispose([full.jacobian, sub.jacobian, chunked.jacobian, x]);
   });
 
+  it("a Dense(softmax) head: the graph of the logits ('auto') and of the model's output as logits are two graphs, in either order", async () => {
+    for (const first of ['auto', 'logits'] as const) {
+      const model = tfl.sequential({
+        layers: [
+          tfl.layers.dense({ inputShape: [4], units: 5, activation: 'tanh', kernelInitializer: tfl.initializers.glorotNormal({ seed: 61 }) }),
+          tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tfl.initializers.glorotNormal({ seed: 62 }) }),
+        ],
+      });
+      const x = randn([2, 4], 63);
+      for (const modelOutput of first === 'auto' ? (['auto', 'logits'] as const) : (['logits', 'auto'] as const)) {
+        // 'auto' is the graph without the softmax; 'logits' reads the output as it is, softmax
+        // included, which the graph does not cover as a Dense activation: tf.variableGrads.
+        const graph = await weightJacobian(model, x, { modelOutput, strategy: 'auto' });
+        const loop = await weightJacobian(model, x, { modelOutput, strategy: 'loop' });
+        // The same rows by two engines (or the same one): float32 rounding.
+        expectClose(graph.jacobian, loop.jacobian, { rtol: 1e-5, label: `${modelOutput} after ${first}` });
+        tf.dispose([graph.jacobian, loop.jacobian]);
+      }
+      x.dispose();
+      model.dispose();
+    }
+  });
+
   it('typed errors: unknown layer, layers without weights, bad target or strategy', async () => {
     const model = denseNet(5, [6], 3, 2);
     model.add(tfl.layers.activation({ name: 'act', activation: 'linear' }));

@@ -77,7 +77,7 @@ async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFish
  * one forward and one backward pass per chunk of samples, with S applied to the cotangents on
  * the logits (see {@link weightJacobian}); F is never formed as d × d.
  *
- * @param model - a classifier `LayersModel`; on `wasm`, conv layers need `registerGradientKernels()`.
+ * @param model - a classifier `LayersModel` (on the `tf.variableGrads` fallback on `wasm`, conv layers need `registerGradientKernels()`).
  * @param x - input batch `[B, ...inputShape]`, float32.
  * @returns F as a {@link LowRankPSD}, p and the weight slices; dispose `F` and `probs`.
  * @throws as {@link weightJacobian}.
@@ -99,7 +99,7 @@ export interface DatasetFisherOptions extends LocalFisherOptions {
   /** Samples per weight-Jacobian call when `data` is one tensor. @defaultValue 32 */
   batchSize?: number;
   /**
-   * Upper bound on the stacked factor (N·C·d float32 numbers), in MiB; past it the call throws
+   * Upper bound on the stacked factor (N·(C−1)·d float32 numbers), in MiB; past it the call throws
    * instead of exhausting memory. Choose fewer samples or `layers` for large models.
    * @defaultValue 1024
    */
@@ -108,7 +108,7 @@ export interface DatasetFisherOptions extends LocalFisherOptions {
 
 /** Result of {@link datasetFisher}. Dispose `F`. */
 export interface DatasetFisherResult {
-  /** The mean Fisher as one matrix (B = 1), factor `[1, N·C, d]`. */
+  /** The mean Fisher as one matrix (B = 1), factor `[1, N·(C−1), d]`. */
   F: LowRankPSD;
   /** N, the number of samples. */
   count: number;
@@ -121,8 +121,8 @@ export interface DatasetFisherResult {
  *
  *   F = (1/N) Σ_x F(x) = Σ_x (B_x/√N)ᵀ (B_x/√N),
  *
- * kept as the stacked factor of N·C rows (trace, matvec and the top eigenpairs through
- * {@link LowRankPSD}; eigenpairs cost about 2·(N·C)²·d flops). The data are streamed: `data` is a
+ * kept as the stacked factor of N·(C−1) rows (trace, matvec and the top eigenpairs through
+ * {@link LowRankPSD}; eigenpairs cost about 2·(N·(C−1))²·d flops). The data are streamed: `data` is a
  * tensor `[N, ...inputShape]` (cut into `batchSize` chunks) or an iterable / async iterable of
  * batches (each disposed by you after the call, not by infogeo).
  *

@@ -57,8 +57,8 @@ export function graphFor(clf: Classifier, target: Target): CompiledGraph | { rea
   return graph;
 }
 
-/** Compiled graphs of the logits for weight space (no BatchNorm folded into its conv), by target tensor. */
-const weightGraphs = new WeakMap<SymbolicTensor, CompiledGraph | { reason: string }>();
+/** Compiled graphs of the logits for weight space (no BatchNorm folded into its conv), by target tensor and head. */
+const weightGraphs = new WeakMap<SymbolicTensor, Map<boolean, CompiledGraph | { reason: string }>>();
 
 /**
  * The compiled graph of the classifier's logits for derivatives in weight space, or why there is
@@ -68,10 +68,14 @@ const weightGraphs = new WeakMap<SymbolicTensor, CompiledGraph | { reason: strin
 export function weightGraphFor(clf: Classifier): CompiledGraph | { reason: string } {
   const sym = clf.symbolicTarget('logits');
   if (sym === null) return { reason: "the logits are log-probabilities read from the model's output" };
-  let graph = weightGraphs.get(sym.tensor);
+  // The same tensor is the logits with its softmax left out ('auto' on a Dense(softmax) head) or
+  // as it is (modelOutput 'logits'): two graphs.
+  const byHead = weightGraphs.get(sym.tensor) ?? new Map<boolean, CompiledGraph | { reason: string }>();
+  weightGraphs.set(sym.tensor, byHead);
+  let graph = byHead.get(sym.linearHead);
   if (graph === undefined) {
     graph = compileGraph(clf.model.inputs[0] as SymbolicTensor, sym.tensor, sym.linearHead, false);
-    weightGraphs.set(sym.tensor, graph);
+    byHead.set(sym.linearHead, graph);
   }
   return graph;
 }

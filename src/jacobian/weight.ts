@@ -34,9 +34,9 @@ export interface WeightSlice {
  * - `'graph'`: infogeo's own reverse mode in weight space: one forward pass, then all rows of all
  *   samples in one backward pass, each layer's weight cotangents as batched products of its saved
  *   input with its output cotangents (a Dense kernel: outer products; a conv: patches × cotangents).
- *   Covers Dense, Conv1D, Conv2D (any stride, dilation, padding), DepthwiseConv2D, SeparableConv2D,
- *   BatchNormalization, LayerNormalization and PReLU weights, on every model the input-space graph
- *   covers (except weights inside nested models).
+ *   Covers Dense, Conv1D, Conv2D (any stride or dilation, padding), DepthwiseConv2D,
+ *   SeparableConv2D, Conv2DTranspose, BatchNormalization, LayerNormalization and PReLU weights, on
+ *   every model the input-space graph covers (weights inside nested models fall back).
  * - `'loop'`: `tf.variableGrads`, one backward pass per (sample, row).
  * - `'auto'` (default): `'graph'` where it covers the chosen weights, else `'loop'`.
  */

@@ -506,6 +506,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
       if (!(data instanceof tf.Tensor)) throw new ShapeError(`${call}: argument 'data' must be a tf.Tensor [N, ...inputShape] (an iterable of batches runs in this thread: call datasetFisher).`);
       const p = perSample('datasetFisher', data, opts, 'first');
       const N = p.B;
+      const maxBytes = checkNumber(opts.maxFactorMB, call, 'maxFactorMB', { above: 0 }, 1024) * 2 ** 20;
       // Each share's factor is its mean Fisher's, scaled by 1/√N_k: rescaled by √(N_k/N), the
       // stacked rows ([1, N_k·(C−1), d] each) are the mean over all N samples.
       const merge = (parts: Portable[]): Portable => {
@@ -518,6 +519,10 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
         });
         const d = (results[0] as { F: { __psd: { __tensor: { shape: number[] } } } }).F.__psd.__tensor.shape[2] as number;
         const total = rows.reduce((a, q) => a + q.length, 0) / d;
+        // Each thread checked its own share against maxFactorMB; the joined factor is checked here.
+        if (total * d * 4 > maxBytes) {
+          throw new ValueError(`${call}: the stacked factor passed maxFactorMB = ${opts.maxFactorMB ?? 1024} (${total} rows × ${d} weights); use fewer samples or the 'layers' option.`);
+        }
         return { F: { __psd: { __tensor: { parts: rows, shape: [1, total, d], dtype: 'float32' } } }, count: N, slices: (results[0] as { slices: Portable }).slices } as Portable;
       };
       return run('datasetFisher', call, N, p.onProgress, p.signal, p.share, merge) as Promise<DatasetFisherResult>;

@@ -69,10 +69,13 @@ export type PoolResponse =
  */
 export function encode(v: unknown, transfer: ArrayBuffer[] = []): Portable {
   if (v instanceof tf.Tensor) {
-    // On wasm dataSync is already a copy out of the heap (ours to transfer); the cpu backend hands
-    // out its own array, which is copied.
+    // A tensor on wasm reads back as a copy out of the heap (ours to transfer); other backends
+    // (cpu) hand out their own array, which is copied. Where the tensor lives decides, not the
+    // active backend: a cpu tensor read while wasm is active is the cpu backend's array.
     const values = v.dataSync() as Float32Array | Int32Array;
-    const own = tf.getBackend() === 'wasm' && values.byteOffset === 0 && values.byteLength === values.buffer.byteLength;
+    const engine = tf.engine() as unknown as { registry: Record<string, unknown>; state: { tensorInfo: Map<unknown, { backend: unknown }> } };
+    const wasm = engine.registry['wasm'];
+    const own = wasm !== undefined && engine.state.tensorInfo.get(v.dataId)?.backend === wasm && values.byteOffset === 0 && values.byteLength === values.buffer.byteLength;
     const data = own ? values : v.dtype === 'int32' ? Int32Array.from(values) : Float32Array.from(values);
     transfer.push(data.buffer as ArrayBuffer);
     return { __tensor: { data, shape: v.shape, dtype: v.dtype === 'int32' ? 'int32' : 'float32' } };

@@ -231,7 +231,7 @@ interface WeightVariable {
 
 /**
  * Which ops differentiate which weights, and how far back the pass must go: made by
- * {@link CompiledGraph.weightPlan} for a list of weights, used by {@link Tape.weightRows}.
+ * {@link CompiledGraph.weightPlan} for a list of weights, used by {@link Tape.weightBlocks}.
  */
 export interface WeightPlan {
   /** Per weight, in the caller's order: the ops that use it (a shared layer: several) and its name there. */
@@ -247,7 +247,7 @@ function planWeights(p: Program, variables: WeightVariable[]): WeightPlan | { re
   const ops = new Set<number>();
   for (const v of variables) {
     const users = p.ops.flatMap((op, k) => (op.layer.trainableWeights.some((w) => w.name === v.name) ? [k] : []));
-    if (users.length === 0) return { reason: `weight '${v.name}' is not on the compiled path (a nested model's, or after the output)` };
+    if (users.length === 0) return { reason: `weight '${v.name}' is not on the compiled path (it is after the output)` };
     for (const k of users) {
       const op = p.ops[k] as GraphOp;
       if (op.rule.weightGrads === undefined) return { reason: `the weights of layer '${op.layer.name}' (${op.layer.getClassName()})` };
