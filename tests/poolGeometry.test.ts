@@ -153,12 +153,37 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
     await expect(missing).rejects.toThrow(LayerNotFoundError);
     await expect(missing).rejects.toThrow(/^JacobianPool\.weightJacobian: the model has no layer named 'nope'/);
     await expect(pool.volumeElement(x, { k: -1, mode: 'effective' } as never)).rejects.toThrow(/^JacobianPool\.volumeElement: /);
-    const ctrl = new AbortController();
+    // Every call: aborted while the threads work, it rejects with the reason; aborted before, at once.
+    const target = randn([B, 28, 28, 1], 48);
+    const calls: [string, (signal: AbortSignal) => Promise<unknown>][] = [
+      ['inputJacobian', (signal) => pool.inputJacobian(x, { signal })],
+      ['weightJacobian', (signal) => pool.weightJacobian(x, { signal })],
+      ['localFisher', (signal) => pool.localFisher(x, { signal })],
+      ['datasetFisher', (signal) => pool.datasetFisher(x, { signal })],
+      ['localDataMatrix', (signal) => pool.localDataMatrix(x, { signal })],
+      ['distributionProjector', (signal) => pool.distributionProjector(x, { signal })],
+      ['pullbackMetric', (signal) => pool.pullbackMetric(x, { signal })],
+      ['volumeElement', (signal) => pool.volumeElement(x, { signal })],
+      ['horizontalPath', (signal) => pool.horizontalPath(x, target, { maxSteps: 2, signal })],
+      ['orthogonalPath', (signal) => pool.orthogonalPath(x, { maxSteps: 2, signal })],
+    ];
     const before = tf.memory().numTensors;
-    const call = pool.localDataMatrix(x, { signal: ctrl.signal });
-    ctrl.abort(new Error('stop'));
-    await expect(call).rejects.toThrow('stop');
-    await new Promise((r) => setTimeout(r, 500)); // the threads' answers arrive and are dropped
+    for (const [name, call] of calls) {
+      const ctrl = new AbortController();
+      const running = call(ctrl.signal);
+      ctrl.abort(new Error(`stop ${name}`));
+      await expect(running, name).rejects.toThrow(`stop ${name}`);
+      const early = new AbortController();
+      early.abort(new Error(`before ${name}`));
+      await expect(call(early.signal), name).rejects.toThrow(`before ${name}`);
+    }
+    await new Promise((r) => setTimeout(r, 1500)); // the threads' answers arrive and are dropped
     expect(tf.memory().numTensors).toBe(before);
+    // The pool works on after the dropped shares.
+    const after = await pool.localFisher(x);
+    expect(after.F.factor.shape[0]).toBe(B);
+    after.F.dispose();
+    after.probs.dispose();
+    target.dispose();
   }, 60_000);
 });
