@@ -8,12 +8,11 @@ bench/geometry-worker.ts: what each task computes is written next to it below.
 import json
 import resource
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
-from torch_jacobian import CifarResnet, MnistCnn
+from torch_jacobian import CifarResnet, MnistCnn, median_ms
 
 
 def cov_sqrt(p, k):
@@ -167,13 +166,7 @@ def main():
         except Exception as e:  # functorch may be missing or refuse a layer
             print(json.dumps({"task": task, "impl": impl, "error": str(e)[:200]}), file=sys.stderr)
             continue
-        times, start = [], time.perf_counter()
-        while len(times) < 5 and (not times or time.perf_counter() - start < 3):
-            t0 = time.perf_counter()
-            fn(model, x)
-            times.append(time.perf_counter() - t0)
-        times.sort()
-        med = times[len(times) // 2] * 1000
+        med = median_ms(fn, model, x)
         print(json.dumps({"impl": impl, "medianMs": round(med, 1)}), file=sys.stderr)
         if best is None or med < best[1]:
             best = (impl, med)

@@ -77,6 +77,17 @@ def jac_vmap(model, x):
     return vmap(jacrev(f))(x)
 
 
+def median_ms(fn, model, x):
+    """Median wall time of fn(model, x) in ms: up to 5 runs, at least one, about 3 s (warm up first)."""
+    times, start = [], time.perf_counter()
+    while len(times) < 5 and (not times or time.perf_counter() - start < 3):
+        t0 = time.perf_counter()
+        fn(model, x)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2] * 1000
+
+
 def main():
     name, threads, bs = sys.argv[1], int(sys.argv[2]), [int(b) for b in sys.argv[3:]]
     torch.set_num_threads(threads)
@@ -99,13 +110,7 @@ def main():
             except Exception as e:  # functorch may be missing
                 print(json.dumps({"model": name, "B": B, "strategy": strategy, "error": str(e)}), flush=True)
         for strategy, fn in usable:
-            times, start = [], time.perf_counter()
-            while len(times) < 5 and (not times or time.perf_counter() - start < 3):
-                t0 = time.perf_counter()
-                fn(model, x)
-                times.append(time.perf_counter() - t0)
-            times.sort()
-            med = times[len(times) // 2]
+            med = median_ms(fn, model, x) / 1000
             print(json.dumps({"model": name, "B": B, "strategy": strategy, "threads": threads,
                               "torch": torch.__version__, "medianMs": round(med * 1000, 1),
                               "rowsPerSec": round(B * 10 / med, 1),

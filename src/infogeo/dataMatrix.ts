@@ -76,33 +76,38 @@ export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options:
  * tensors (the factor and p as float32); disposes nothing. @internal
  */
 export async function multinomialFactor(D: tf.Tensor3D, logits: tf.Tensor2D, reference: Int32Array): Promise<{ factor: tf.Tensor3D; probs: tf.Tensor2D }> {
-  const { S, probs } = multinomialSqrts(await logits.data(), reference, logits.shape[1]);
-  const factor = tf.tidy(() => tf.matMul(S, D) as tf.Tensor3D);
-  S.dispose();
-  return { factor, probs };
+  const C = logits.shape[1];
+  const p64 = probabilities64(await logits.data(), reference.length, C);
+  const factor = tf.tidy(() => tf.matMul(multinomialSqrts(p64, reference, C), D) as tf.Tensor3D);
+  return { factor, probs: tf.tensor2d(Float32Array.from(p64), [reference.length, C]) };
 }
 
 /**
- * The per-sample covariance square roots S_b of {@link multinomialFactor}, `[B, C−1, C−1]`, and
- * p, both float32 from float64, for logits `[B, C]` (row-major values). @internal
+ * The per-sample covariance square roots S_b of {@link multinomialFactor}, `[B, C−1, C−1]` in
+ * float32 from float64, for the probabilities `p64` of {@link probabilities64}. @internal
  */
-export function multinomialSqrts(s: ArrayLike<number>, reference: Int32Array, C: number): { S: tf.Tensor3D; probs: tf.Tensor2D } {
+export function multinomialSqrts(p64: Float64Array, reference: Int32Array, C: number): tf.Tensor3D {
   const B = reference.length;
   const m = C - 1;
-  const p64 = new Float64Array(B * C);
-  for (let b = 0; b < B; b++) p64.set(softmax64(Array.prototype.slice.call(s, b * C, (b + 1) * C) as number[]), b * C);
   const S = new Float32Array(B * m * m);
   for (let b = 0; b < B; b++) S.set(multinomialCovSqrt(p64.subarray(b * C, (b + 1) * C), C, reference[b]), b * m * m);
-  return { S: tf.tensor3d(S, [B, m, m]), probs: tf.tensor2d(Float32Array.from(p64), [B, C]) };
+  return tf.tensor3d(S, [B, m, m]);
 }
 
-/** softmax in float64 of one row of float32 logits. */
-function softmax64(s: ArrayLike<number>): Float64Array {
-  let max = -Infinity;
-  for (let i = 0; i < s.length; i++) max = Math.max(max, s[i] as number);
-  const e = Float64Array.from({ length: s.length }, (_, i) => Math.exp((s[i] as number) - max));
-  const z = e.reduce((a, v) => a + v, 0);
-  return e.map((v) => v / z);
+/**
+ * The softmax of each row of float32 logits `[B, C]` (row-major values), taken in float64: for a
+ * confident prediction, a float32 p would round the small p_c. @internal
+ */
+export function probabilities64(s: ArrayLike<number>, B: number, C: number): Float64Array {
+  const p = new Float64Array(B * C);
+  for (let b = 0; b < B; b++) {
+    let max = -Infinity;
+    for (let i = 0; i < C; i++) max = Math.max(max, s[b * C + i] as number);
+    let z = 0;
+    for (let i = 0; i < C; i++) z += p[b * C + i] = Math.exp((s[b * C + i] as number) - max);
+    for (let i = 0; i < C; i++) p[b * C + i] = (p[b * C + i] as number) / z;
+  }
+  return p;
 }
 
 /** Options of {@link distributionProjector}. */
@@ -163,12 +168,11 @@ export async function leafGeometry(clf: Classifier, x: tf.Tensor, options: Distr
   const C = m + 1;
   const [data, s] = await Promise.all([D.data(), logits.data()]);
   tf.dispose([D, logits]);
-  const probs = new Float64Array(B * C);
+  const probs = probabilities64(s, B, C);
   const traces = new Float64Array(B);
   const bases = Array.from({ length: B }, (_, b) => {
     const rows = data.subarray(b * m * n, (b + 1) * m * n);
-    const p = softmax64(s.subarray(b * C, (b + 1) * C));
-    probs.set(p, b * C);
+    const p = probs.subarray(b * C, (b + 1) * C);
     const k = reference[b] as number;
     const q = (j: number) => p[otherClass(j, k)] as number; // p without the reference class, as D's rows
     let tr = 0;

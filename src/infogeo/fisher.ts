@@ -14,7 +14,7 @@ import type { WeightJacobianStrategy, WeightSlice } from '../jacobian/weight.js'
 import { referenceClasses, referenceDifferenceRows } from '../jacobian/rows.js';
 import { weightRows } from '../jacobian/weight.js';
 import { LowRankPSD, ownedPSD } from '../linalg/lowRankPSD.js';
-import { multinomialSqrts } from './dataMatrix.js';
+import { multinomialSqrts, probabilities64 } from './dataMatrix.js';
 
 /** Options of {@link localFisher}. */
 export interface LocalFisherOptions extends ClassifierOptions, RunOptions {
@@ -55,14 +55,12 @@ async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFish
       const [B, C] = logits.shape;
       const values = logits.dataSync();
       const reference = referenceClasses(values, B, C);
-      const { S, probs } = multinomialSqrts(values, reference, C);
-      probs.dispose();
-      return tf.matMul(S, referenceDifferenceRows(reference, C)) as tf.Tensor3D;
+      return tf.matMul(multinomialSqrts(probabilities64(values, B, C), reference, C), referenceDifferenceRows(reference, C)) as tf.Tensor3D;
     });
   const { jacobian: factor, slices, logits } = await weightRows(model, x, options, (C) => C - 1, cotangents, fn);
-  const C = logits.shape[1];
-  const { S, probs } = multinomialSqrts(logits.dataSync(), referenceClasses(logits.dataSync(), logits.shape[0], C), C);
-  tf.dispose([S, logits]);
+  const [B, C] = logits.shape;
+  const probs = tf.tensor2d(Float32Array.from(probabilities64(logits.dataSync(), B, C)), [B, C]);
+  logits.dispose();
   return { factor, probs, slices };
 }
 

@@ -19,7 +19,7 @@ import { budgetBytes, bytesPerSamplePass } from './chunks.js';
 import type { RunOptions } from './chunks.js';
 import { compileGraph } from './graph/compile.js';
 import type { CompiledGraph } from './graph/compile.js';
-import { samplesFirst, tileRows, vjpRows } from './rows.js';
+import { rowMajor, samplesFirst, tileRows, vjpRows } from './rows.js';
 
 /** A target linearised at a batch x of B samples, `f: ℝⁿ → ℝᵐ` per sample. */
 export interface Linearization {
@@ -93,11 +93,6 @@ export function linearChunk(clf: Classifier, target: Target, rows: number, optio
     return Math.max(1, Math.floor(budget / (passes * rows * bytesPerSamplePass(clf.model))));
   }
   return Math.max(1, Math.floor(budget / (rows * graph.bytesPerRow + graph.tapeBytesPerSample)));
-}
-
-/** Per-sample vectors `[B, k, d]` as row-major rows `[k·B, d]` (`[B, d]` as they are). */
-function rowMajor(t: tf.Tensor): tf.Tensor2D {
-  return t.rank === 2 ? (t as tf.Tensor2D) : tf.reshape(tf.transpose(t, [1, 0, 2]), [-1, t.shape[2] as number]);
 }
 
 /** The linear maps of the logits as plain functions on row-major `[K·B, ·]` tensors. */

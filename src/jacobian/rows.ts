@@ -22,6 +22,11 @@ export function tileRows(U: tf.Tensor2D, b: number): tf.Tensor2D {
   return tf.reshape(tf.tile(tf.expandDims(U, 1), [1, b, 1]), [R * b, m]);
 }
 
+/** Per-sample vectors `[b, R, n]` as row-major rows `[R·b, n]` (`[b, n]` as they are): the inverse of {@link samplesFirst}. */
+export function rowMajor(t: tf.Tensor): tf.Tensor2D {
+  return t.rank === 2 ? (t as tf.Tensor2D) : (tf.reshape(tf.transpose(t, [1, 0, 2]), [-1, t.shape[2] as number]) as tf.Tensor2D);
+}
+
 /** `[R·b, ...]` (row-major, as {@link tileRows}) → `[b, R, n]`, n the per-row size. */
 export function samplesFirst(t: tf.Tensor, R: number, b: number): tf.Tensor3D {
   return tf.transpose(tf.reshape(t, [R, b, -1]), [1, 0, 2]) as tf.Tensor3D;

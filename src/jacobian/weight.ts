@@ -14,6 +14,7 @@ import { budgetBytes, bytesPerSamplePass, runChunks, tidySteps } from './chunks.
 import type { RunOptions } from './chunks.js';
 import type { CompiledGraph, WeightPlan } from './graph/compile.js';
 import { weightGraphFor } from './linearize.js';
+import { rowMajor } from './rows.js';
 
 /** Where one weight tensor sits in a row of the weight Jacobian. */
 export interface WeightSlice {
@@ -98,11 +99,6 @@ function selectWeights(model: LayersModel, layers: string[] | undefined, fn: str
  * chunk's logits: `[b, R, C]` (rows of log-probabilities: e_c − p; of a Fisher factor: S(e_c − e_k)).
  */
 export type LogitCotangents = (logits: tf.Tensor2D) => tf.Tensor3D;
-
-/** `[B, R, C]` → row-major `[R·B, C]`. */
-function rowMajor(U: tf.Tensor3D): tf.Tensor2D {
-  return tf.reshape(tf.transpose(U, [1, 0, 2]), [-1, U.shape[2]]) as tf.Tensor2D;
-}
 
 /** Rows [R, d] of one sample with tf.variableGrads: one backward pass per cotangent row of U [R, C]. */
 function variableGradRows(clf: Classifier, xi: tf.Tensor, U: tf.Tensor2D, vars: tf.Variable[]): tf.Tensor2D {

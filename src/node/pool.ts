@@ -407,7 +407,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
         } finally {
           tf.dispose(owned);
         }
-        const r = await send(thread, { type: 'call', id: nextId++, fn, args: args as Portable[] }, call, transfer);
+        const r = await send(thread, { type: 'call', id: nextId++, fn, args }, call, transfer);
         if (r.type === 'error') throw rethrown(r, fn, call, layerNames);
         if (r.type !== 'result') throw new InfogeoError(`${call}: unexpected reply '${r.type}' from a worker thread.`);
         done += b1 - b0;
@@ -417,7 +417,6 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
       // The parts stay plain arrays until they are joined: one tensor per result, nothing to
       // release when the call stops early.
       const results = await guard(Promise.all(parts));
-      over = true;
       return decode(typeof how === 'function' ? how(results) : join(results, how, call));
     } finally {
       over = true;
@@ -445,7 +444,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
       }
       return { args: [owned[0], options], owned };
     };
-    return { call, B, onProgress: onProgress as InputJacobianOptions['onProgress'], signal, share, how };
+    return { call, clf, B, onProgress: onProgress as InputJacobianOptions['onProgress'], signal, share, how };
   };
   const go = <T>(fn: PoolFunction, p: ReturnType<typeof perSample>): Promise<T> => run(fn, p.call, p.B, p.onProgress, p.signal, p.share, p.how) as Promise<T>;
   /** A `subspace` `[B, k, ...inputShape]` (not a shared `[k, ...inputShape]`) is per sample. */
@@ -455,7 +454,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     threads,
     async inputJacobian(x, opts = {}) {
       const p = perSample('inputJacobian', x, opts, 'concat');
-      planInputJacobian(wrapClassifier(model, opts, p.call), p.B, opts, p.call); // validates the options here, with this call's name
+      planInputJacobian(p.clf, p.B, opts, p.call); // validates the options here, with this call's name
       return go('inputJacobian', p);
     },
     async weightJacobian(x, opts = {}) {
