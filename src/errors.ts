@@ -117,6 +117,18 @@ export class UnsupportedModelError extends InfogeoError {
   override name = 'UnsupportedModelError';
 }
 
+/**
+ * A data set is missing, incomplete or broken on disk, or could not be downloaded (every mirror
+ * failed, or a file's checksum did not match). Thrown by `infogeo/data`; the message names the
+ * file and the command that fetches it (`npx infogeo-data NAME`).
+ */
+export class DataError extends InfogeoError {
+  /** The kind of this class, `'DataError'`: what `instanceof` checks in errors from another copy of the classes. */
+  static override readonly kind: string = 'DataError';
+  /** `'DataError'`, so that `e.name` tells the kind after bundling. */
+  override name = 'DataError';
+}
+
 /** @internal Formats a shape the way tfjs error messages do. */
 export function fmtShape(shape: readonly (number | null)[]): string {
   return `[${shape.map((d) => (d === null ? 'null' : String(d))).join(',')}]`;

@@ -43,7 +43,7 @@
  * @module infogeo
  */
 
-export { InfogeoError, LayerNotFoundError, ShapeError, UnsupportedModelError, ValueError } from './errors.js';
+export { DataError, InfogeoError, LayerNotFoundError, ShapeError, UnsupportedModelError, ValueError } from './errors.js';
 
 export { wrapClassifier } from './model/classifier.js';
 export type { Classifier, ClassifierOptions, LogitsSource, ModelOutput, Target } from './model/classifier.js';

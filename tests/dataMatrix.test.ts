@@ -11,6 +11,7 @@ import { distributionProjector, inputJacobian, localDataMatrix, LowRankPSD, Shap
 import { RowSpaceProjector } from '../src/linalg/lowRankPSD.js';
 import { orthonormalRows } from '../src/linalg/rows.js';
 import { denseNet } from '../examples/models.js';
+import { MNIST_DIR, needs } from './realData.js';
 import { trainSmallCnn } from './trainedCnn.js';
 import { expectClose, expectNoLeak, randn } from './helpers.js';
 
@@ -122,7 +123,7 @@ describe('the second-order expansion KL(p(x + δ) ‖ p(x)) = ½ δᵀ G δ + O(
   });
 });
 
-describe('on a CNN trained on real MNIST', () => {
+describe.skipIf(MNIST_DIR === undefined)(`on a CNN trained on real MNIST${needs('mnist', MNIST_DIR)}`, () => {
   let model: tfl.LayersModel;
   let x: tf.Tensor;
   let trainAcc = 0;

@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { distributionProjector, horizontalPath, localDataMatrix, orthogonalPath, ShapeError, ValueError, wrapClassifier } from '../src/index.js';
 import { denseNet } from '../examples/models.js';
 import { expectClose, expectNoLeak, randn } from './helpers.js';
+import { MNIST_DIR, needs } from './realData.js';
 import { trainSmallCnn } from './trainedCnn.js';
 
 /** A linear softmax model on ℝ⁶ with 4 classes: D_x = span{W_i − W_j} (3-dim) everywhere. */
@@ -85,7 +86,7 @@ describe('horizontalPath on a linear model (oracle 5)', () => {
   });
 });
 
-describe('paths on a CNN trained on real MNIST', () => {
+describe.skipIf(MNIST_DIR === undefined)(`paths on a CNN trained on real MNIST${needs('mnist', MNIST_DIR)}`, () => {
   let model: tfl.LayersModel;
   let x: tf.Tensor;
   let labels: Uint8Array;

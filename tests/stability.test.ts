@@ -23,6 +23,7 @@ import {
 import { lowerMedian } from '../src/stability/stability.js';
 import { mnistCnn } from '../examples/models.js';
 import { expectClose, expectNoLeak, randn } from './helpers.js';
+import { MNIST_DIR, needs } from './realData.js';
 import { trainSmallCnn } from './trainedCnn.js';
 
 /** A constant field (dx, dy) for B images of side n. */
@@ -236,7 +237,7 @@ describe('matchedNoise and relativeStability', () => {
     x.dispose();
   });
 
-  it('is of order 1 for a fresh CNN on real MNIST digits (science.md §3.7)', async () => {
+  it.skipIf(MNIST_DIR === undefined)(`is of order 1 for a fresh CNN on real MNIST digits (science.md §3.7)${needs('mnist', MNIST_DIR)}`, async () => {
     const { model, x } = await trainSmallCnn(100);
     const fresh = mnistCnn(7, { filters: [8, 16], hidden: 32 });
     const opts = { c: 3, delta: [1, 2], draws: 2, seed: 1 };

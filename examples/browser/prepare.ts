@@ -9,7 +9,8 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hasModel, saveModel } from '../checkpoint.js';
-import { loadMnist, MNIST_MEAN, MNIST_STD } from '../data/mnist.js';
+import { loadMnist } from '../../src/data/index.js';
+import { exampleDataset, MNIST_MEAN, MNIST_STD } from '../data.js';
 import { mnistCnn } from '../models.js';
 
 export async function prepareBrowserAssets(): Promise<{ trained: boolean }> {
@@ -24,7 +25,7 @@ export async function prepareBrowserAssets(): Promise<{ trained: boolean }> {
     await tf.setBackend('cpu');
     await saveModel(mnistCnn(42), join(pub, 'model'));
   }
-  const test = loadMnist('test', { limit: 1000 });
+  const test = loadMnist('test', { dir: exampleDataset('mnist'), limit: 1000 });
   const digit = (label: number) => {
     const i = test.labels.indexOf(label);
     return Array.from(test.images.subarray(i * 784, (i + 1) * 784), (p) => Math.fround((p - MNIST_MEAN) / MNIST_STD));

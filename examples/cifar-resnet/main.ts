@@ -6,7 +6,7 @@
  *
  *   npm run example:cifar                  # ~12 min of training the first time, then reuses the checkpoint
  *   npm run example:cifar -- --quick       # a 2-minute smoke run
- *   npm run example:cifar -- --data DIR    # or INFOGEO_CIFAR10_DIR=DIR; --retrain ignores the checkpoint
+ *   npm run example:cifar -- --data DIR    # CIFAR-10 from DIR; --retrain ignores the checkpoint
  *
  * Writes SVG figures and summary.json to examples/cifar-resnet/out/.
  */
@@ -29,7 +29,8 @@ import {
 import type { RelativeStabilityResult } from '../../src/index.js';
 import { useWasmBackend } from '../../src/backends/wasm.js';
 import { hasModel, loadModel, saveModel } from '../checkpoint.js';
-import { CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, loadCifar10 } from '../data/cifar10.js';
+import { CIFAR10_CLASSES, loadCifar10 } from '../../src/data/index.js';
+import { CIFAR10_MEAN, CIFAR10_STD, exampleDataset } from '../data.js';
 import { cifarResnet } from '../models.js';
 import { exampleArgs } from '../cli.js';
 import { planeFigure } from '../plane-figure.js';
@@ -55,8 +56,9 @@ registerGradientKernels();
 
 const normalise = (px: Float32Array, n: number) =>
   tf.tidy(() => tf.div(tf.sub(tf.tensor4d(px, [n, 32, 32, 3]), tf.tensor1d([...CIFAR10_MEAN])), tf.tensor1d([...CIFAR10_STD])));
-const train = loadCifar10('train', { dir: dataDir, limit: TRAIN });
-const test = loadCifar10('test', { dir: dataDir });
+const cifar = exampleDataset('cifar10', dataDir);
+const train = loadCifar10('train', { dir: cifar, limit: TRAIN });
+const test = loadCifar10('test', { dir: cifar, limit: 1000 });
 const xTest = normalise(test.images, test.count);
 const probe = tf.slice(xTest, 0, PROBE);
 const c = 3;

@@ -5,7 +5,7 @@
  *
  *   npm run demo                  # ~12 min of training the first time, then reuses the checkpoint
  *   npm run demo -- --quick       # a 2-minute smoke run (short training, short paths)
- *   npm run demo -- --data DIR    # or INFOGEO_MNIST_DIR=DIR; --retrain ignores the checkpoint
+ *   npm run demo -- --data DIR    # MNIST from DIR; --retrain ignores the checkpoint
  *
  * Writes SVG figures to examples/mnist-cnn/out/ and a summary.json of the measured numbers.
  */
@@ -17,7 +17,8 @@ import { horizontalPath, localDataMatrix, orthogonalPath, planeThroughPoints, re
 import type { LeafPath } from '../../src/index.js';
 import { useWasmBackend } from '../../src/backends/wasm.js';
 import { hasModel, loadModel, saveModel } from '../checkpoint.js';
-import { loadMnist, MNIST_MEAN, MNIST_STD } from '../data/mnist.js';
+import { loadMnist } from '../../src/data/index.js';
+import { exampleDataset, MNIST_MEAN, MNIST_STD } from '../data.js';
 import { mnistCnn } from '../models.js';
 import { exampleArgs } from '../cli.js';
 import { planeFigure } from '../plane-figure.js';
@@ -41,8 +42,9 @@ await useWasmBackend();
 registerGradientKernels();
 
 const normalise = (px: Float32Array, n: number) => tf.tidy(() => tf.div(tf.sub(tf.tensor4d(px, [n, 28, 28, 1]), MNIST_MEAN), MNIST_STD));
-const train = loadMnist('train', { dir: dataDir, limit: STEPS * 60 });
-const test = loadMnist('test', { dir: dataDir, limit: 1000 });
+const mnist = exampleDataset('mnist', dataDir);
+const train = loadMnist('train', { dir: mnist, limit: STEPS * 60 });
+const test = loadMnist('test', { dir: mnist, limit: 1000 });
 const xTest = normalise(test.images, test.count);
 const traceRef = normalise(train.images.subarray(0, TRACE_IMAGES * 784), TRACE_IMAGES);
 

@@ -2,8 +2,8 @@
  * Quick start: train the paper's MNIST CNN for one short epoch on the wasm backend, then compute
  * the input Jacobian of log p for one test digit of each class and draw it.
  *
- *   npm run example:jacobians                # reads ../shared/datasets/mnist
- *   npm run example:jacobians -- --data DIR  # or INFOGEO_MNIST_DIR=DIR
+ *   npm run example:jacobians                # MNIST from ../shared/datasets or `npm run data -- mnist`
+ *   npm run example:jacobians -- --data DIR  # MNIST from DIR
  *
  * Writes examples/quickstart/out/jacobian-grid.png: one row per digit; the first column is the
  * digit, then ∇ₓ log p_c for c = 0…9 (red: increasing the pixel raises log p_c, blue: lowers it);
@@ -15,11 +15,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inputJacobian, registerGradientKernels } from '../../src/index.js';
 import { useWasmBackend } from '../../src/backends/wasm.js';
-import { loadMnist, MNIST_MEAN, MNIST_STD } from '../data/mnist.js';
+import { loadMnist } from '../../src/data/index.js';
+import { exitOnError } from '../cli.js';
+import { exampleDataset, MNIST_MEAN, MNIST_STD } from '../data.js';
 import { mnistCnn } from '../models.js';
 import { Canvas, diverging, grey } from '../png.js';
 import { progressBar } from '../progress.js';
 
+exitOnError();
 const args = process.argv.slice(2);
 const dataDir = args.includes('--data') ? args[args.indexOf('--data') + 1] : undefined;
 const TRAIN = 6000;
@@ -31,8 +34,9 @@ await useWasmBackend();
 registerGradientKernels();
 console.log(`backend: ${tf.getBackend()}`);
 
-const train = loadMnist('train', { dir: dataDir, limit: TRAIN });
-const test = loadMnist('test', { dir: dataDir, limit: 1000 });
+const mnist = exampleDataset('mnist', dataDir);
+const train = loadMnist('train', { dir: mnist, limit: TRAIN });
+const test = loadMnist('test', { dir: mnist, limit: 1000 });
 const normalise = (pixels: Float32Array, n: number) =>
   tf.tidy(() => tf.div(tf.sub(tf.tensor4d(pixels, [n, 28, 28, 1]), MNIST_MEAN), MNIST_STD));
 

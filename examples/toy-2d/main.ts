@@ -15,10 +15,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { shallowAnalyticDetG, volumeElement } from '../../src/index.js';
 import { useWasmBackend } from '../../src/backends/wasm.js';
+import { exitOnError } from '../cli.js';
 import { progressBar } from '../progress.js';
 import { heatmapPanels, rgbDataUri, viridis } from '../svg.js';
 
 const quick = process.argv.includes('--quick');
+exitOnError();
 const OUT = join(dirname(fileURLToPath(import.meta.url)), 'out');
 const WIDTH = 250;
 const STEPS = quick ? 1000 : 10000;

@@ -47,8 +47,36 @@ async function nodeWasmDir(): Promise<string | undefined> {
 export async function useWasmBackend(options: WasmBackendOptions = {}): Promise<string> {
   const dir = options.wasmPaths ?? (await nodeWasmDir());
   if (dir !== undefined) setWasmPaths(dir);
-  const ok = await tf.setBackend('wasm');
-  if (!ok) throw new Error("useWasmBackend: tf.setBackend('wasm') failed; check that the .wasm files are reachable.");
-  await tf.ready();
+  const restore = keepProcessHandlers();
+  try {
+    const ok = await tf.setBackend('wasm');
+    if (!ok) throw new Error("useWasmBackend: tf.setBackend('wasm') failed; check that the .wasm files are reachable.");
+    await tf.ready();
+  } finally {
+    restore();
+  }
   return tf.getBackend();
+}
+
+const PROCESS_EVENTS = ['uncaughtException', 'unhandledRejection'] as const;
+
+/**
+ * In Node, the wasm module's Emscripten start-up adds `uncaughtException` and `unhandledRejection`
+ * handlers that rethrow every error from inside its 40 KB one-line script: Node then prints that
+ * line of minified source instead of the error, and exits with code 7. This records the handlers
+ * before the backend starts and returns a function that removes the ones added since.
+ */
+function keepProcessHandlers(): () => void {
+  type Listener = (...args: unknown[]) => void;
+  const proc = (globalThis as { process?: { listeners?: (e: string) => Listener[]; removeListener?: (e: string, l: Listener) => unknown } }).process;
+  if (typeof proc?.listeners !== 'function' || typeof proc.removeListener !== 'function') return () => undefined;
+  const { listeners, removeListener } = { listeners: proc.listeners.bind(proc), removeListener: proc.removeListener.bind(proc) };
+  const before = new Map(PROCESS_EVENTS.map((e) => [e, new Set(listeners(e))]));
+  return () => {
+    for (const event of PROCESS_EVENTS) {
+      for (const listener of listeners(event)) {
+        if (!before.get(event)?.has(listener)) removeListener(event, listener);
+      }
+    }
+  };
 }

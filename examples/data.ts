@@ -1,0 +1,43 @@
+/**
+ * Where the examples find their data sets, and how they normalise them. A data set is read from,
+ * in order: the folder given with `--data DIR`; `../shared/datasets/NAME` next to the repository;
+ * the cache folder where `npm run data -- NAME` (in this repository; `npx infogeo-data NAME` for
+ * users of the package) puts it. When none has it, the example prints one line that says so and
+ * exits with code 1.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DATASETS, datasetDir, type DatasetName } from '../src/data/index.js';
+
+/** MNIST normalisation used by the paper's CNN: (pixel − mean) / std, pixels in [0, 1]. */
+export const MNIST_MEAN = 0.1307;
+export const MNIST_STD = 0.3081;
+/** The usual CIFAR-10 per-channel normalisation (the diffeo-sota scripts'). */
+export const CIFAR10_MEAN = [0.4914, 0.4822, 0.4465] as const;
+export const CIFAR10_STD = [0.2023, 0.1994, 0.201] as const;
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** The data sets' folder that the repository's tests and examples share (never committed). */
+export const SHARED_DATASETS = resolve(REPO, '..', 'shared', 'datasets');
+
+/** The files an example needs from a data set's folder (the CIFAR-10 examples use batch 1 and the test batch). */
+function has(name: DatasetName, dir: string): boolean {
+  if (name === 'cifar10') return existsSync(join(dir, 'data_batch_1.bin')) && (existsSync(join(dir, 'test_batch.bin')) || existsSync(join(dir, 'test_batch_first1000.bin')));
+  return DATASETS[name].files.every((f) => existsSync(join(dir, f.name)));
+}
+
+/** The first folder that holds the data set (see the module comment), or undefined. */
+export function findDataset(name: DatasetName, override?: string): string | undefined {
+  const candidates = override !== undefined ? [resolve(override)] : [join(SHARED_DATASETS, name), datasetDir(name)];
+  return candidates.find((dir) => has(name, dir));
+}
+
+/** {@link findDataset}, or one line on stderr with the command that fetches the data set, and exit code 1. */
+export function exampleDataset(name: DatasetName, override?: string): string {
+  const dir = findDataset(name, override);
+  if (dir !== undefined) return dir;
+  const where = override !== undefined ? resolve(override) : `${join(SHARED_DATASETS, name)} or ${datasetDir(name)}`;
+  console.error(`${DATASETS[name].title} not found in ${where}: run \`npm run data -- ${name}\` to download it (or pass --data DIR).`);
+  process.exit(1);
+}
