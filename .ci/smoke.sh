@@ -91,3 +91,6 @@ JS
 node smoke.mjs
 node pool.mjs
 node smoke.cjs
+
+# The README's and the guides' code, run against this install (and the @examples type-checked).
+"$root/node_modules/.bin/tsx" "$root/.ci/docs-code.ts" "$root" "$tmp"

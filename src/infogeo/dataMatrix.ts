@@ -54,8 +54,8 @@ export interface LocalDataMatrixResult {
  * ```ts
  * const { G, probs } = await localDataMatrix(model, x);
  * console.log(await G.trace(), await G.rank());   // tr G(x_b), rank ≤ C − 1
- * const { values } = await G.eig();               // nonzero eigenvalues, float64
- * G.dispose(); probs.dispose();
+ * const { values, vectors } = await G.eig();      // nonzero eigenvalues (float64), eigenvectors
+ * G.dispose(); probs.dispose(); vectors.dispose();
  * ```
  */
 export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options: LocalDataMatrixOptions = {}): Promise<LocalDataMatrixResult> {

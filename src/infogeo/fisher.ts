@@ -131,8 +131,8 @@ export interface DatasetFisherResult {
  * @example
  * ```ts
  * const { F, count } = await datasetFisher(model, xTrain, { layers: ['fc2'] });
- * const { values } = await F.eig();   // the Fisher spectrum of the last layer
- * F.dispose();
+ * const { values, vectors } = await F.eig();   // the Fisher spectrum of the last layer
+ * F.dispose(); vectors.dispose();
  * ```
  */
 export async function datasetFisher(

@@ -33,8 +33,8 @@ export interface VjpOptions extends ClassifierOptions, RunOptions {
  *
  * @example
  * ```ts
- * const u = tf.oneHot(labels, 10).toFloat();   // ∇ log p_label for each sample
- * const g = await vjp(model, x, u);             // [B, 28, 28, 1]
+ * const u = tf.cast(tf.oneHot(labels, 10), 'float32'); // ∇ log p_label for each sample
+ * const g = await vjp(model, x, u);                    // [B, 28, 28, 1]
  * ```
  */
 export async function vjp(model: LayersModel, x: tf.Tensor, cotangent: tf.Tensor, options: VjpOptions = {}): Promise<tf.Tensor> {
