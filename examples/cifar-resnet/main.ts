@@ -8,7 +8,7 @@
  *   npm run example:cifar -- --quick       # a 2-minute smoke run
  *   npm run example:cifar -- --data DIR    # CIFAR-10 from DIR; --retrain ignores the checkpoint
  *
- * Writes SVG figures and summary.json to examples/cifar-resnet/out/.
+ * Writes SVG and PNG figures and summary.json to examples/cifar-resnet/out/.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';

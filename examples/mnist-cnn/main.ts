@@ -7,7 +7,7 @@
  *   npm run demo -- --quick       # a 2-minute smoke run (short training, short paths)
  *   npm run demo -- --data DIR    # MNIST from DIR; --retrain ignores the checkpoint
  *
- * Writes SVG figures to examples/mnist-cnn/out/ and a summary.json of the measured numbers.
+ * Writes SVG and PNG figures to examples/mnist-cnn/out/ and a summary.json of the measured numbers.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';

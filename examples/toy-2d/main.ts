@@ -6,7 +6,7 @@
  *   npm run example:toy-2d             # about a minute on 2 cores
  *   npm run example:toy-2d -- --quick  # 1,000 training steps instead of 10,000
  *
- * Writes examples/toy-2d/out/volume-during-training.svg and summary.json.
+ * Writes examples/toy-2d/out/volume-during-training.svg (and .png) and summary.json.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -163,5 +163,5 @@ writeFileSync(join(OUT, 'summary.json'), JSON.stringify(summary, null, 2) + '\n'
 for (const s of summary.snapshots) {
   console.log(`step ${s.step}: train accuracy ${(100 * s.trainAccuracy).toFixed(1)} %, mean log10 √det g near the boundary ${s.meanLog10VolumeNearBoundary.toFixed(3)}, elsewhere ${s.meanLog10VolumeElsewhere.toFixed(3)}`);
 }
-console.log(`training took ${trainSeconds.toFixed(0)} s; wrote ${join(OUT, 'volume-during-training.svg')} and summary.json`);
+console.log(`training took ${trainSeconds.toFixed(0)} s; wrote ${join(OUT, 'volume-during-training.svg')} (and .png) and summary.json`);
 tf.dispose([xs, ys, gridTensor]);
