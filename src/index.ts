@@ -28,7 +28,9 @@
  *
  * infogeo imports no backend and registers nothing when imported. In Node, start the `wasm`
  * backend with `useWasmBackend()` from `infogeo/wasm` (or import `@tensorflow/tfjs-backend-cpu`),
- * then call {@link registerGradientKernels} once.
+ * then call {@link registerGradientKernels} once. `infogeo/node` runs the batched calls on every
+ * core; `infogeo/data` reads MNIST, Fashion-MNIST and CIFAR-10, which `npx infogeo-data NAME`
+ * downloads.
  *
  * Every function returns tensors that the caller owns and must dispose; none disposes its inputs.
  *
