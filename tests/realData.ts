@@ -12,6 +12,7 @@ export function realDataset(name: DatasetName): string | undefined {
   if (dir === undefined && process.env['INFOGEO_REQUIRE_DATA']) {
     throw new Error(`INFOGEO_REQUIRE_DATA is set, but ${DATASETS[name].title} is neither in ${SHARED_DATASETS}/${name} nor in the cache folder.`);
   }
+  if (dir === undefined) console.warn(`Skipping the tests that need ${DATASETS[name].title}: it is neither in ${SHARED_DATASETS}/${name} nor in the cache folder (npm run data -- ${name}).`);
   return dir;
 }
 
