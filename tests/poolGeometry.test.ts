@@ -15,8 +15,12 @@ import {
   localDataMatrix,
   localFisher,
   orthogonalPath,
+  planeThroughPoints,
   pullbackMetric,
+  relativeStability,
+  scanPlane,
   ShapeError,
+  ValueError,
   volumeElement,
   weightJacobian,
 } from '../src/index.js';
@@ -146,6 +150,32 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
     tf.dispose([target, ...[h1, h2, o1, o2].flat().map((p) => p.frames)]);
   }, 60_000);
 
+  it('scanPlane and relativeStability: whole batches per share, so exactly the values of one thread', async () => {
+    const three = tf.slice(x, 0, 3);
+    const plane = planeThroughPoints(three);
+    // 16 grid points in batches of 5: shares of 10 and 6 points.
+    for (const volume of ['plane', 'effective'] as const) {
+      const opts = { steps: 4, batchSize: 5, volume, k: 3 };
+      const s1 = await scanPlane(model, plane, opts);
+      const s2 = await pooled((onProgress) => pool.scanPlane(plane, { ...opts, onProgress }), () => [], 16);
+      expect(s2).toEqual(s1);
+    }
+    // 5 images in batches of 2: shares of 2 and 3 images, each deformed with one thread's fields.
+    for (const interpolation of ['bilinear', 'gaussian'] as const) {
+      const opts = { delta: [0.5, 1.5], draws: 2, batchSize: 2, seed: 4, interpolation, aggregation: 'median' as const };
+      const r1 = await relativeStability(model, x, opts);
+      const r2 = await pooled((onProgress) => pool.relativeStability(x, { ...opts, onProgress }), () => []);
+      expect(r2).toEqual(r1);
+      expect(r1.points[1]!.D).toBeGreaterThan(0);
+    }
+    const one = tf.slice(x, 0, 1);
+    await expect(pool.relativeStability(one)).rejects.toThrow(ValueError);
+    await expect(pool.relativeStability(one)).rejects.toThrow(/^JacobianPool\.relativeStability: at least 2 probing images/);
+    await expect(pool.scanPlane(plane, { steps: 1 })).rejects.toThrow(/^JacobianPool\.scanPlane: steps/);
+    plane.dispose();
+    tf.dispose([three, one]);
+  }, 120_000);
+
   it("typed errors name the pool's call; an abort rejects with its reason and leaves nothing behind", async () => {
     await expect(pool.localFisher(randn([2, 27, 28, 1], 46))).rejects.toThrow(/^JacobianPool\.localFisher: /);
     await expect(pool.localFisher(randn([2, 27, 28, 1], 46))).rejects.toThrow(ShapeError);
@@ -155,6 +185,8 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
     await expect(pool.volumeElement(x, { k: -1, mode: 'effective' } as never)).rejects.toThrow(/^JacobianPool\.volumeElement: /);
     // Every call: aborted while the threads work, it rejects with the reason; aborted before, at once.
     const target = randn([B, 28, 28, 1], 48);
+    const three = tf.slice(x, 0, 3);
+    const plane = planeThroughPoints(three);
     const calls: [string, (signal: AbortSignal) => Promise<unknown>][] = [
       ['inputJacobian', (signal) => pool.inputJacobian(x, { signal })],
       ['weightJacobian', (signal) => pool.weightJacobian(x, { signal })],
@@ -166,6 +198,8 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
       ['volumeElement', (signal) => pool.volumeElement(x, { signal })],
       ['horizontalPath', (signal) => pool.horizontalPath(x, target, { maxSteps: 2, signal })],
       ['orthogonalPath', (signal) => pool.orthogonalPath(x, { maxSteps: 2, signal })],
+      ['scanPlane', (signal) => pool.scanPlane(plane, { steps: 3, volume: 'plane', batchSize: 4, signal })],
+      ['relativeStability', (signal) => pool.relativeStability(x, { delta: 1, batchSize: 2, signal })],
     ];
     const before = tf.memory().numTensors;
     for (const [name, call] of calls) {
@@ -185,5 +219,7 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
     after.F.dispose();
     after.probs.dispose();
     target.dispose();
+    plane.dispose();
+    three.dispose();
   }, 60_000);
 });

@@ -20,6 +20,10 @@ import type { DatasetFisherOptions, DatasetFisherResult, LocalFisherOptions, Loc
 import type { DistributionProjectorOptions, LocalDataMatrixOptions, LocalDataMatrixResult } from '../infogeo/dataMatrix.js';
 import type { PullbackMetricOptions, VolumeElementOptions, VolumeElementResult } from '../pullback/metric.js';
 import type { HorizontalPathOptions, LeafPath, OrthogonalPathOptions } from '../paths/paths.js';
+import { planScan } from '../pullback/plane.js';
+import type { Plane, PlaneScan, ScanPlaneOptions } from '../pullback/plane.js';
+import { planStability, stabilityFromOutputs } from '../stability/stability.js';
+import type { RelativeStabilityOptions, RelativeStabilityResult } from '../stability/stability.js';
 import { LowRankPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { ClassifierOptions } from '../model/classifier.js';
@@ -88,6 +92,20 @@ export interface JacobianPool {
   horizontalPath(source: tf.Tensor, target: tf.Tensor, options?: PooledPathOptions<HorizontalPathOptions>): Promise<LeafPath[]>;
   /** {@link infogeo!orthogonalPath | orthogonalPath}: the B sources (and a per-sample `direction`) split between the threads, as {@link horizontalPath}. */
   orthogonalPath(source: tf.Tensor, options?: PooledPathOptions<OrthogonalPathOptions>): Promise<LeafPath[]>;
+  /**
+   * {@link infogeo!scanPlane | scanPlane}: the grid points split between the threads, in whole
+   * batches of `batchSize` (so the values are one thread's); `onProgress` counts grid points as each
+   * thread's share finishes. The plane stays the caller's.
+   */
+  scanPlane(plane: Plane, options?: ScanPlaneOptions): Promise<PlaneScan>;
+  /**
+   * {@link infogeo!relativeStability | relativeStability}: the probing images split between the
+   * threads in whole batches of `batchSize`, each thread deforming its share with the fields one
+   * thread would draw (same seeds), and D_f, G_f and R_f aggregated here from all the outputs:
+   * the result of one thread. `onProgress` counts images as each thread's share finishes (in one
+   * thread it counts (temperature, draw) steps).
+   */
+  relativeStability(images: tf.Tensor, options?: RelativeStabilityOptions): Promise<RelativeStabilityResult>;
   /** Stops the threads. Calls in progress reject (the pool was closed); calls after `close` reject. */
   close(): Promise<void>;
 }
@@ -140,6 +158,22 @@ type Share = (b0: number, b1: number) => { args: unknown[]; owned: tf.Tensor[] }
 
 /** How the parts of a split call are joined (in batch order). */
 type Join = 'concat' | 'first' | { [key: string]: Join };
+
+/** Share boundaries 0 = b₀ < b₁ < … = B: B samples split as evenly as the threads allow. */
+function evenShares(B: number, threads: number): number[] {
+  const used = Math.min(B, threads);
+  return Array.from({ length: used + 1 }, (_, k) => Math.floor((k * B) / used));
+}
+
+/**
+ * Share boundaries at multiples of `batch` (the last one B): each thread runs whole batches of the
+ * one-thread computation, so its values (and the seeds that depend on the batches) are one thread's.
+ */
+function batchShares(B: number, threads: number, batch: number): number[] {
+  const chunks = Math.ceil(B / batch);
+  const used = Math.min(threads, chunks);
+  return Array.from({ length: used + 1 }, (_, k) => Math.min(B, Math.floor((k * chunks) / used) * batch));
+}
 
 /**
  * Joins the portable parts of a call (see `concatPortable`): `'concat'` along the batch,
@@ -376,7 +410,16 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
    * arguments (after the model), the parts are joined with `how`. Progress after each share, abort
    * and `close` at once (the threads' work is dropped); the calling thread's tensors untouched.
    */
-  const run = async (fn: PoolFunction, call: string, B: number, onProgress: InputJacobianOptions['onProgress'], signal: AbortSignal | undefined, share: Share, how: Join | ((parts: Portable[]) => Portable)): Promise<unknown> => {
+  const run = async (
+    fn: PoolFunction,
+    call: string,
+    B: number,
+    onProgress: InputJacobianOptions['onProgress'],
+    signal: AbortSignal | undefined,
+    share: Share,
+    how: Join | ((parts: Portable[]) => Portable),
+    bounds: number[] = evenShares(B, slots.length),
+  ): Promise<unknown> => {
     signal?.throwIfAborted();
     // Rejects when the call must stop: an abort (with its reason), even while the weights or the
     // batch are read, or `close` (with a typed error). The threads' work is then dropped.
@@ -392,13 +435,13 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, stopped]);
     let over = false;
     try {
-      const used = Math.min(B, slots.length);
+      const used = bounds.length - 1;
       const threadsUsed = await guard(Promise.all(Array.from({ length: used }, (_, k) => ensure(k, call))));
       await guard(syncWeights(threadsUsed, call));
       let done = 0;
       const parts = threadsUsed.map(async (thread, k) => {
-        const b0 = Math.floor((k * B) / used);
-        const b1 = Math.floor(((k + 1) * B) / used);
+        const b0 = bounds[k] as number;
+        const b1 = bounds[k + 1] as number;
         const transfer: ArrayBuffer[] = [];
         const { args: shared, owned } = share(b0, b1);
         let args: Portable[];
@@ -499,6 +542,39 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
         return { args: [args[0], t, args[1]], owned: [...owned, t] };
       };
       return run('horizontalPath', p.call, p.B, p.onProgress, p.signal, share, 'concat') as Promise<LeafPath[]>;
+    },
+    async scanPlane(plane, opts = {}) {
+      const call = 'JacobianPool.scanPlane';
+      if (closed) throw new ValueError(`${call}: the pool is closed.`);
+      checkOptions(opts, call);
+      const scan = planScan(model, plane, opts, call);
+      const { onProgress, signal, ...rest } = opts;
+      const share: Share = (b0, b1) => ({ args: [{ origin: plane.origin, axes: plane.axes, anchors: plane.anchors }, rest, b0, b1], owned: [] });
+      const merge = (parts: Portable[]): Portable => {
+        const values = join(parts, { predicted: 'concat', probability: 'concat', entropy: 'concat', logVolume: 'concat', rank: 'concat' }, call) as Record<string, Portable>;
+        return { steps: scan.steps, coords: scan.coords, ...values };
+      };
+      return run('scanPlane', call, scan.P, onProgress, signal, share, merge, batchShares(scan.P, slots.length, scan.batchSize)) as Promise<PlaneScan>;
+    },
+    async relativeStability(images, opts = {}) {
+      const call = 'JacobianPool.relativeStability';
+      if (closed) throw new ValueError(`${call}: the pool is closed.`);
+      checkOptions(opts, call);
+      const plan = planStability(model, images, opts, call);
+      const { onProgress, signal, ...rest } = opts;
+      const share: Share = (b0, b1) => {
+        const x = tf.slice(images, b0, b1 - b0);
+        return { args: [x, { ...rest, batchSize: plan.batchSize }, b0], owned: [x] };
+      };
+      const merge = (parts: Portable[]): Portable => {
+        const shares = parts as unknown as { f0: Float32Array; ft: Float32Array[]; fNoise: Float32Array[] }[];
+        const joined = (pick: (s: (typeof shares)[number]) => Float32Array) => concatPortable(shares.map(pick), call) as Float32Array;
+        const draws = plan.temps.length * plan.draws;
+        const ft = Array.from({ length: draws }, (_, k) => joined((s) => s.ft[k] as Float32Array));
+        const fNoise = Array.from({ length: draws }, (_, k) => joined((s) => s.fNoise[k] as Float32Array));
+        return stabilityFromOutputs(plan, joined((s) => s.f0), ft, fNoise) as unknown as Portable;
+      };
+      return run('relativeStability', call, plan.P, onProgress, signal, share, merge, batchShares(plan.P, slots.length, plan.batchSize)) as Promise<RelativeStabilityResult>;
     },
     async datasetFisher(data, opts = {}) {
       const call = 'JacobianPool.datasetFisher';

@@ -17,6 +17,10 @@ import { datasetFisher, localFisher } from '../infogeo/fisher.js';
 import { distributionProjector, localDataMatrix } from '../infogeo/dataMatrix.js';
 import { pullbackMetric, volumeElement } from '../pullback/metric.js';
 import { horizontalPath, orthogonalPath } from '../paths/paths.js';
+import { planScan, scanPoints } from '../pullback/plane.js';
+import type { Plane, ScanPlaneOptions } from '../pullback/plane.js';
+import { planStability, stabilityOutputs } from '../stability/stability.js';
+import type { RelativeStabilityOptions } from '../stability/stability.js';
 import { decode, encode, tensorsIn } from './protocol.js';
 import type { PoolFunction, PoolRequest, PoolResponse, PoolWorkerData } from './protocol.js';
 
@@ -32,6 +36,23 @@ const FUNCTIONS: Record<PoolFunction, (model: LayersModel, ...args: never[]) => 
   volumeElement,
   horizontalPath,
   orthogonalPath,
+  // A share of the grid, points first … end − 1: the five value arrays of a PlaneScan.
+  async scanPlane(model: LayersModel, plane: Plane, options: ScanPlaneOptions, first: number, end: number) {
+    const scan = await scanPoints(planScan(model, plane, options, 'scanPlane'), plane, options, first, end);
+    const { predicted, probability, entropy, logVolume, rank } = scan;
+    return { predicted, probability, entropy, logVolume, rank };
+  },
+  // A share of the probing images, from image `offset` on: f of the images, then of the deformed and
+  // the noisy images for each (temperature, draw). The calling thread aggregates.
+  async relativeStability(model: LayersModel, images: tf.Tensor, options: RelativeStabilityOptions, offset: number) {
+    const plan = planStability(model, images, options, 'relativeStability', 1);
+    const out: { f0?: Float32Array; ft: Float32Array[]; fNoise: Float32Array[] } = { ft: [], fNoise: [] };
+    await stabilityOutputs(plan, images, offset, undefined, {
+      reference: (f0) => (out.f0 = f0),
+      draw: (_, ft, fNoise) => (out.ft.push(ft), out.fNoise.push(fNoise)),
+    });
+    return out;
+  },
 };
 
 const port = parentPort;

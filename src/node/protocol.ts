@@ -27,6 +27,8 @@ export const POOL_FUNCTIONS = [
   'volumeElement',
   'horizontalPath',
   'orthogonalPath',
+  'scanPlane',
+  'relativeStability',
 ] as const;
 export type PoolFunction = (typeof POOL_FUNCTIONS)[number];
 
@@ -156,9 +158,11 @@ function tensorFromParts(parts: (Float32Array | Int32Array)[], shape: number[], 
 export function concatPortable(parts: Portable[], what: string): Portable {
   const first = parts[0] as Portable;
   if (parts.length === 1) return first;
-  if (first instanceof Float64Array) {
-    const all = parts as Float64Array[];
-    const out = new Float64Array(all.reduce((a, p) => a + p.length, 0));
+  if (ArrayBuffer.isView(first) && !(first instanceof DataView)) {
+    // Typed arrays of one kind (Float64Array, Int32Array...), end to end.
+    const all = parts as unknown as Float64Array[];
+    const Kind = (first as Float64Array).constructor as new (n: number) => Float64Array;
+    const out = new Kind(all.reduce((a, p) => a + p.length, 0));
     all.reduce((at, p) => (out.set(p, at), at + p.length), 0);
     return out;
   }

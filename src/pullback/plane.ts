@@ -12,7 +12,7 @@ import { pause } from '../jacobian/chunks.js';
 import type { Progress } from '../jacobian/chunks.js';
 import { dot } from '../linalg/rows.js';
 import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
-import type { ClassifierOptions, Target } from '../model/classifier.js';
+import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
 import { volumeOf } from './metric.js';
 import type { MetricNormalization } from './metric.js';
 
@@ -186,7 +186,25 @@ export interface PlaneScan {
  * ```
  */
 export async function scanPlane(model: LayersModel, plane: Plane, options: ScanPlaneOptions = {}): Promise<PlaneScan> {
-  const fn = 'scanPlane';
+  const scan = planScan(model, plane, options, 'scanPlane');
+  return scanPoints(scan, plane, options, 0, scan.P, options.onProgress);
+}
+
+/** A checked scan: the classifier, the grid and the options that shape each batch. @internal */
+export interface ScanPlan {
+  clf: Classifier;
+  steps: number;
+  /** steps², the grid points. */
+  P: number;
+  coords: Float64Array;
+  batchSize: number;
+  volume: 'effective' | 'plane';
+  base: number;
+  fn: string;
+}
+
+/** Checks a scan's arguments (errors name `fn`) and lays out its grid. @internal */
+export function planScan(model: LayersModel, plane: Plane, options: ScanPlaneOptions, fn: string): ScanPlan {
   const clf = wrapClassifier(model, options, fn);
   const steps = checkNumber(options.steps, fn, 'steps', { integer: true, min: 2 }, 60);
   const range = options.range ?? [-1, 1];
@@ -199,7 +217,6 @@ export async function scanPlane(model: LayersModel, plane: Plane, options: ScanP
   const base = options.base ?? 10;
   checkPlane(plane, fn);
   checkBatch(clf, plane.origin, fn, 'plane.origin');
-
   const P = steps * steps;
   const coords = new Float64Array(2 * P);
   for (let j = 0; j < steps; j++)
@@ -207,8 +224,20 @@ export async function scanPlane(model: LayersModel, plane: Plane, options: ScanP
       coords[2 * (j * steps + i)] = lo + ((hi - lo) * i) / (steps - 1);
       coords[2 * (j * steps + i) + 1] = lo + ((hi - lo) * j) / (steps - 1);
     }
+  return { clf, steps, P, coords, batchSize, volume, base, fn };
+}
+
+/**
+ * The scan's values at grid points `first … end − 1` (the whole grid for {@link scanPlane}; a
+ * share for a pool's thread, which starts at a multiple of the batch size so that the batches,
+ * and so the float32 rounding, are those of one thread). Progress counts the points done.
+ * @internal
+ */
+export async function scanPoints(scan: ScanPlan, plane: Plane, options: ScanPlaneOptions, first: number, end: number, onProgress?: (p: Progress) => void): Promise<PlaneScan> {
+  const { clf, batchSize, volume, base, coords, fn } = scan;
+  const P = end - first;
   const out: PlaneScan = {
-    steps,
+    steps: scan.steps,
     coords,
     predicted: new Int32Array(P),
     probability: new Float64Array(P),
@@ -221,8 +250,9 @@ export async function scanPlane(model: LayersModel, plane: Plane, options: ScanP
   for (let start = 0; start < P; start += batchSize) {
     await pause(options.signal);
     const count = Math.min(batchSize, P - start);
-    const pairs = Array.from({ length: count }, (_, i) => [coords[2 * (start + i)], coords[2 * (start + i) + 1]] as [number, number]);
-    const x = pointsOn(plane, pairs); // the plane was checked once, above
+    const at = first + start;
+    const pairs = Array.from({ length: count }, (_, i) => [coords[2 * (at + i)], coords[2 * (at + i) + 1]] as [number, number]);
+    const x = pointsOn(plane, pairs); // the plane was checked once, in planScan
     try {
       const logp = tf.tidy(() => clf.logProbs(x).dataSync());
       for (let i = 0; i < count; i++) {
@@ -251,7 +281,7 @@ export async function scanPlane(model: LayersModel, plane: Plane, options: ScanP
     } finally {
       x.dispose();
     }
-    options.onProgress?.({ done: start + count, total: P });
+    onProgress?.({ done: start + count, total: P });
   }
   return out;
 }

@@ -165,14 +165,52 @@ const std = (a: number[]) => {
  * ```
  */
 export async function relativeStability(model: LayersModel, images: tf.Tensor, options: RelativeStabilityOptions = {}): Promise<RelativeStabilityResult> {
-  const fn = 'relativeStability';
+  const plan = planStability(model, images, options, 'relativeStability');
+  const { temps, draws, P, aggregation } = plan;
+  let f0: Float32Array | undefined;
+  let denominator = 0;
+  let deno = 0;
+  const perDraw: { D: number; G: number }[] = [];
+  const total = temps.length * draws;
+  await stabilityOutputs(plan, images, 0, options.signal, {
+    reference: (f) => {
+      f0 = f;
+      denominator = pairwise(f, P, f.length / P, aggregation);
+      deno = denominator + 1e-10;
+    },
+    draw: (k, ft, fNoise) => {
+      const m = ft.length / P;
+      perDraw.push({ D: numerator(ft, f0!, P, m, aggregation) / deno, G: numerator(fNoise, f0!, P, m, aggregation) / deno });
+      options.onProgress?.({ done: k + 1, total });
+    },
+  });
+  return stabilityResult(plan, denominator, perDraw);
+}
+
+/** A checked measurement: what f is, the temperatures, draws, chunks and seeds. @internal */
+export interface StabilityPlan {
+  f: (x: tf.Tensor) => tf.Tensor;
+  /** The probing images. */
+  P: number;
+  n: number;
+  c: number;
+  temps: number[];
+  draws: number;
+  batchSize: number;
+  interpolation: Interpolation;
+  aggregation: 'mean' | 'median';
+  seed: number;
+}
+
+/** Checks relativeStability's arguments (errors name `fn`); a pool's thread takes shares of one image. @internal */
+export function planStability(model: LayersModel, images: tf.Tensor, options: RelativeStabilityOptions, fn: string, minImages = 2): StabilityPlan {
   const clf = wrapClassifier(model, options, fn);
   checkBatch(clf, images, fn, 'images');
   if (clf.inputShape.length !== 3 || clf.inputShape[0] !== clf.inputShape[1]) {
     throw new ValueError(`${fn}: the model must take square NHWC images [n, n, channels]; its input shape is [${clf.inputShape.join(', ')}].`);
   }
   const P = images.shape[0] as number;
-  if (P < 2) throw new ValueError(`${fn}: at least 2 probing images are needed (pairwise distances); got ${P}.`);
+  if (P < minImages) throw new ValueError(`${fn}: at least 2 probing images are needed (pairwise distances); got ${P}.`);
   const n = clf.inputShape[0] as number;
   const c = checkNumber(options.c, fn, 'c', { integer: true, min: 2 }, 3);
   const aggregation = checkChoice(options.aggregation, fn, 'aggregation', ['mean', 'median'] as const, 'mean');
@@ -199,17 +237,37 @@ export async function relativeStability(model: LayersModel, images: tf.Tensor, o
   }
   const f = target === 'logits' ? clf.logits : clf.target(target).fn;
   const seed = checkNumber(options.seed, fn, 'seed', {}, 0);
+  return { f, P, n, c, temps, draws, batchSize, interpolation, aggregation, seed };
+}
+
+/**
+ * f of the probing images `images` (the images `offset …` of the measurement: a pool's thread
+ * has a share that starts at a multiple of the batch size, so that its chunks, and the fields'
+ * seeds that depend on them, are those of one thread), then, for each temperature and draw in
+ * order (k = temperature · draws + draw), f of the deformed images and of the images plus matched
+ * noise: float32 `[images, m]` row-major each. @internal
+ */
+export async function stabilityOutputs(
+  plan: StabilityPlan,
+  images: tf.Tensor,
+  offset: number,
+  signal: AbortSignal | undefined,
+  on: { reference: (f0: Float32Array) => void; draw: (k: number, ft: Float32Array, fNoise: Float32Array) => void },
+): Promise<void> {
+  const { f, n, c, temps, draws, batchSize, interpolation, seed } = plan;
+  const P = images.shape[0] as number;
 
   /**
-   * f over the batch in chunks of `batchSize` images, as float32 data [P, m] per output; `inputs`
-   * maps each chunk (and its start index) to the inputs evaluated (default: the chunk itself).
-   * Chunking bounds the memory of the deformations (ImageNet-sized probes).
+   * f over the images in chunks of `batchSize`, as float32 data [P, m] per output; `inputs` maps
+   * each chunk (and its start index among all the probing images) to the inputs evaluated
+   * (default: the chunk itself). Chunking bounds the memory of the deformations (ImageNet-sized
+   * probes).
    */
   const evaluate = async (x: tf.Tensor, inputs: (xc: tf.Tensor, start: number) => tf.Tensor[] = (xc) => [xc]): Promise<Float32Array[]> => {
     const parts: Float32Array[][] = [];
     for (let s = 0; s < P; s += batchSize) {
       // Everything but the outputs is released here, also when a layer or a deformation throws.
-      const ys = tf.tidy(() => inputs(tf.slice(x, s, Math.min(batchSize, P - s)), s).map((t) => f(t)));
+      const ys = tf.tidy(() => inputs(tf.slice(x, s, Math.min(batchSize, P - s)), offset + s).map((t) => f(t)));
       try {
         parts.push(await Promise.all(ys.map(async (y) => (await y.data()) as Float32Array)));
       } finally {
@@ -242,41 +300,49 @@ export async function relativeStability(model: LayersModel, images: tf.Tensor, o
         })
       : images;
   try {
-    return await measure();
-  } finally {
-    if (reference !== images) reference.dispose();
-  }
-
-  async function measure(): Promise<RelativeStabilityResult> {
     const [f0] = (await evaluate(reference)) as [Float32Array];
-    const m = f0.length / P;
-    const denominator = pairwise(f0, P, m, aggregation);
-    const deno = denominator + 1e-10;
-    const points: StabilityPoint[] = [];
-    const total = temps.length * draws;
+    on.reference(f0);
     for (const [ti, T] of temps.entries()) {
-      const Ds: number[] = [];
-      const Gs: number[] = [];
-      const Rs: number[] = [];
       for (let d = 0; d < draws; d++) {
-        await pause(options.signal);
+        await pause(signal);
         // One field and one noise draw per image; seeds depend on (temperature, draw, chunk).
         const s = seed + 7919 * (ti * draws + d);
         const [ft, fNoise] = await evaluate(images, (xc, start) => {
           const field = sampleDisplacementField({ batch: xc.shape[0] as number, n, c, T, seed: s + 104729 * start });
           const tx = deform(xc, field, { interpolation });
-          const ref = reference === images ? xc : tf.slice(reference, start, xc.shape[0] as number);
+          const ref = reference === images ? xc : tf.slice(reference, start - offset, xc.shape[0] as number);
           return [tx, tf.add(ref, matchedNoise(ref, tx, s + 104729 * start + 1))];
         });
-        const D = numerator(ft!, f0, P, m, aggregation) / deno;
-        const G = numerator(fNoise!, f0, P, m, aggregation) / deno;
-        Ds.push(D);
-        Gs.push(G);
-        Rs.push(G > 0 ? D / G : NaN);
-        options.onProgress?.({ done: ti * draws + d + 1, total });
+        on.draw(ti * draws + d, ft!, fNoise!);
       }
-      points.push({ T, delta: typicalDisplacement(T, c, n), D: mean(Ds), G: mean(Gs), R: mean(Rs), spread: { D: std(Ds), G: std(Gs), R: std(Rs) } });
     }
-    return { points, denominator, c, n, aggregation };
+  } finally {
+    if (reference !== images) reference.dispose();
   }
+}
+
+/**
+ * R_f, D_f and G_f from f of all P probing images: the reference outputs `f0` and each (temperature,
+ * draw)'s outputs, `[P, m]` each (a pool joins its threads' shares into these). @internal
+ */
+export function stabilityFromOutputs(plan: StabilityPlan, f0: Float32Array, ft: Float32Array[], fNoise: Float32Array[]): RelativeStabilityResult {
+  const { P, aggregation } = plan;
+  const m = f0.length / P;
+  const denominator = pairwise(f0, P, m, aggregation);
+  const deno = denominator + 1e-10;
+  const perDraw = ft.map((t, k) => ({ D: numerator(t, f0, P, m, aggregation) / deno, G: numerator(fNoise[k]!, f0, P, m, aggregation) / deno }));
+  return stabilityResult(plan, denominator, perDraw);
+}
+
+/** The points (means and spreads over the draws of each temperature) from each draw's D_f and G_f. */
+function stabilityResult(plan: StabilityPlan, denominator: number, perDraw: { D: number; G: number }[]): RelativeStabilityResult {
+  const { temps, draws, c, n, aggregation } = plan;
+  const points: StabilityPoint[] = temps.map((T, ti) => {
+    const mine = perDraw.slice(ti * draws, (ti + 1) * draws);
+    const Ds = mine.map((p) => p.D);
+    const Gs = mine.map((p) => p.G);
+    const Rs = mine.map((p) => (p.G > 0 ? p.D / p.G : NaN));
+    return { T, delta: typicalDisplacement(T, c, n), D: mean(Ds), G: mean(Gs), R: mean(Rs), spread: { D: std(Ds), G: std(Gs), R: std(Rs) } };
+  });
+  return { points, denominator, c, n, aggregation };
 }
