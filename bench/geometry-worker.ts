@@ -7,7 +7,7 @@
  * (relativeStability at δ = 1 px, one draw), `jvp` (two forward-mode JVPs of the log-probabilities
  * per sample) or `jacobian` (one inputJacobian, to compare a path step with). With a fifth
  * argument `pool`, the tasks the pool runs (`jacobian`, `fisher`, `data-matrix`, `path-step`,
- * `volume-effective`) go through a pool of one worker thread per core, started before the timing.
+ * `volume-effective`, `stability`) go through a pool of one worker thread per core, started before the timing.
  * Prints one JSON line.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -70,7 +70,7 @@ async function once(): Promise<Record<string, number>> {
     return { totalMs: t2 - t1 };
   }
   if (task === 'stability') {
-    await relativeStability(model, x, { delta: 1 });
+    await (pool ? pool.relativeStability(x, { delta: 1 }) : relativeStability(model, x, { delta: 1 }));
     return { totalMs: performance.now() - t0 };
   }
   const { F, probs } = pool ? await pool.localFisher(x) : await localFisher(model, x);

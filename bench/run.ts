@@ -237,6 +237,8 @@ const PAIRED_GEOMETRY: [string, string, number, 'one' | 'pool'][] = [
   ['fisher', 'cifar-resnet', 4, 'one'],
   ['data-matrix', 'cifar-resnet', 8, 'one'],
   ['volume-effective', 'cifar-resnet', 8, 'one'],
+  ['stability', 'mnist-cnn', 64, 'one'],
+  ['stability', 'cifar-resnet', 64, 'one'],
   // A pool of one thread per core against PyTorch on as many threads.
   ['jacobian', 'mnist-cnn', 8, 'pool'],
   ['fisher', 'mnist-cnn', 8, 'pool'],
@@ -247,6 +249,8 @@ const PAIRED_GEOMETRY: [string, string, number, 'one' | 'pool'][] = [
   ['fisher', 'cifar-resnet', 8, 'pool'],
   ['data-matrix', 'cifar-resnet', 8, 'pool'],
   ['volume-effective', 'cifar-resnet', 8, 'pool'],
+  ['stability', 'mnist-cnn', 64, 'pool'],
+  ['stability', 'cifar-resnet', 64, 'pool'],
 ];
 
 type GeoPair = { infogeo: number; torch: number; ratio: number; impl: string; torchVersion: string; infogeoRssMB: number; torchRssMB: number };

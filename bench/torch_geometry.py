@@ -6,6 +6,7 @@ vmap(jacrev)), median of up to 5 runs after a warm-up, and peak RSS. Same shapes
 bench/geometry-worker.ts: what each task computes is written next to it below.
 """
 import json
+import math
 import resource
 import sys
 
@@ -119,6 +120,37 @@ def volume_effective(features):
     return run
 
 
+def stability(delta=1.0, c=3):
+    """relativeStability at one temperature (delta = 1 px, c = 3, one draw, mean aggregation), as
+    the reference diffeo-sota computes it but batched: per image a sine-series displacement field
+    (coefficients N(0, 1/r) for r = sqrt(i^2 + j^2) < c + 1/2) scaled by sqrt(T) n, a bilinear remap
+    with edges replicated (grid_sample), noise of the same norm, and f = the logits of the clean,
+    deformed and noisy images."""
+    def run(model, x):
+        B, _, n, _ = x.shape
+        T = 4 * delta ** 2 / (math.pi * n ** 2 * math.log(c))
+        k = torch.arange(1, c + 1, dtype=torch.float32)
+        r = (k[:, None] ** 2 + k[None, :] ** 2).sqrt()
+        e = (r < c + 0.5).float() / r
+        s = torch.sin(math.pi * torch.linspace(0, 1, n)[:, None] * k[None, :])  # [n, c]
+        coef = torch.randn(2, B, c, c) * e
+        uv = torch.einsum("zbij,xi,yj->zbyx", coef, s, s) * (T ** 0.5) * n  # [2, B, n, n] (dx, dy) in pixels
+        ys, xs = torch.meshgrid(torch.arange(n, dtype=torch.float32), torch.arange(n, dtype=torch.float32), indexing="ij")
+        gx = ((xs - uv[0]).clamp(0, n - 1)) * 2 / (n - 1) - 1
+        gy = ((ys - uv[1]).clamp(0, n - 1)) * 2 / (n - 1) - 1
+        tx = F.grid_sample(x, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border", align_corners=True)
+        eta = torch.randn_like(x)
+        norm = lambda t: t.reshape(B, -1).norm(dim=1).reshape(B, 1, 1, 1)
+        eta = eta * norm(tx - x) / norm(eta)
+        with torch.no_grad():
+            f0, ft, fn = model(x), model(tx), model(x + eta)
+        deno = torch.cdist(f0, f0).pow(2).mean() + 1e-10
+        D = (ft - f0).pow(2).mean(0).sum() / deno
+        G = (fn - f0).pow(2).mean(0).sum() / deno
+        return D / G
+    return run
+
+
 def penultimate(model, name):
     if name == "mnist-cnn":
         def f(x):
@@ -155,6 +187,8 @@ def main():
             impls = (("autograd-loop", path_step(logp_loop, target)), ("vmap-jacrev", path_step(logp_vmap, target)))
         elif task == "jacobian":
             impls = (("autograd-loop", lambda m, z: logp_loop(m, z)), ("vmap-jacrev", lambda m, z: logp_vmap(m, z)))
+        elif task == "stability":
+            impls = (("batched", stability()),)
         elif task == "volume-effective":
             impls = (("autograd-loop", volume_effective(penultimate(model, name))),)
         else:

@@ -135,11 +135,11 @@ export function lineChart(path: string, title: string, xs: number[], ys: number[
   );
 }
 
-/** Writes the figure as SVG, and next to it the same figure as PNG (at twice the size, rendered by resvg). */
+/** Writes the figure as SVG, and next to it the same figure as PNG (same size, rendered by resvg). */
 function write(path: string, w: number, h: number, body: string): void {
   mkdirSync(dirname(path), { recursive: true });
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>${body}</svg>\n`;
   writeFileSync(path, svg);
-  const png = new Resvg(svg, { fitTo: { mode: 'zoom', value: 2 }, font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' } }).render().asPng();
+  const png = new Resvg(svg, { fitTo: { mode: 'zoom', value: 1 }, font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' } }).render().asPng();
   writeFileSync(path.replace(/\.svg$/, '') + '.png', png);
 }

@@ -1,4 +1,4 @@
-/** The examples' figures: every SVG gets a PNG twin of the same picture, at twice the size. No tensors: cpu only. */
+/** The examples' figures: every SVG gets a PNG twin of the same picture and size. No tensors: cpu only. */
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { imageStrip, lineChart, pngDataUri } from '../examples/svg.js';
 
 describe('the examples write PNG next to SVG', () => {
-  it('a line chart and an image strip: the PNG has twice the SVG size, and ink where the SVG draws', () => {
+  it('a line chart and an image strip: the PNG has the size of the SVG, and ink where the SVG draws', () => {
     const dir = mkdtempSync(join(tmpdir(), 'infogeo-fig-'));
     lineChart(join(dir, 'line.svg'), 'title', [0, 1, 2], [1, 3, 2], 'x', 'y');
     const black = pngDataUri(new Array(784).fill(0), 28, 28);
@@ -17,7 +17,7 @@ describe('the examples write PNG next to SVG', () => {
       const svg = readFileSync(join(dir, `${name}.svg`), 'utf8');
       const [w, h] = [Number(/width="(\d+)"/.exec(svg)![1]), Number(/height="(\d+)"/.exec(svg)![1])];
       const png = PNG.sync.read(readFileSync(join(dir, `${name}.png`)));
-      expect([png.width, png.height]).toEqual([2 * w, 2 * h]);
+      expect([png.width, png.height]).toEqual([w, h]);
       let dark = 0;
       for (let i = 0; i < png.data.length; i += 4) if (png.data[i]! < 64) dark++;
       expect(dark).toBeGreaterThan(100); // the embedded black frames, the line and the text

@@ -150,7 +150,7 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
     tf.dispose([target, ...[h1, h2, o1, o2].flat().map((p) => p.frames)]);
   }, 60_000);
 
-  it('scanPlane and relativeStability: whole batches per share, so exactly the values of one thread', async () => {
+  it('scanPlane and relativeStability: exactly the values of one thread', async () => {
     const three = tf.slice(x, 0, 3);
     const plane = planeThroughPoints(three);
     // 16 grid points in batches of 5: shares of 10 and 6 points.
@@ -160,7 +160,8 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
       const s2 = await pooled((onProgress) => pool.scanPlane(plane, { ...opts, onProgress }), () => [], 16);
       expect(s2).toEqual(s1);
     }
-    // 5 images in batches of 2: shares of 2 and 3 images, each deformed with one thread's fields.
+    // 5 images: shares of 2 and 3, in batches of 2 (one thread: 2, 2, 1), each image deformed with
+    // the field of its index.
     for (const interpolation of ['bilinear', 'gaussian'] as const) {
       const opts = { delta: [0.5, 1.5], draws: 2, batchSize: 2, seed: 4, interpolation, aggregation: 'median' as const };
       const r1 = await relativeStability(model, x, opts);

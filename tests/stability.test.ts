@@ -237,6 +237,23 @@ describe('matchedNoise and relativeStability', () => {
     x.dispose();
   });
 
+  it('the deformations depend on each image and the seed, not on the batch size (a memory knob)', async () => {
+    const m = tfl.sequential({ layers: [tfl.layers.flatten({ inputShape: [12, 12, 1] }), tfl.layers.dense({ units: 5, activation: 'tanh' }), tfl.layers.dense({ units: 3 })] });
+    const x = randn([7, 12, 12, 1], 21);
+    const opts = { delta: [0.5, 2], draws: 2, seed: 5 };
+    const whole = await relativeStability(m, x, opts);
+    const chunked = await relativeStability(m, x, { ...opts, batchSize: 3 });
+    for (const [i, p] of whole.points.entries()) {
+      const q = chunked.points[i]!;
+      for (const k of ['D', 'G', 'R'] as const) expect(q[k]).toBeCloseTo(p[k], 10);
+    }
+    // ...while another seed draws other deformations.
+    const other = await relativeStability(m, x, { ...opts, seed: 6 });
+    expect(Math.abs(other.points[1]!.D - whole.points[1]!.D)).toBeGreaterThan(1e-6);
+    x.dispose();
+    m.dispose();
+  });
+
   it.skipIf(MNIST_DIR === undefined)(`is of order 1 for a fresh CNN on real MNIST digits (science.md §3.7)${needs('mnist', MNIST_DIR)}`, async () => {
     const { model, x } = await trainSmallCnn(100);
     const fresh = mnistCnn(7, { filters: [8, 16], hidden: 32 });

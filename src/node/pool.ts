@@ -100,9 +100,9 @@ export interface JacobianPool {
   scanPlane(plane: Plane, options?: ScanPlaneOptions): Promise<PlaneScan>;
   /**
    * {@link infogeo!relativeStability | relativeStability}: the probing images split between the
-   * threads in whole batches of `batchSize`, each thread deforming its share with the fields one
-   * thread would draw (same seeds), and D_f, G_f and R_f aggregated here from all the outputs:
-   * the result of one thread. `onProgress` counts images as each thread's share finishes (in one
+   * threads, each thread deforming its share with the fields one thread would draw (each image's
+   * seeds depend on its index only), and D_f, G_f and R_f aggregated here from all the outputs:
+   * the result of one thread, to float32 rounding of batched kernels. `onProgress` counts images as each thread's share finishes (in one
    * thread it counts (temperature, draw) steps).
    */
   relativeStability(images: tf.Tensor, options?: RelativeStabilityOptions): Promise<RelativeStabilityResult>;
@@ -574,7 +574,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
         const fNoise = Array.from({ length: draws }, (_, k) => joined((s) => s.fNoise[k] as Float32Array));
         return stabilityFromOutputs(plan, joined((s) => s.f0), ft, fNoise) as unknown as Portable;
       };
-      return run('relativeStability', call, plan.P, onProgress, signal, share, merge, batchShares(plan.P, slots.length, plan.batchSize)) as Promise<RelativeStabilityResult>;
+      return run('relativeStability', call, plan.P, onProgress, signal, share, merge) as Promise<RelativeStabilityResult>;
     },
     async datasetFisher(data, opts = {}) {
       const call = 'JacobianPool.datasetFisher';

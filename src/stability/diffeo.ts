@@ -113,14 +113,30 @@ export function sampleDisplacementField(options: DisplacementFieldOptions): tf.T
   checkCut(n, c, fn);
   requireNumber(batch, fn, 'batch', { integer: true, min: 1 });
   requireNumber(T, fn, 'T', { min: 0 });
-  const modes = activeModes(c);
   const rand = normalGenerator(checkNumber(s, fn, 'seed', {}, 0));
+  return fields(n, c, T, Array.from({ length: batch }, () => rand));
+}
+
+/**
+ * One field per image, image b's coefficients drawn from its own seed `seeds[b]`: a field that
+ * depends on the image's index only, not on how the images are batched (relativeStability's
+ * chunks, a pool's shares). Arguments checked by the caller. @internal
+ */
+export function imageFields(n: number, c: number, T: number, seeds: readonly number[]): tf.Tensor4D {
+  return fields(n, c, T, seeds.map((seed) => normalGenerator(seed)));
+}
+
+/** Fields for images b = 0…, the coefficients of image b drawn from `rands[b]` (the same generator for all: one stream). */
+function fields(n: number, c: number, T: number, rands: (() => number)[]): tf.Tensor4D {
+  const batch = rands.length;
+  const modes = activeModes(c);
   // sines[k][p] = sin(kπ p/(n−1)), k = 1..c
   const sines = Array.from({ length: c + 1 }, (_, k) => Float64Array.from({ length: n }, (_, p) => Math.sin((k * Math.PI * p) / (n - 1))));
   const out = new Float32Array(batch * n * n * 2);
   const scale = Math.sqrt(T) * n;
   const inner = new Float64Array(n); // Σ_i C_ij sin(iπx) for one j
   for (let b = 0; b < batch; b++) {
+    const rand = rands[b] as () => number;
     for (let comp = 0; comp < 2; comp++) {
       const coef = modes.map(([i, j]) => rand() / Math.sqrt(i * i + j * j));
       const field = new Float64Array(n * n);
@@ -250,13 +266,23 @@ export function matchedNoise(images: tf.Tensor, deformed: tf.Tensor, seed = 0): 
   assertFinite(images, fn, 'images');
   assertFinite(deformed, fn, 'deformed');
   checkNumber(seed, fn, 'seed', {});
+  const rand = normalGenerator(seed);
+  return noise(images, deformed, Array.from({ length: images.shape[0] as number }, () => rand));
+}
+
+/** {@link matchedNoise} with image b's noise drawn from its own seed `seeds[b]` (see {@link imageFields}). @internal */
+export function imageNoise(images: tf.Tensor, deformed: tf.Tensor, seeds: readonly number[]): tf.Tensor {
+  return noise(images, deformed, seeds.map((seed) => normalGenerator(seed)));
+}
+
+function noise(images: tf.Tensor, deformed: tf.Tensor, rands: (() => number)[]): tf.Tensor {
   const B = images.shape[0] as number;
   const per = images.size / B;
   const [x, tx] = [images.dataSync(), deformed.dataSync()];
-  const rand = normalGenerator(seed);
   const eta = new Float32Array(images.size);
   const xi = new Float64Array(per);
   for (let b = 0; b < B; b++) {
+    const rand = rands[b] as () => number;
     let target = 0;
     let norm = 0;
     for (let i = 0; i < per; i++) {

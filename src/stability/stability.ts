@@ -12,7 +12,7 @@ import { budgetBytes, bytesPerSamplePass, pause } from '../jacobian/chunks.js';
 import type { Progress, RunOptions } from '../jacobian/chunks.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { ClassifierOptions } from '../model/classifier.js';
-import { checkCut, deform, matchedNoise, sampleDisplacementField, temperatureForDisplacement, temperatureGrid, typicalDisplacement } from './diffeo.js';
+import { checkCut, deform, imageFields, imageNoise, temperatureForDisplacement, temperatureGrid, typicalDisplacement } from './diffeo.js';
 import type { Interpolation } from './diffeo.js';
 
 /** Options of {@link relativeStability}. */
@@ -48,11 +48,12 @@ export interface RelativeStabilityOptions extends ClassifierOptions, RunOptions 
   aggregation?: 'mean' | 'median';
   /** Independent draws of diffeomorphisms and noise per temperature (for the spread). @defaultValue 1 */
   draws?: number;
-  /** Seed of the fields and the noise. @defaultValue 0 */
+  /** Seed of the fields and the noise (image i of draw k at temperature t uses seed + 7919·(t·draws + k) + 104729·i). @defaultValue 0 */
   seed?: number;
   /**
-   * Images per forward pass, at most (fewer when `memoryBudgetMB` asks for it). The fields' seeds
-   * depend on the chunks, so a different batch size draws other deformations.
+   * Images per forward pass, at most (fewer when `memoryBudgetMB` asks for it). Each image's field
+   * and noise come from seeds of its index (and the seed, temperature and draw), so the batch size
+   * (and a pool's split) changes the speed and the memory, not the deformations.
    * @defaultValue 64
    */
   batchSize?: number;
@@ -242,8 +243,7 @@ export function planStability(model: LayersModel, images: tf.Tensor, options: Re
 
 /**
  * f of the probing images `images` (the images `offset …` of the measurement: a pool's thread
- * has a share that starts at a multiple of the batch size, so that its chunks, and the fields'
- * seeds that depend on them, are those of one thread), then, for each temperature and draw in
+ * has a share, and each image's field and noise are drawn from seeds of its index), then, for each temperature and draw in
  * order (k = temperature · draws + draw), f of the deformed images and of the images plus matched
  * noise: float32 `[images, m]` row-major each. @internal
  */
@@ -305,13 +305,14 @@ export async function stabilityOutputs(
     for (const [ti, T] of temps.entries()) {
       for (let d = 0; d < draws; d++) {
         await pause(signal);
-        // One field and one noise draw per image; seeds depend on (temperature, draw, chunk).
+        // One field and one noise draw per image, each from its own seed, which depends on the
+        // (temperature, draw) and the image's index only: not on the chunks or a pool's shares.
         const s = seed + 7919 * (ti * draws + d);
         const [ft, fNoise] = await evaluate(images, (xc, start) => {
-          const field = sampleDisplacementField({ batch: xc.shape[0] as number, n, c, T, seed: s + 104729 * start });
-          const tx = deform(xc, field, { interpolation });
+          const at = Array.from({ length: xc.shape[0] as number }, (_, i) => s + 104729 * (start + i));
+          const tx = deform(xc, imageFields(n, c, T, at), { interpolation });
           const ref = reference === images ? xc : tf.slice(reference, start - offset, xc.shape[0] as number);
-          return [tx, tf.add(ref, matchedNoise(ref, tx, s + 104729 * start + 1))];
+          return [tx, tf.add(ref, imageNoise(ref, tx, at.map((v) => v + 1)))];
         });
         on.draw(ti * draws + d, ft!, fNoise!);
       }
