@@ -468,11 +468,16 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     }
   };
 
+  /** Refuses a call on a closed pool, and options that are not an object (errors name `call`). */
+  const accept = (call: string, opts: object) => {
+    if (closed) throw new ValueError(`${call}: the pool is closed.`);
+    checkOptions(opts, call);
+  };
+
   /** The shares of a per-sample call `fn(x, options)`: x, and the options' per-sample tensors, sliced. */
   const perSample = <O extends { onProgress?: unknown; signal?: AbortSignal }>(fn: PoolFunction, x: tf.Tensor, opts: O, how: Join, batchedOption: (key: string, v: tf.Tensor) => boolean = () => false) => {
     const call = `JacobianPool.${fn}`;
-    if (closed) throw new ValueError(`${call}: the pool is closed.`);
-    checkOptions(opts, call);
+    accept(call, opts);
     if ((opts as { onStep?: unknown }).onStep !== undefined) throw new ValueError(`${call}: onStep cannot run in the pool's threads; pass onProgress (per share of paths), or call ${fn} in this thread.`);
     const clf = wrapClassifier(model, opts as ClassifierOptions, call);
     checkBatch(clf, x, call);
@@ -545,8 +550,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     },
     async scanPlane(plane, opts = {}) {
       const call = 'JacobianPool.scanPlane';
-      if (closed) throw new ValueError(`${call}: the pool is closed.`);
-      checkOptions(opts, call);
+      accept(call, opts);
       const scan = planScan(model, plane, opts, call);
       const { onProgress, signal, ...rest } = opts;
       const share: Share = (b0, b1) => ({ args: [{ origin: plane.origin, axes: plane.axes, anchors: plane.anchors }, rest, b0, b1], owned: [] });
@@ -558,8 +562,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     },
     async relativeStability(images, opts = {}) {
       const call = 'JacobianPool.relativeStability';
-      if (closed) throw new ValueError(`${call}: the pool is closed.`);
-      checkOptions(opts, call);
+      accept(call, opts);
       const plan = planStability(model, images, opts, call);
       const { onProgress, signal, ...rest } = opts;
       const share: Share = (b0, b1) => {
