@@ -82,6 +82,8 @@ const EXAMPLE_PRELUDE: Record<string, string> = {
   x2: 'tf.Tensor3D',
   x3: 'tf.Tensor3D',
   labels: 'tf.Tensor1D',
+  xBatch: 'tf.Tensor4D',
+  step: 'number',
 };
 
 function declaredNames(code: string): Set<string> {

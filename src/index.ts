@@ -6,7 +6,9 @@
  * - {@link localDataMatrix}: G(x) = E_{y~p}[∇ₓlog p ∇ₓlog pᵀ] per sample, as a low-rank factor;
  * - {@link localFisher} and {@link datasetFisher}: the same in weight space;
  * - {@link distributionProjector}: projections onto the leaf tangent D_x and across it;
- * - {@link horizontalPath} (Algorithm 4.1) and {@link orthogonalPath}: walks along and across leaves.
+ * - {@link horizontalPath} (Algorithm 4.1) and {@link orthogonalPath}: walks along and across leaves;
+ *   {@link kernelPath} (towards a target, across the leaves) and {@link tangentPath} (a fixed
+ *   direction's part inside the leaf).
  *
  * The pullback metric (Zavatone-Veth, Yang, Rubinfien, Pehlevan, "Neural networks learn to magnify
  * areas near decision boundaries"):
@@ -19,7 +21,7 @@
  * Relative stability (Petrini, Favero, Geiger, Wyart, "Relative stability toward diffeomorphisms"):
  * - {@link relativeStability}: R_f = D_f/G_f, deformations against noise of the same norm;
  * - {@link sampleDisplacementField}, {@link deform}, {@link matchedNoise}, {@link temperatureRange}:
- *   the random smooth diffeomorphisms it needs.
+ *   the random smooth diffeomorphisms it needs; {@link randomDeform} for training with them.
  *
  * Everything rests on one batched Jacobian core:
  * - {@link inputJacobian}: ∂ log p/∂x (or logits, or any layer's features), per sample;
@@ -62,8 +64,8 @@ export { localDataMatrix, distributionProjector } from './infogeo/dataMatrix.js'
 export type { DistributionProjectorOptions, LocalDataMatrixOptions, LocalDataMatrixResult } from './infogeo/dataMatrix.js';
 export { datasetFisher, localFisher } from './infogeo/fisher.js';
 export type { DatasetFisherOptions, DatasetFisherResult, LocalFisherOptions, LocalFisherResult } from './infogeo/fisher.js';
-export { horizontalPath, orthogonalPath } from './paths/paths.js';
-export type { HorizontalPathOptions, LeafPath, OrthogonalPathOptions, PathOptions, PathStep, StopReason } from './paths/paths.js';
+export { horizontalPath, kernelPath, orthogonalPath, tangentPath } from './paths/paths.js';
+export type { HorizontalPathOptions, KernelPathOptions, LeafPath, OrthogonalPathOptions, PathOptions, PathStep, StopReason } from './paths/paths.js';
 export { defaultFeatureLayer, pullbackMetric, volumeElement } from './pullback/metric.js';
 export type { MetricNormalization, PullbackMetricOptions, VolumeElementOptions, VolumeElementResult, VolumeMode } from './pullback/metric.js';
 export { planePoints, planeThroughPoints, scanPlane } from './pullback/plane.js';
@@ -83,13 +85,14 @@ export {
   deform,
   GAUSSIAN_SIGMA,
   matchedNoise,
+  randomDeform,
   sampleDisplacementField,
   temperatureForDisplacement,
   temperatureGrid,
   temperatureRange,
   typicalDisplacement,
 } from './stability/diffeo.js';
-export type { DisplacementFieldOptions, Interpolation } from './stability/diffeo.js';
+export type { DisplacementFieldOptions, Interpolation, RandomDeformOptions } from './stability/diffeo.js';
 export { relativeStability } from './stability/stability.js';
 export type { RelativeStabilityOptions, RelativeStabilityResult, StabilityPoint } from './stability/stability.js';
 export { LowRankPSD, RowSpaceProjector } from './linalg/lowRankPSD.js';

@@ -1,8 +1,8 @@
-/** horizontalPath and orthogonalPath: linear-model oracles, a trained CNN, determinism, abort, leaks. */
+/** horizontalPath, orthogonalPath, kernelPath and tangentPath: linear-model oracles, a trained CNN, determinism, abort, leaks. */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { distributionProjector, horizontalPath, localDataMatrix, orthogonalPath, ShapeError, ValueError, wrapClassifier } from '../src/index.js';
+import { distributionProjector, horizontalPath, kernelPath, localDataMatrix, orthogonalPath, ShapeError, tangentPath, ValueError, wrapClassifier } from '../src/index.js';
 import { denseNet } from '../examples/models.js';
 import { expectClose, expectNoLeak, randn } from './helpers.js';
 import { MNIST_DIR, needs } from './realData.js';
@@ -83,6 +83,47 @@ describe('horizontalPath on a linear model (oracle 5)', () => {
     expectClose(p, p0, { atol: 1e-6, label: 'p along the kernel path' });
     expect(path!.frameSteps).toEqual([0, 5, 10, 15, 20, 25, 30]);
     tf.dispose([p, p0, path!.frames]);
+  });
+  it('the kernel path is the straight segment across the leaves: p stays, it stalls at the in-leaf part or reaches the target', async () => {
+    const t = await target(1.5, 2.0); // in-leaf part 1.5 > threshold 1.0: stalls there
+    const [path] = await kernelPath(model, x0, t, { recordEvery: 1 });
+    expect(path!.stopReason).toBe('stalled');
+    // ~2.0 / 0.1 = 20 steps across, then stuck at distance ≈ 1.5 (what lies inside the leaf).
+    expect(path!.steps).toBeGreaterThanOrEqual(19);
+    expect(path!.steps).toBeLessThanOrEqual(21);
+    expect(path!.distances.at(-1)!).toBeGreaterThanOrEqual(1.5 - 1e-4);
+    expect(path!.distances.at(-1)!).toBeLessThanOrEqual(Math.hypot(1.5, 0.05) + 1e-4);
+    const clf = wrapClassifier(model);
+    const p = tf.tidy(() => clf.probs(path!.frames));
+    const p0 = tf.tidy(() => tf.tile(tf.slice(p, 0, 1), [p.shape[0], 1]));
+    expectClose(p, p0, { atol: 1e-6, label: 'p along the kernel path' });
+    const near = await target(0.8, 2.0); // in-leaf part within the threshold: reached
+    const [reached] = await kernelPath(model, x0, near);
+    expect(reached!.stopReason).toBe('reached');
+    tf.dispose([t, near, p, p0, path!.frames, reached!.frames]);
+  });
+
+  it('the tangent path moves α per step along P r, the leaf part of the direction, which the kernel path never uses', async () => {
+    const r = randn([1, 6], 7);
+    const [path] = await tangentPath(model, x0, { direction: r, maxSteps: 12, recordEvery: 1 });
+    expect(path!.stopReason).toBe('maxSteps');
+    expectClose(path!.distances, Array.from({ length: 13 }, (_, k) => 0.1 * k), { atol: 1e-5 });
+    const P = await distributionProjector(model, x0);
+    const pt = P.project(r);
+    const pr = rows(pt)[0]!;
+    pt.dispose();
+    const f = rows(path!.frames);
+    const step = f[12]!.map((v, i) => v - (f[0]![i] as number));
+    expect(dot(step, pr) / (norm(step) * norm(pr))).toBeGreaterThan(1 - 1e-6); // along P r
+    // The orthogonal path with the same r moves along (I − P) r: perpendicular to this one.
+    const [o] = await orthogonalPath(model, x0, { direction: r, maxSteps: 3, recordEvery: 1 });
+    const g = rows(o!.frames);
+    const ostep = g[3]!.map((v, i) => v - (g[0]![i] as number));
+    expect(Math.abs(dot(step, ostep)) / (norm(step) * norm(ostep))).toBeLessThan(1e-5);
+    await expect(tangentPath(model, x0, { direction: randn([1, 5], 1) })).rejects.toThrow(/^tangentPath: argument 'direction' must have the shape/);
+    await expect(kernelPath(model, x0, x0, { threshold: -1 })).rejects.toThrow(/^kernelPath: threshold must be/);
+    P.dispose();
+    tf.dispose([r, path!.frames, o!.frames]);
   });
 });
 

@@ -11,6 +11,7 @@ import {
   activeModes,
   deform,
   matchedNoise,
+  randomDeform,
   relativeStability,
   sampleDisplacementField,
   ShapeError,
@@ -20,6 +21,7 @@ import {
   typicalDisplacement,
   ValueError,
 } from '../src/index.js';
+import { drawDeformations } from '../src/stability/diffeo.js';
 import { lowerMedian } from '../src/stability/stability.js';
 import { mnistCnn } from '../examples/models.js';
 import { expectClose, expectNoLeak, randn } from './helpers.js';
@@ -293,5 +295,92 @@ describe('matchedNoise and relativeStability', () => {
     expect(() => deform(x, constantField(3, 7, 0, 0))).toThrow(/field must have shape/);
     expect(() => sampleDisplacementField({ batch: 1, n: 8, c: 2, T: -1 })).toThrow(/T must be/);
     x.dispose();
+  });
+});
+
+describe('randomDeform: deformations as training augmentation (the reference transform, per image)', () => {
+  const moments = (u: number[]) => {
+    const mean = u.reduce((a, v) => a + v, 0) / u.length;
+    return { mean, variance: u.reduce((a, v) => a + (v - mean) ** 2, 0) / (u.length - 1) };
+  };
+
+  it("draws each image's cutoff and temperature from the Beta distributions, within their ranges", () => {
+    const N = 4000;
+    // Defaults: s = 2, r = 1 is Beta(1, 1): c uniform on {2, …, 15}, T uniform on [T_min(c), T_max(c)].
+    const a = drawDeformations(32, N, {}, 7);
+    const counts = new Map<number, number>();
+    a.c.forEach((c) => counts.set(c, (counts.get(c) ?? 0) + 1));
+    expect([...counts.keys()].sort((x, y) => x - y)).toEqual([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    // N/14 = 286 per value, binomial σ = 16: within 4σ.
+    for (const k of counts.values()) expect(Math.abs(k - N / 14)).toBeLessThan(65);
+    const u = a.T.map((T, i) => {
+      const { tMin, tMax } = temperatureRange(32, a.c[i]!);
+      expect(T).toBeGreaterThanOrEqual(tMin);
+      expect(T).toBeLessThanOrEqual(tMax);
+      return (T - tMin) / (tMax - tMin);
+    });
+    const m = moments(u);
+    expect(Math.abs(m.mean - 0.5)).toBeLessThan(0.02); // σ/√N = 0.0046
+    expect(Math.abs(m.variance - 1 / 12)).toBeLessThan(0.006);
+    // s = 4, r = 3: α = 4 − 4/4 = 3, β = 1, mean 3/4, variance αβ/((α+β)²(α+β+1)) = 3/80.
+    const b = drawDeformations(32, N, { temperature: { concentration: 4, ratio: 3, scale: 0.5 }, cutoff: { min: 3, max: 3 } }, 8);
+    expect(new Set(b.c)).toEqual(new Set([3]));
+    const { tMin, tMax } = temperatureRange(32, 3);
+    const mb = moments(b.T.map((T) => (T - tMin) / (0.5 * tMax - tMin)));
+    expect(Math.abs(mb.mean - 0.75)).toBeLessThan(0.012); // σ/√N = 0.003
+    expect(Math.abs(mb.variance - 3 / 80)).toBeLessThan(0.004);
+  });
+
+  it('deforms each image with its own seeded field; errors are typed; nothing leaks', async () => {
+    const one = randn([1, 16, 16, 2], 31);
+    const x = tf.tile(one, [4, 1, 1, 1]);
+    const y1 = await expectNoLeak(async () => randomDeform(x, { seed: 3 }), (r) => [r]);
+    const y2 = randomDeform(x, { seed: 3 });
+    const y3 = randomDeform(x, { seed: 4 });
+    expect(y1.shape).toEqual([4, 16, 16, 2]);
+    expectClose(y2, y1, { atol: 0, label: 'same seed' });
+    const rows = tf.tidy(() => tf.sum(tf.abs(tf.sub(y1, one)), [1, 2, 3]).arraySync() as number[]);
+    rows.forEach((d) => expect(d).toBeGreaterThan(0)); // every image moved...
+    const pair = tf.tidy(() => tf.sum(tf.abs(tf.sub(tf.slice(y1, 0, 1), tf.slice(y1, 1, 1)))).dataSync()[0]!);
+    expect(pair).toBeGreaterThan(0); // ...each its own way
+    expect(tf.tidy(() => tf.max(tf.abs(tf.sub(y3, y1))).dataSync()[0]!)).toBeGreaterThan(0);
+    // A constant image is a fixed point of every deformation.
+    const flat = tf.fill([2, 16, 16, 1], 0.25);
+    const moved = randomDeform(flat, { seed: 9 });
+    expectClose(moved, flat, { atol: 1e-7, label: 'a constant image' });
+    expect(() => randomDeform(tf.zeros([1, 16, 15, 1]))).toThrow(ShapeError);
+    expect(() => randomDeform(x, { cutoff: { min: 5, max: 4 } })).toThrow(/cutoff.min \(5\) must not exceed cutoff.max \(4\)/);
+    expect(() => randomDeform(x, { cutoff: { max: 11 } })).toThrow(/^randomDeform: the cutoff c = 11 must be below 2n\/π/);
+    expect(() => randomDeform(tf.zeros([1, 3, 3, 1]))).toThrow(/3 × 3 images admit no cutoff/);
+    expect(() => randomDeform(x, { temperature: { ratio: 0 } })).toThrow(ValueError);
+    tf.dispose([one, x, y1, y2, y3, flat, moved]);
+  });
+});
+
+describe('relativeStability: a fixed noise magnitude, and D_f and G_f without the normalisation', () => {
+  it('normalize: false multiplies D_f and G_f by the denominator and keeps R_f; a fixed ‖η‖ gives E‖Wη‖² = ‖η‖²‖W‖²_F/N on a linear map', async () => {
+    const N = 64; // 8 × 8 × 1
+    const m = tfl.sequential({ layers: [tfl.layers.flatten({ inputShape: [8, 8, 1] }), tfl.layers.dense({ units: 3, useBias: false, kernelInitializer: tfl.initializers.randomNormal({ seed: 2 }) })] });
+    const x = randn([300, 8, 8, 1], 22);
+    const opts = { delta: [0.5, 1.5], seed: 5 };
+    const r0 = await relativeStability(m, x, opts);
+    const r1 = await relativeStability(m, x, { ...opts, normalize: false });
+    expect(r1.denominator).toBe(r0.denominator);
+    for (const [i, p] of r0.points.entries()) {
+      const q = r1.points[i]!;
+      expect(q.D).toBeCloseTo(p.D * (r0.denominator + 1e-10), 8);
+      expect(q.G).toBeCloseTo(p.G * (r0.denominator + 1e-10), 8);
+      expect(q.R).toBeCloseTo(p.R, 10);
+    }
+    // η uniform on the sphere of radius 2 (Gaussian, rescaled): E‖Wη‖² = 4‖W‖²_F/N for every T.
+    const W = m.getWeights()[0]!;
+    const frob = tf.tidy(() => tf.sum(tf.square(W)).dataSync()[0]!);
+    const fixed = await relativeStability(m, x, { ...opts, normalize: false, noiseMagnitude: 2 });
+    // The mean over 300 images of ‖Wη‖² (a sum of 3 weighted χ² terms): relative spread ≈ 0.05; 4σ.
+    for (const p of fixed.points) expect(Math.abs(p.G / ((4 * frob) / N) - 1)).toBeLessThan(0.2);
+    await expect(relativeStability(m, x, { noiseMagnitude: -1 })).rejects.toThrow(/noiseMagnitude/);
+    await expect(relativeStability(m, x, { normalize: 'yes' as never })).rejects.toThrow(/normalize must be true or false/);
+    x.dispose();
+    m.dispose();
   });
 });

@@ -5,16 +5,25 @@
  * @module
  */
 
-/** A seeded generator of standard normal numbers (mulberry32 and Box–Muller), float64. */
-export function normalGenerator(seed: number): () => number {
+/** mulberry32: a seeded generator of uniform numbers in [0, 1). */
+export function uniformGenerator(seed: number): () => number {
   let a = (Math.floor(seed) ^ 0x9e3779b9) >>> 0;
-  const uniform = () => {
+  return () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** A seeded generator of standard normal numbers (mulberry32 and Box–Muller), float64. */
+export function normalGenerator(seed: number): () => number {
+  return normalFrom(uniformGenerator(seed));
+}
+
+/** Standard normal numbers from a uniform generator (Box–Muller, the second value kept for the next call). */
+function normalFrom(uniform: () => number): () => number {
   let spare: number | undefined;
   return () => {
     if (spare !== undefined) {
@@ -26,5 +35,35 @@ export function normalGenerator(seed: number): () => number {
     const th = 2 * Math.PI * uniform();
     spare = r * Math.sin(th);
     return r * Math.cos(th);
+  };
+}
+
+/**
+ * A seeded generator of Beta(a, b) numbers in [0, 1]: X/(X + Y) with X ~ Gamma(a), Y ~ Gamma(b)
+ * by Marsaglia and Tsang's method (for a shape below 1, Gamma(shape + 1)·U^(1/shape)).
+ */
+export function betaGenerator(a: number, b: number, seed: number): () => number {
+  const uniform = uniformGenerator(seed);
+  const normal = normalFrom(uniformGenerator(seed ^ 0x5bd1e995));
+  const gamma = (shape: number): number => {
+    if (shape < 1) return gamma(shape + 1) * Math.pow(1 - uniform(), 1 / shape);
+    const d = shape - 1 / 3;
+    const c = 1 / Math.sqrt(9 * d);
+    for (;;) {
+      let x: number;
+      let v: number;
+      do {
+        x = normal();
+        v = 1 + c * x;
+      } while (v <= 0);
+      v = v * v * v;
+      const u = 1 - uniform();
+      if (u < 1 - 0.0331 * x ** 4 || Math.log(u) < 0.5 * x * x + d * (1 - v + Math.log(v))) return d * v;
+    }
+  };
+  return () => {
+    const x = gamma(a);
+    const y = gamma(b);
+    return x / (x + y);
   };
 }

@@ -263,6 +263,15 @@ function checkPair(clf: Classifier, source: tf.Tensor, other: tf.Tensor, otherNa
   assertFinite(other, fn, otherName);
 }
 
+/** The stopping distances of a path towards a target: `threshold` and `stallTolerance`, checked. */
+function targetStops(options: HorizontalPathOptions, fn: string): { threshold: number; stall: number } {
+  const threshold = options.threshold ?? 1.0;
+  if (!(Number.isFinite(threshold) && threshold >= 0)) throw new ValueError(`${fn}: threshold must be a number >= 0, got ${String(threshold)}.`);
+  const stall = options.stallTolerance ?? (options.stepSize ?? 0.1) / 2;
+  if (!(Number.isFinite(stall) && stall >= 0)) throw new ValueError(`${fn}: stallTolerance must be a number >= 0, got ${String(stall)}.`);
+  return { threshold, stall };
+}
+
 /**
  * Algorithm 4.1 of Grementieri & Fioresi: walk from `source` towards `target` inside the leaf of
  * the data foliation. At each step the displacement target − x is projected on the leaf tangent
@@ -294,10 +303,7 @@ export async function horizontalPath(model: LayersModel, source: tf.Tensor, targ
   const fn = 'horizontalPath';
   const clf = wrapClassifier(model, options, fn);
   checkPair(clf, source, target, 'target', fn);
-  const threshold = options.threshold ?? 1.0;
-  if (!(Number.isFinite(threshold) && threshold >= 0)) throw new ValueError(`${fn}: threshold must be a number >= 0, got ${String(threshold)}.`);
-  const stall = options.stallTolerance ?? (options.stepSize ?? 0.1) / 2;
-  if (!(Number.isFinite(stall) && stall >= 0)) throw new ValueError(`${fn}: stallTolerance must be a number >= 0, got ${String(stall)}.`);
+  const { threshold, stall } = targetStops(options, fn);
   const targets = (idx: number[]) => tf.gather(target, idx);
   return walk(
     clf,
@@ -341,7 +347,17 @@ export async function horizontalPath(model: LayersModel, source: tf.Tensor, targ
  * ```
  */
 export async function orthogonalPath(model: LayersModel, source: tf.Tensor, options: OrthogonalPathOptions = {}): Promise<LeafPath[]> {
-  const fn = 'orthogonalPath';
+  return directionPath(model, source, options, 'orthogonalPath', (P, r) => P.projectKernel(r));
+}
+
+/** A walk along one fixed direction r (given, or drawn with `seed`), of which `part` keeps a projection at each step. */
+async function directionPath(
+  model: LayersModel,
+  source: tf.Tensor,
+  options: OrthogonalPathOptions,
+  fn: string,
+  part: (P: RowSpaceProjector, r: tf.Tensor) => tf.Tensor,
+): Promise<LeafPath[]> {
   const clf = wrapClassifier(model, options, fn);
   checkBatch(clf, source, fn, 'source');
   const seed = checkNumber(options.seed, fn, 'seed', {}, 0);
@@ -360,11 +376,87 @@ export async function orthogonalPath(model: LayersModel, source: tf.Tensor, opti
         s0.dispose();
         return out;
       },
-      (_x, idx, P) => tf.tidy(() => P.projectKernel(tf.gather(direction, idx))),
+      (_x, idx, P) => tf.tidy(() => part(P, tf.gather(direction, idx))),
       () => undefined,
       0,
     );
   } finally {
     if (options.direction === undefined) direction.dispose();
   }
+}
+
+/** Options of {@link kernelPath}: those of {@link horizontalPath}. */
+export type KernelPathOptions = HorizontalPathOptions;
+
+/**
+ * Walk from `source` towards `target` across the leaves: at each step the displacement
+ * target − x is projected on ker G(x), the complement of the leaf tangent D_x,
+ *
+ *   x ← clamp(x + α (I − P_{D_x})(target − x) / ‖(I − P_{D_x})(target − x)‖),
+ *
+ * so that p(x) stays the same to first order while x approaches the target along every direction
+ * the model does not see (the reference code's `path_kernel`; {@link horizontalPath} is its
+ * complement). Stops as {@link horizontalPath} does: `'reached'` at ‖target − x‖ ≤ `threshold`,
+ * `'stalled'` when the part of target − x across the leaves is shorter than `stallTolerance` (what
+ * is left lies inside the leaf: the model would have to change its prediction), `'maxSteps'`,
+ * `'aborted'`.
+ *
+ * @param model - a classifier `LayersModel`.
+ * @param source - start points `[B, ...inputShape]`, float32.
+ * @param target - end points, same shape.
+ * @param options - see {@link HorizontalPathOptions}.
+ * @returns one {@link LeafPath} per pair (`distances` to the target); dispose each `frames`.
+ * @throws {@link ShapeError} for mismatched shapes; {@link ValueError} for bad options; otherwise
+ *   as {@link inputJacobian}.
+ *
+ * @example
+ * ```ts
+ * const [path] = await kernelPath(model, seven, one, { maxSteps: 500 });
+ * console.log(path.predicted, path.distances.at(-1)); // the 7 stays a 7 while it moves towards the 1
+ * path.frames.dispose();
+ * ```
+ */
+export async function kernelPath(model: LayersModel, source: tf.Tensor, target: tf.Tensor, options: KernelPathOptions = {}): Promise<LeafPath[]> {
+  const fn = 'kernelPath';
+  const clf = wrapClassifier(model, options, fn);
+  checkPair(clf, source, target, 'target', fn);
+  const { threshold, stall } = targetStops(options, fn);
+  const targets = (idx: number[]) => tf.gather(target, idx);
+  return walk(
+    clf,
+    source,
+    fn,
+    options,
+    5000,
+    (x, idx) => {
+      const t = targets(idx);
+      const out = distances64(t, x);
+      t.dispose();
+      return out;
+    },
+    (x, idx, P) => tf.tidy(() => P.projectKernel(tf.sub(targets(idx), x))),
+    (dist) => (dist <= threshold ? 'reached' : undefined),
+    stall,
+  );
+}
+
+/**
+ * Walk from `source` inside the leaf along one fixed direction r: at each step r is projected on
+ * the leaf tangent D_x,
+ *
+ *   x ← clamp(x + α P_{D_x} r / ‖P_{D_x} r‖),
+ *
+ * the leaf-tangent part of a constant direction (the reference code's `constant_direction_tangent`;
+ * {@link orthogonalPath} takes the other part). The prediction changes as fast as r allows inside
+ * the leaf. r is drawn once from N(0, I) with `seed`, or given. Stops after `maxSteps`, on abort,
+ * or when P r vanishes (`'stalled'`).
+ *
+ * @param model - a classifier `LayersModel`.
+ * @param source - start points `[B, ...inputShape]`, float32.
+ * @param options - see {@link OrthogonalPathOptions}.
+ * @returns one {@link LeafPath} per start point (`distances` from the source); dispose `frames`.
+ * @throws {@link ShapeError} for a direction of the wrong shape; {@link ValueError} for bad options.
+ */
+export async function tangentPath(model: LayersModel, source: tf.Tensor, options: OrthogonalPathOptions = {}): Promise<LeafPath[]> {
+  return directionPath(model, source, options, 'tangentPath', (P, r) => P.project(r));
 }

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { checkChoice, checkFloatTensor, checkNumber, checkOptions, requireNumber } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
-import { normalGenerator } from '../linalg/random.js';
+import { betaGenerator, normalGenerator } from '../linalg/random.js';
 import { assertFinite } from '../model/classifier.js';
 
 /** Checks the cutoff: c ≥ 2 (ln c = 0 at c = 1) and, with n, c < 2n/π (else T_min ≥ T_max). @internal */
@@ -114,7 +114,7 @@ export function sampleDisplacementField(options: DisplacementFieldOptions): tf.T
   requireNumber(batch, fn, 'batch', { integer: true, min: 1 });
   requireNumber(T, fn, 'T', { min: 0 });
   const rand = normalGenerator(checkNumber(s, fn, 'seed', {}, 0));
-  return fields(n, c, T, Array.from({ length: batch }, () => rand));
+  return fields(n, Array.from({ length: batch }, () => ({ c, T, rand })));
 }
 
 /**
@@ -123,20 +123,24 @@ export function sampleDisplacementField(options: DisplacementFieldOptions): tf.T
  * chunks, a pool's shares). Arguments checked by the caller. @internal
  */
 export function imageFields(n: number, c: number, T: number, seeds: readonly number[]): tf.Tensor4D {
-  return fields(n, c, T, seeds.map((seed) => normalGenerator(seed)));
+  return fields(n, seeds.map((seed) => ({ c, T, rand: normalGenerator(seed) })));
 }
 
-/** Fields for images b = 0…, the coefficients of image b drawn from `rands[b]` (the same generator for all: one stream). */
-function fields(n: number, c: number, T: number, rands: (() => number)[]): tf.Tensor4D {
-  const batch = rands.length;
-  const modes = activeModes(c);
+/**
+ * Fields for images b = 0…, image b's at cutoff `c` and temperature `T` with its coefficients drawn
+ * from `rand` (one generator for all images: one stream).
+ */
+function fields(n: number, images: { c: number; T: number; rand: () => number }[]): tf.Tensor4D {
+  const batch = images.length;
+  const maxCut = Math.max(...images.map((i) => i.c));
   // sines[k][p] = sin(kπ p/(n−1)), k = 1..c
-  const sines = Array.from({ length: c + 1 }, (_, k) => Float64Array.from({ length: n }, (_, p) => Math.sin((k * Math.PI * p) / (n - 1))));
+  const sines = Array.from({ length: maxCut + 1 }, (_, k) => Float64Array.from({ length: n }, (_, p) => Math.sin((k * Math.PI * p) / (n - 1))));
   const out = new Float32Array(batch * n * n * 2);
-  const scale = Math.sqrt(T) * n;
   const inner = new Float64Array(n); // Σ_i C_ij sin(iπx) for one j
   for (let b = 0; b < batch; b++) {
-    const rand = rands[b] as () => number;
+    const { c, T, rand } = images[b] as { c: number; T: number; rand: () => number };
+    const modes = activeModes(c);
+    const scale = Math.sqrt(T) * n;
     for (let comp = 0; comp < 2; comp++) {
       const coef = modes.map(([i, j]) => rand() / Math.sqrt(i * i + j * j));
       const field = new Float64Array(n * n);
@@ -158,6 +162,121 @@ function fields(n: number, c: number, T: number, rands: (() => number)[]): tf.Te
     }
   }
   return tf.tensor4d(out, [batch, n, n, 2]);
+}
+
+/** Options of {@link randomDeform}. */
+export interface RandomDeformOptions {
+  /**
+   * The temperature's distribution for each image: T = T_min + (scale·T_max − T_min)·u (at least
+   * T_min), u ~ Beta(α, β) with α = s − s/(r + 1), β = s/(r + 1) (the reference augmentation's
+   * parametrisation: s the concentration, r = α/β), T_min and T_max those of the image's cutoff
+   * ({@link temperatureRange}). Defaults s = 2, r = 1 (u uniform on [0, 1]), scale 1.
+   */
+  temperature?: {
+    /** s. @defaultValue 2 */
+    concentration?: number;
+    /** r = α/β. @defaultValue 1 */
+    ratio?: number;
+    /** The upper end as a multiple of T_max. @defaultValue 1 */
+    scale?: number;
+  };
+  /**
+   * The cutoff's distribution for each image: c = ⌊min + (max + 1 − min)·u⌋ (at most max),
+   * u ~ Beta as for the temperature. Defaults: min 2 (c = 1 has ln c = 0, the reference's cutmin 1
+   * divides by it), max the reference's 15, lowered to the largest c below 2n/π; s = 2, r = 1.
+   */
+  cutoff?: {
+    /** The smallest cutoff, at least 2. @defaultValue 2 */
+    min?: number;
+    /** The largest cutoff, below 2n/π. @defaultValue min(15, ⌈2n/π⌉ − 1) */
+    max?: number;
+    /** s. @defaultValue 2 */
+    concentration?: number;
+    /** r = α/β. @defaultValue 1 */
+    ratio?: number;
+  };
+  /** @defaultValue `'bilinear'` */
+  interpolation?: Interpolation;
+  /**
+   * Seed of the draws (cutoffs, temperatures, fields). Default: one seed per call from a counter,
+   * so successive batches (epochs of a tf.data pipeline included) get new deformations, the same
+   * ones in every run of the program.
+   */
+  seed?: number;
+}
+
+let deformCalls = 0;
+
+/** The Beta(α, β) of a concentration s and a ratio r = α/β, checked (errors name `fn` and `what`). */
+function betaOf(o: { concentration?: number; ratio?: number } | undefined, fn: string, what: string): [number, number] {
+  const x = checkOptions(o, fn);
+  const s = checkNumber(x.concentration, fn, `${what}.concentration`, { above: 0 }, 2);
+  const r = checkNumber(x.ratio, fn, `${what}.ratio`, { above: 0 }, 1);
+  return [s - s / (r + 1), s / (r + 1)];
+}
+
+/**
+ * Each image's cutoff and temperature for {@link randomDeform}: `count` draws for n × n images.
+ * @internal
+ */
+export function drawDeformations(n: number, count: number, options: RandomDeformOptions, seed: number, fn = 'randomDeform'): { c: number[]; T: number[] } {
+  const o = checkOptions(options, fn);
+  const cut = checkOptions(o.cutoff, fn);
+  const largest = Math.ceil((2 * n) / Math.PI) - 1;
+  if (largest < 2) throw new ValueError(`${fn}: ${n} × ${n} images admit no cutoff (c must be at least 2 and below 2n/π = ${((2 * n) / Math.PI).toFixed(2)}).`);
+  const min = checkNumber(cut.min, fn, 'cutoff.min', { integer: true, min: 2 }, 2);
+  const max = checkNumber(cut.max, fn, 'cutoff.max', { integer: true, min: 2 }, Math.min(15, largest));
+  if (min > max) throw new ValueError(`${fn}: cutoff.min (${min}) must not exceed cutoff.max (${max}).`);
+  checkCut(n, max, fn);
+  const scale = checkNumber(checkOptions(o.temperature, fn).scale, fn, 'temperature.scale', { above: 0 }, 1);
+  const [ca, cb] = betaOf(o.cutoff, fn, 'cutoff');
+  const [ta, tb] = betaOf(o.temperature, fn, 'temperature');
+  const cutDraw = betaGenerator(ca, cb, seed);
+  const tempDraw = betaGenerator(ta, tb, seed + 1);
+  const c: number[] = [];
+  const T: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const ci = Math.min(max, Math.floor(min + (max + 1 - min) * cutDraw()));
+    const { tMin, tMax } = temperatureRange(n, ci);
+    const hi = Math.max(tMin, scale * tMax);
+    c.push(ci);
+    T.push(tMin + (hi - tMin) * tempDraw());
+  }
+  return { c, T };
+}
+
+/**
+ * Deforms each image of a batch with its own random diffeomorphism, for training with deformations
+ * as augmentation (the reference's `transform.py::Diffeo`, per image): a cutoff c and a
+ * temperature T drawn from Beta distributions ({@link RandomDeformOptions}), then a field from
+ * {@link sampleDisplacementField}'s distribution at (c, T), applied by {@link deform}. Synchronous
+ * and made of tfjs ops and CPU draws, so it runs in a `tf.data` `map` or between the steps of a
+ * `model.fit` loop.
+ *
+ * @param images - `[B, n, n, channels]` float32 (NHWC, square).
+ * @param options - see {@link RandomDeformOptions}.
+ * @returns the deformed images `[B, n, n, channels]`, owned by the caller.
+ * @throws {@link ShapeError} for non-square or non-NHWC images; {@link ValueError} for bad options.
+ *
+ * @example
+ * ```ts
+ * const augmented = randomDeform(xBatch, { seed: step });   // before model.trainOnBatch(augmented, yBatch)
+ * ```
+ */
+export function randomDeform(images: tf.Tensor, options: RandomDeformOptions = {}): tf.Tensor4D {
+  const fn = 'randomDeform';
+  const [B, n] = checkImages(images, fn);
+  const o = checkOptions(options, fn);
+  const interpolation = checkChoice(o.interpolation, fn, 'interpolation', ['bilinear', 'nearest', 'gaussian'] as const, 'bilinear');
+  const seed = checkNumber(o.seed, fn, 'seed', {}, 0x1f123bb5 + 7919 * deformCalls++);
+  const { c, T } = drawDeformations(n, B, o, seed, fn);
+  const rand = normalGenerator(seed + 2);
+  const field = fields(n, c.map((ci, i) => ({ c: ci, T: T[i] as number, rand })));
+  try {
+    return deform(images, field, { interpolation });
+  } finally {
+    field.dispose();
+  }
 }
 
 /** How {@link deform} reads the input between pixels. */
@@ -270,24 +389,32 @@ export function matchedNoise(images: tf.Tensor, deformed: tf.Tensor, seed = 0): 
   return noise(images, deformed, Array.from({ length: images.shape[0] as number }, () => rand));
 }
 
-/** {@link matchedNoise} with image b's noise drawn from its own seed `seeds[b]` (see {@link imageFields}). @internal */
-export function imageNoise(images: tf.Tensor, deformed: tf.Tensor, seeds: readonly number[]): tf.Tensor {
+/**
+ * {@link matchedNoise} with image b's noise drawn from its own seed `seeds[b]` (see
+ * {@link imageFields}); with a number instead of `deformed`, noise of that norm per image. @internal
+ */
+export function imageNoise(images: tf.Tensor, deformed: tf.Tensor | number, seeds: readonly number[]): tf.Tensor {
   return noise(images, deformed, seeds.map((seed) => normalGenerator(seed)));
 }
 
-function noise(images: tf.Tensor, deformed: tf.Tensor, rands: (() => number)[]): tf.Tensor {
+/** Gaussian noise per image, of the norm of `deformed − images` per image, or of the given norm. */
+function noise(images: tf.Tensor, deformed: tf.Tensor | number, rands: (() => number)[]): tf.Tensor {
   const B = images.shape[0] as number;
   const per = images.size / B;
-  const [x, tx] = [images.dataSync(), deformed.dataSync()];
+  const fixed = typeof deformed === 'number' ? deformed * deformed : undefined;
+  const x = fixed === undefined ? images.dataSync() : undefined;
+  const tx = typeof deformed === 'number' ? undefined : deformed.dataSync();
   const eta = new Float32Array(images.size);
   const xi = new Float64Array(per);
   for (let b = 0; b < B; b++) {
     const rand = rands[b] as () => number;
-    let target = 0;
+    let target = fixed ?? 0;
     let norm = 0;
     for (let i = 0; i < per; i++) {
-      const d = (tx[b * per + i] as number) - (x[b * per + i] as number);
-      target += d * d;
+      if (tx !== undefined && x !== undefined) {
+        const d = (tx[b * per + i] as number) - (x[b * per + i] as number);
+        target += d * d;
+      }
       const r = rand();
       xi[i] = r;
       norm += r * r;

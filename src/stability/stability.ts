@@ -46,6 +46,18 @@ export interface RelativeStabilityOptions extends ClassifierOptions, RunOptions 
    * @defaultValue `'mean'`
    */
   aggregation?: 'mean' | 'median';
+  /**
+   * The norm of the noise η per image for G_f. Default: matched, ‖η‖ = ‖τx − x‖ for each image
+   * and draw (the paper's); a number fixes it (the follow-up code's `--noise_magnitude`), so that
+   * G_f no longer depends on the temperature.
+   */
+  noiseMagnitude?: number;
+  /**
+   * Divide D_f and G_f by ⟨‖f(x) − f(z)‖²⟩ over pairs of probing images (the paper's). With false,
+   * D_f = ⟨‖f(τx) − f(x)‖²⟩ and G_f = ⟨‖f(x + η) − f(x)‖²⟩ in the units of f; R_f is the same.
+   * @defaultValue true
+   */
+  normalize?: boolean;
   /** Independent draws of diffeomorphisms and noise per temperature (for the spread). @defaultValue 1 */
   draws?: number;
   /** Seed of the fields and the noise (image i of draw k at temperature t uses seed + 7919·(t·draws + k) + 104729·i). @defaultValue 0 */
@@ -177,7 +189,7 @@ export async function relativeStability(model: LayersModel, images: tf.Tensor, o
     reference: (f) => {
       f0 = f;
       denominator = pairwise(f, P, f.length / P, aggregation);
-      deno = denominator + 1e-10;
+      deno = plan.normalize ? denominator + 1e-10 : 1;
     },
     draw: (k, ft, fNoise) => {
       const m = ft.length / P;
@@ -201,6 +213,9 @@ export interface StabilityPlan {
   interpolation: Interpolation;
   aggregation: 'mean' | 'median';
   seed: number;
+  /** A fixed norm of the noise, or undefined for the matched one. */
+  noiseMagnitude: number | undefined;
+  normalize: boolean;
 }
 
 /** Checks relativeStability's arguments (errors name `fn`); a pool's thread takes shares of one image. @internal */
@@ -238,7 +253,9 @@ export function planStability(model: LayersModel, images: tf.Tensor, options: Re
   }
   const f = target === 'logits' ? clf.logits : clf.target(target).fn;
   const seed = checkNumber(options.seed, fn, 'seed', {}, 0);
-  return { f, P, n, c, temps, draws, batchSize, interpolation, aggregation, seed };
+  const noiseMagnitude = options.noiseMagnitude === undefined ? undefined : checkNumber(options.noiseMagnitude, fn, 'noiseMagnitude', { min: 0 });
+  if (options.normalize !== undefined && typeof options.normalize !== 'boolean') throw new ValueError(`${fn}: normalize must be true or false, got ${describe(options.normalize)}.`);
+  return { f, P, n, c, temps, draws, batchSize, interpolation, aggregation, seed, noiseMagnitude, normalize: options.normalize ?? true };
 }
 
 /**
@@ -254,7 +271,7 @@ export async function stabilityOutputs(
   signal: AbortSignal | undefined,
   on: { reference: (f0: Float32Array) => void; draw: (k: number, ft: Float32Array, fNoise: Float32Array) => void },
 ): Promise<void> {
-  const { f, n, c, temps, draws, batchSize, interpolation, seed } = plan;
+  const { f, n, c, temps, draws, batchSize, interpolation, seed, noiseMagnitude } = plan;
   const P = images.shape[0] as number;
 
   /**
@@ -312,7 +329,7 @@ export async function stabilityOutputs(
           const at = Array.from({ length: xc.shape[0] as number }, (_, i) => s + 104729 * (start + i));
           const tx = deform(xc, imageFields(n, c, T, at), { interpolation });
           const ref = reference === images ? xc : tf.slice(reference, start - offset, xc.shape[0] as number);
-          return [tx, tf.add(ref, imageNoise(ref, tx, at.map((v) => v + 1)))];
+          return [tx, tf.add(ref, imageNoise(ref, noiseMagnitude ?? tx, at.map((v) => v + 1)))];
         });
         on.draw(ti * draws + d, ft!, fNoise!);
       }
@@ -330,7 +347,7 @@ export function stabilityFromOutputs(plan: StabilityPlan, f0: Float32Array, ft: 
   const { P, aggregation } = plan;
   const m = f0.length / P;
   const denominator = pairwise(f0, P, m, aggregation);
-  const deno = denominator + 1e-10;
+  const deno = plan.normalize ? denominator + 1e-10 : 1;
   const perDraw = ft.map((t, k) => ({ D: numerator(t, f0, P, m, aggregation) / deno, G: numerator(fNoise[k]!, f0, P, m, aggregation) / deno }));
   return stabilityResult(plan, denominator, perDraw);
 }

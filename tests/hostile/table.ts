@@ -12,6 +12,7 @@ import {
   deform,
   distributionProjector,
   horizontalPath,
+  kernelPath,
   infiniteWidthMetric,
   inputJacobian,
   jvp,
@@ -20,10 +21,12 @@ import {
   LowRankPSD,
   matchedNoise,
   orthogonalPath,
+  randomDeform,
   planePoints,
   planeThroughPoints,
   pullbackMetric,
   relativeStability,
+  tangentPath,
   RowSpaceProjector,
   sampleDisplacementField,
   scanPlane,
@@ -435,6 +438,36 @@ export const ENTRIES: Entry[] = [
     ],
   },
 
+  {
+    title: 'kernelPath',
+    fn: 'kernelPath',
+    good: (ctx, own) => [ctx.model, t(own, X), t(own, X, 4), { maxSteps: 2 }],
+    call: (a) => kernelPath(...(a as Args<typeof kernelPath>)),
+    cases: [
+      modelCase(0),
+      ...tensorArg(1, 'source', X, exactly(X)),
+      ...tensorArg(2, 'target', X),
+      wholeOptions(3),
+      ...pathOptions(3),
+      opt(3, 'threshold', bad.nonNegative, bad.nonNegativeExtra),
+      opt(3, 'stallTolerance', bad.nonNegative, bad.nonNegativeExtra),
+    ],
+  },
+  {
+    title: 'tangentPath',
+    fn: 'tangentPath',
+    good: (ctx, own) => [ctx.model, t(own, X), { maxSteps: 2 }],
+    call: (a) => tangentPath(...(a as Args<typeof tangentPath>)),
+    cases: [
+      modelCase(0),
+      ...tensorArg(1, 'source', X, xValid),
+      ...tensorOpt(2, 'direction', X),
+      opt(2, 'seed', bad.seed),
+      wholeOptions(2),
+      ...pathOptions(2),
+    ],
+  },
+
   // ---------------- The pullback metric ----------------
   {
     title: 'pullbackMetric',
@@ -576,7 +609,24 @@ export const ENTRIES: Entry[] = [
       opt(2, 'draws', bad.positiveInt, bad.positiveIntExtra),
       opt(2, 'seed', bad.seed),
       opt(2, 'batchSize', bad.positiveInt, bad.positiveIntExtra),
+      opt(2, 'noiseMagnitude', bad.nonNegative, bad.nonNegativeExtra),
+      opt(2, 'normalize', ['true', 0, 1, null, {}, []]),
       ...runOptions(2),
+    ],
+  },
+  {
+    title: 'randomDeform',
+    fn: 'randomDeform',
+    good: (_ctx, own) => [t(own, [2, 8, 8, 1]), { seed: 1 }],
+    call: (a) => randomDeform(...(a as Args<typeof randomDeform>)),
+    cases: [
+      ...tensorArg(0, 'images', [2, 8, 8, 1], (s) => s.length === 4 && (s[0] as number) >= 1 && s[1] === 8 && s[2] === 8 && (s[3] as number) >= 1),
+      wholeOptions(1),
+      opt(1, 'seed', bad.seed),
+      opt(1, 'interpolation', ['cubic', 'Bilinear', '', 42, {}], stringNotIn(['bilinear', 'nearest', 'gaussian'])),
+      // n = 8: the cutoff must lie in [2, 5] (below 2n/π = 5.09)
+      opt(1, 'cutoff', [null, 42, 'x', [], { min: 1 }, { max: 6 }, { min: 5, max: 4 }, { min: 2.5 }, { max: NaN }, { concentration: 0 }, { ratio: -1 }, { ratio: '1' }]),
+      opt(1, 'temperature', [null, 42, 'x', [], { scale: 0 }, { scale: -1 }, { concentration: NaN }, { ratio: 0 }, { ratio: Infinity }]),
     ],
   },
   {
