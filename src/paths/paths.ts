@@ -300,7 +300,18 @@ function targetStops(options: HorizontalPathOptions, fn: string): { threshold: n
  * ```
  */
 export async function horizontalPath(model: LayersModel, source: tf.Tensor, target: tf.Tensor, options: HorizontalPathOptions = {}): Promise<LeafPath[]> {
-  const fn = 'horizontalPath';
+  return targetPath(model, source, target, options, 'horizontalPath', (P, d) => P.project(d));
+}
+
+/** A walk towards `target`, of whose displacement target − x `part` keeps a projection at each step. */
+async function targetPath(
+  model: LayersModel,
+  source: tf.Tensor,
+  target: tf.Tensor,
+  options: HorizontalPathOptions,
+  fn: string,
+  part: (P: RowSpaceProjector, d: tf.Tensor) => tf.Tensor,
+): Promise<LeafPath[]> {
   const clf = wrapClassifier(model, options, fn);
   checkPair(clf, source, target, 'target', fn);
   const { threshold, stall } = targetStops(options, fn);
@@ -317,7 +328,7 @@ export async function horizontalPath(model: LayersModel, source: tf.Tensor, targ
       t.dispose();
       return out;
     },
-    (x, idx, P) => tf.tidy(() => P.project(tf.sub(targets(idx), x))),
+    (x, idx, P) => tf.tidy(() => part(P, tf.sub(targets(idx), x))),
     (dist) => (dist <= threshold ? 'reached' : undefined),
     stall,
   );
@@ -417,27 +428,7 @@ export type KernelPathOptions = HorizontalPathOptions;
  * ```
  */
 export async function kernelPath(model: LayersModel, source: tf.Tensor, target: tf.Tensor, options: KernelPathOptions = {}): Promise<LeafPath[]> {
-  const fn = 'kernelPath';
-  const clf = wrapClassifier(model, options, fn);
-  checkPair(clf, source, target, 'target', fn);
-  const { threshold, stall } = targetStops(options, fn);
-  const targets = (idx: number[]) => tf.gather(target, idx);
-  return walk(
-    clf,
-    source,
-    fn,
-    options,
-    5000,
-    (x, idx) => {
-      const t = targets(idx);
-      const out = distances64(t, x);
-      t.dispose();
-      return out;
-    },
-    (x, idx, P) => tf.tidy(() => P.projectKernel(tf.sub(targets(idx), x))),
-    (dist) => (dist <= threshold ? 'reached' : undefined),
-    stall,
-  );
+  return targetPath(model, source, target, options, 'kernelPath', (P, d) => P.projectKernel(d));
 }
 
 /**

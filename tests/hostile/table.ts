@@ -408,11 +408,11 @@ export const ENTRIES: Entry[] = [
       ...runOptions(2),
     ],
   },
-  {
-    title: 'horizontalPath',
-    fn: 'horizontalPath',
+  ...(['horizontalPath', 'kernelPath'] as const).map((name): Entry => ({
+    title: name,
+    fn: name,
     good: (ctx, own) => [ctx.model, t(own, X), t(own, X, 4), { maxSteps: 2 }],
-    call: (a) => horizontalPath(...(a as Args<typeof horizontalPath>)),
+    call: (a) => (name === 'horizontalPath' ? horizontalPath : kernelPath)(...(a as Args<typeof horizontalPath>)),
     cases: [
       modelCase(0),
       ...tensorArg(1, 'source', X, exactly(X)),
@@ -422,42 +422,13 @@ export const ENTRIES: Entry[] = [
       opt(3, 'threshold', bad.nonNegative, bad.nonNegativeExtra),
       opt(3, 'stallTolerance', bad.nonNegative, bad.nonNegativeExtra),
     ],
-  },
-  {
-    title: 'orthogonalPath',
-    fn: 'orthogonalPath',
-    good: (ctx, own) => [ctx.model, t(own, X), { maxSteps: 2 }],
-    call: (a) => orthogonalPath(...(a as Args<typeof orthogonalPath>)),
-    cases: [
-      modelCase(0),
-      ...tensorArg(1, 'source', X, xValid),
-      ...tensorOpt(2, 'direction', X),
-      opt(2, 'seed', bad.seed),
-      wholeOptions(2),
-      ...pathOptions(2),
-    ],
-  },
+  })),
 
-  {
-    title: 'kernelPath',
-    fn: 'kernelPath',
-    good: (ctx, own) => [ctx.model, t(own, X), t(own, X, 4), { maxSteps: 2 }],
-    call: (a) => kernelPath(...(a as Args<typeof kernelPath>)),
-    cases: [
-      modelCase(0),
-      ...tensorArg(1, 'source', X, exactly(X)),
-      ...tensorArg(2, 'target', X),
-      wholeOptions(3),
-      ...pathOptions(3),
-      opt(3, 'threshold', bad.nonNegative, bad.nonNegativeExtra),
-      opt(3, 'stallTolerance', bad.nonNegative, bad.nonNegativeExtra),
-    ],
-  },
-  {
-    title: 'tangentPath',
-    fn: 'tangentPath',
+  ...(['orthogonalPath', 'tangentPath'] as const).map((name): Entry => ({
+    title: name,
+    fn: name,
     good: (ctx, own) => [ctx.model, t(own, X), { maxSteps: 2 }],
-    call: (a) => tangentPath(...(a as Args<typeof tangentPath>)),
+    call: (a) => (name === 'orthogonalPath' ? orthogonalPath : tangentPath)(...(a as Args<typeof orthogonalPath>)),
     cases: [
       modelCase(0),
       ...tensorArg(1, 'source', X, xValid),
@@ -466,7 +437,11 @@ export const ENTRIES: Entry[] = [
       wholeOptions(2),
       ...pathOptions(2),
     ],
-  },
+  })),
+
+
+
+
 
   // ---------------- The pullback metric ----------------
   {
