@@ -11,6 +11,7 @@ import {
   datasetFisher,
   distributionProjector,
   horizontalPath,
+  kernelPath,
   LayerNotFoundError,
   localDataMatrix,
   localFisher,
@@ -20,6 +21,7 @@ import {
   relativeStability,
   scanPlane,
   ShapeError,
+  tangentPath,
   ValueError,
   volumeElement,
   weightJacobian,
@@ -137,7 +139,11 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
     const h2 = await pooled((onProgress) => pool.horizontalPath(x, target, { ...opts, onProgress }), (r) => r.map((p) => p.frames));
     const o1 = await orthogonalPath(model, x, { ...opts, seed: 3 });
     const o2 = await pooled((onProgress) => pool.orthogonalPath(x, { ...opts, seed: 3, onProgress }), (r) => r.map((p) => p.frames));
-    for (const [a, b] of [[h1, h2], [o1, o2]] as const) {
+    const k1 = await kernelPath(model, x, target, opts);
+    const k2 = await pooled((onProgress) => pool.kernelPath(x, target, { ...opts, onProgress }), (r) => r.map((p) => p.frames));
+    const t1 = await tangentPath(model, x, { ...opts, seed: 5 });
+    const t2 = await pooled((onProgress) => pool.tangentPath(x, { ...opts, seed: 5, onProgress }), (r) => r.map((p) => p.frames));
+    for (const [a, b] of [[h1, h2], [o1, o2], [k1, k2], [t1, t2]] as const) {
       expect(b.length).toBe(B);
       b.forEach((p, i) => {
         expect(p.steps).toBe(a[i]!.steps);
@@ -147,7 +153,7 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
       });
     }
     await expect(pool.horizontalPath(x, target, { onStep: () => undefined } as never)).rejects.toThrow(/^JacobianPool\.horizontalPath: onStep cannot run/);
-    tf.dispose([target, ...[h1, h2, o1, o2].flat().map((p) => p.frames)]);
+    tf.dispose([target, ...[h1, h2, o1, o2, k1, k2, t1, t2].flat().map((p) => p.frames)]);
   }, 60_000);
 
   it('scanPlane and relativeStability: exactly the values of one thread', async () => {
@@ -199,6 +205,8 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
       ['volumeElement', (signal) => pool.volumeElement(x, { signal })],
       ['horizontalPath', (signal) => pool.horizontalPath(x, target, { maxSteps: 2, signal })],
       ['orthogonalPath', (signal) => pool.orthogonalPath(x, { maxSteps: 2, signal })],
+      ['kernelPath', (signal) => pool.kernelPath(x, target, { maxSteps: 2, signal })],
+      ['tangentPath', (signal) => pool.tangentPath(x, { maxSteps: 2, signal })],
       ['scanPlane', (signal) => pool.scanPlane(plane, { steps: 3, volume: 'plane', batchSize: 4, signal })],
       ['relativeStability', (signal) => pool.relativeStability(x, { delta: 1, batchSize: 2, signal })],
     ];

@@ -92,6 +92,10 @@ export interface JacobianPool {
   horizontalPath(source: tf.Tensor, target: tf.Tensor, options?: PooledPathOptions<HorizontalPathOptions>): Promise<LeafPath[]>;
   /** {@link infogeo!orthogonalPath | orthogonalPath}: the B sources (and a per-sample `direction`) split between the threads, as {@link horizontalPath}. */
   orthogonalPath(source: tf.Tensor, options?: PooledPathOptions<OrthogonalPathOptions>): Promise<LeafPath[]>;
+  /** {@link infogeo!kernelPath | kernelPath}: the B pairs split between the threads, as {@link horizontalPath}. */
+  kernelPath(source: tf.Tensor, target: tf.Tensor, options?: PooledPathOptions<HorizontalPathOptions>): Promise<LeafPath[]>;
+  /** {@link infogeo!tangentPath | tangentPath}: the B sources (and a per-sample `direction`) split between the threads, as {@link horizontalPath}. */
+  tangentPath(source: tf.Tensor, options?: PooledPathOptions<OrthogonalPathOptions>): Promise<LeafPath[]>;
   /**
    * {@link infogeo!scanPlane | scanPlane}: the grid points split between the threads, in whole
    * batches of `batchSize` (so the values are one thread's); `onProgress` counts grid points as each
@@ -498,6 +502,34 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
   /** A `subspace` `[B, k, ...inputShape]` (not a shared `[k, ...inputShape]`) is per sample. */
   const subspaceOf = (x: tf.Tensor) => (key: string, v: tf.Tensor) => key === 'subspace' && v.rank === x.rank + 1;
 
+  /** A path along a fixed direction, the B sources (and a per-sample direction) split. */
+  const directionPath = async (fn: 'orthogonalPath' | 'tangentPath', source: tf.Tensor, opts: PooledPathOptions<OrthogonalPathOptions>): Promise<LeafPath[]> => {
+    // Without a direction, the one the function would draw (same seed, same shape), drawn here
+    // and split: each thread drawing its own would give other paths than one thread does.
+    const seed = checkNumber(opts.seed, `JacobianPool.${fn}`, 'seed', {}, 0);
+    const drawn = opts.direction === undefined && source instanceof tf.Tensor && !source.isDisposed ? tf.randomNormal(source.shape, 0, 1, 'float32', seed) : undefined;
+    try {
+      const o = drawn ? { ...opts, direction: drawn } : opts;
+      return await go(fn, perSample(fn, source, o, 'concat', (key, v) => key === 'direction' && v.rank === source.rank));
+    } finally {
+      drawn?.dispose();
+    }
+  };
+  /** A path towards a target, the B pairs split. */
+  const targetPath = async (fn: 'horizontalPath' | 'kernelPath', source: tf.Tensor, target: tf.Tensor, opts: PooledPathOptions<HorizontalPathOptions>): Promise<LeafPath[]> => {
+    const p = perSample(fn, source, opts, 'concat');
+    checkTensor(target, p.call, 'target');
+    if (target.shape.length !== source.shape.length || target.shape.some((d, i) => d !== source.shape[i])) {
+      throw new ShapeError(`${p.call}: target must have the shape of source [${source.shape.join(', ')}], got [${target.shape.join(', ')}].`);
+    }
+    const share: Share = (b0, b1) => {
+      const { args, owned } = p.share(b0, b1);
+      const t = tf.slice(target, b0, b1 - b0);
+      return { args: [args[0], t, args[1]], owned: [...owned, t] };
+    };
+    return run(fn, p.call, p.B, p.onProgress, p.signal, share, 'concat') as Promise<LeafPath[]>;
+  };
+
   const result: JacobianPool = {
     threads,
     async inputJacobian(x, opts = {}) {
@@ -523,31 +555,10 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     async volumeElement(x, opts = {}) {
       return go('volumeElement', perSample('volumeElement', x, opts, { logVolume: 'concat', rank: 'concat', terms: 'first', logSingularValues: 'concat', target: 'first', width: 'first' }, subspaceOf(x)));
     },
-    async orthogonalPath(source, opts = {}) {
-      // Without a direction, the one orthogonalPath would draw (same seed, same shape), drawn here
-      // and split: each thread drawing its own would give other paths than one thread does.
-      const seed = checkNumber(opts.seed, 'JacobianPool.orthogonalPath', 'seed', {}, 0);
-      const drawn = opts.direction === undefined && source instanceof tf.Tensor && !source.isDisposed ? tf.randomNormal(source.shape, 0, 1, 'float32', seed) : undefined;
-      try {
-        const o = drawn ? { ...opts, direction: drawn } : opts;
-        return await go('orthogonalPath', perSample('orthogonalPath', source, o, 'concat', (key, v) => key === 'direction' && v.rank === source.rank));
-      } finally {
-        drawn?.dispose();
-      }
-    },
-    async horizontalPath(source, target, opts = {}) {
-      const p = perSample('horizontalPath', source, opts, 'concat');
-      checkTensor(target, p.call, 'target');
-      if (target.shape.length !== source.shape.length || target.shape.some((d, i) => d !== source.shape[i])) {
-        throw new ShapeError(`${p.call}: target must have the shape of source [${source.shape.join(', ')}], got [${target.shape.join(', ')}].`);
-      }
-      const share: Share = (b0, b1) => {
-        const { args, owned } = p.share(b0, b1);
-        const t = tf.slice(target, b0, b1 - b0);
-        return { args: [args[0], t, args[1]], owned: [...owned, t] };
-      };
-      return run('horizontalPath', p.call, p.B, p.onProgress, p.signal, share, 'concat') as Promise<LeafPath[]>;
-    },
+    orthogonalPath: (source, opts = {}) => directionPath('orthogonalPath', source, opts),
+    tangentPath: (source, opts = {}) => directionPath('tangentPath', source, opts),
+    horizontalPath: (source, target, opts = {}) => targetPath('horizontalPath', source, target, opts),
+    kernelPath: (source, target, opts = {}) => targetPath('kernelPath', source, target, opts),
     async scanPlane(plane, opts = {}) {
       const call = 'JacobianPool.scanPlane';
       accept(call, opts);

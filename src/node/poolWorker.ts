@@ -16,7 +16,7 @@ import { weightJacobian } from '../jacobian/weight.js';
 import { datasetFisher, localFisher } from '../infogeo/fisher.js';
 import { distributionProjector, localDataMatrix } from '../infogeo/dataMatrix.js';
 import { pullbackMetric, volumeElement } from '../pullback/metric.js';
-import { horizontalPath, orthogonalPath } from '../paths/paths.js';
+import { horizontalPath, kernelPath, orthogonalPath, tangentPath } from '../paths/paths.js';
 import { planScan, scanPoints } from '../pullback/plane.js';
 import type { Plane, ScanPlaneOptions } from '../pullback/plane.js';
 import { planStability, stabilityOutputs } from '../stability/stability.js';
@@ -36,6 +36,8 @@ const FUNCTIONS: Record<PoolFunction, (model: LayersModel, ...args: never[]) => 
   volumeElement,
   horizontalPath,
   orthogonalPath,
+  kernelPath,
+  tangentPath,
   // A share of the grid, points first … end − 1: the five value arrays of a PlaneScan.
   async scanPlane(model: LayersModel, plane: Plane, options: ScanPlaneOptions, first: number, end: number) {
     const scan = await scanPoints(planScan(model, plane, options, 'scanPlane'), plane, options, first, end);

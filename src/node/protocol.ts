@@ -27,6 +27,8 @@ export const POOL_FUNCTIONS = [
   'volumeElement',
   'horizontalPath',
   'orthogonalPath',
+  'kernelPath',
+  'tangentPath',
   'scanPlane',
   'relativeStability',
 ] as const;
