@@ -33,4 +33,14 @@ describe('useWasmBackend leaves error handling to Node', () => {
     expect(r.status).toBe(3);
     expect(r.stderr.trim()).toBe('mine: late');
   });
+
+  it('keeps a handler someone registers while the backend starts', () => {
+    const r = runScript(
+      `const starting = useWasmBackend();\n` +
+        `process.on('uncaughtException', (e) => { console.error('reporter: ' + (e as Error).message); process.exit(4); });\n` +
+        `await starting;\nsetTimeout(() => { throw new Error('later'); }, 0);`,
+    );
+    expect(r.status).toBe(4);
+    expect(r.stderr.trim()).toBe('reporter: later');
+  });
 });

@@ -235,6 +235,8 @@ describe('the loaders on generated files', () => {
     writeFileSync(join(bad, 't10k-images-idx3-ubyte.gz'), idx(2051, [2, 28, 28], new Uint8Array(784)));
     writeFileSync(join(bad, 't10k-labels-idx1-ubyte.gz'), idx(2049, [2], Uint8Array.of(1, 2)));
     expect(() => loadMnist('test', { dir: bad })).toThrow(/truncated/);
+    writeFileSync(join(bad, 't10k-images-idx3-ubyte.gz'), gzipSync(Buffer.from([0, 0, 8, 3, 0, 0])));
+    expect(() => loadMnist('test', { dir: bad })).toThrow(/header is cut short/);
     writeFileSync(join(bad, 'test_batch.bin'), Buffer.alloc(3073 + 10));
     expect(() => loadCifar10('test', { dir: bad })).toThrow(/not a whole number of 3,073-byte/);
     expect(() => loadMnist('validation' as 'test', { dir: bad })).toThrow(ValueError);
@@ -344,10 +346,19 @@ describe('downloadDataset against a local server', () => {
     expect(readdirSync(dir).sort()).toEqual(['data_batch_1.bin', 'test_batch.bin']);
     expect(loadCifar10('train', { dir, limit: 2 }).labels).toEqual(Uint8Array.of(3, 4));
     expect(loadCifar10('test', { dir }).count).toBe(1);
+    // An unpacking cut short leaves the verified archive under its name: the next call unpacks it
+    // without fetching it again.
+    const again = tmp('tar2');
+    writeFileSync(join(again, 'cifar.tar.gz'), archive);
+    requests.length = 0;
+    await downloadSpec(spec, again);
+    expect(requests).toEqual([]);
+    expect(readdirSync(again).sort()).toEqual(['data_batch_1.bin', 'test_batch.bin']);
   });
 
   it('bad arguments are ValueErrors', async () => {
     await expect(downloadDataset('imagenet' as 'mnist')).rejects.toThrow(/unknown data set 'imagenet'; the data sets are 'mnist', 'fashion-mnist', 'cifar10'/);
+    await expect(downloadDataset('constructor' as 'mnist')).rejects.toThrow(ValueError);
     await expect(downloadSpec(specOf({ 'b.bin': b }, [`${base}/m/`]), tmp('r'), { retries: -1 })).rejects.toThrow(ValueError);
   });
 

@@ -21,6 +21,7 @@ import {
   typicalDisplacement,
   ValueError,
 } from '../src/index.js';
+import { betaGenerator } from '../src/linalg/random.js';
 import { drawDeformations } from '../src/stability/diffeo.js';
 import { lowerMedian } from '../src/stability/stability.js';
 import { mnistCnn } from '../examples/models.js';
@@ -329,6 +330,14 @@ describe('randomDeform: deformations as training augmentation (the reference tra
     const mb = moments(b.T.map((T) => (T - tMin) / (0.5 * tMax - tMin)));
     expect(Math.abs(mb.mean - 0.75)).toBeLessThan(0.012); // σ/√N = 0.003
     expect(Math.abs(mb.variance - 3 / 80)).toBeLessThan(0.004);
+  });
+
+  it('the Beta draws stay numbers for tiny shapes (both gammas underflow: a Bernoulli(a/(a+b)) draw)', () => {
+    const draw = betaGenerator(0.001, 0.003, 5);
+    const u = Array.from({ length: 5000 }, () => draw());
+    expect(u.every((v) => v >= 0 && v <= 1)).toBe(true);
+    const ones = u.filter((v) => v > 0.5).length / u.length;
+    expect(Math.abs(ones - 0.25)).toBeLessThan(0.03); // P(u ≈ 1) → a/(a+b) = 1/4; σ = 0.006
   });
 
   it('deforms each image with its own seeded field; errors are typed; nothing leaks', async () => {

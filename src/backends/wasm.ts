@@ -60,11 +60,19 @@ export async function useWasmBackend(options: WasmBackendOptions = {}): Promise<
 
 const PROCESS_EVENTS = ['uncaughtException', 'unhandledRejection'] as const;
 
+/** Emscripten's rethrowing handlers: `function(ex) { if (!(ex instanceof ExitStatus)) throw ex; }` and `function(reason) { throw reason; }`. */
+function emscripten(listener: (...args: unknown[]) => void): boolean {
+  const code = Function.prototype.toString.call(listener).replace(/\s+/g, ' ');
+  return /ExitStatus/.test(code) || /^function ?\((\w+)\) ?\{ ?throw \1;? ?\}$/.test(code);
+}
+
 /**
  * In Node, the wasm module's Emscripten start-up adds `uncaughtException` and `unhandledRejection`
  * handlers that rethrow every error from inside its 40 KB one-line script: Node then prints that
  * line of minified source instead of the error, and exits with code 7. This records the handlers
- * before the backend starts and returns a function that removes the ones added since.
+ * before the backend starts and returns a function that removes those added since that are
+ * Emscripten's (recognised by their code: a rethrow, or the ExitStatus check), not anyone else's
+ * registered meanwhile.
  */
 function keepProcessHandlers(): () => void {
   type Listener = (...args: unknown[]) => void;
@@ -75,7 +83,7 @@ function keepProcessHandlers(): () => void {
   return () => {
     for (const event of PROCESS_EVENTS) {
       for (const listener of listeners(event)) {
-        if (!before.get(event)?.has(listener)) removeListener(event, listener);
+        if (!before.get(event)?.has(listener) && emscripten(listener)) removeListener(event, listener);
       }
     }
   };

@@ -87,7 +87,7 @@ const FN = 'downloadDataset';
  * ```
  */
 export async function downloadDataset(name: DatasetName, options: DownloadOptions = {}): Promise<DownloadResult> {
-  const spec = DATASETS[name];
+  const spec = Object.prototype.hasOwnProperty.call(DATASETS, name) ? DATASETS[name] : undefined;
   if (spec === undefined) {
     throw new ValueError(`${FN}: unknown data set '${String(name)}'; the data sets are ${DATASET_NAMES.map((n) => `'${n}'`).join(', ')}.`);
   }
@@ -112,8 +112,9 @@ export async function downloadSpec(spec: DatasetSpec, dir: string, options: Down
   await mkdir(dir, { recursive: true });
   for (const file of spec.files) {
     const dest = join(dir, file.name);
-    if (spec.extract === undefined && (await sizeOf(dest)) === file.bytes) continue; // fetched by an earlier run
-    await fetchVerified(spec, file, dest, retries, options);
+    // A file gets its final name only once its MD5 matched: one of the published size was fetched by
+    // an earlier run (an archive whose unpacking was interrupted included).
+    if ((await sizeOf(dest)) !== file.bytes) await fetchVerified(spec, file, dest, retries, options);
     if (spec.extract !== undefined) {
       await extractTarGz(spec, file, dest, dir, signal, onProgress);
       await rm(dest, { force: true });
@@ -178,7 +179,8 @@ async function fetchResuming(spec: DatasetSpec, file: PublishedFile, url: string
     if (have === file.bytes) return;
     let res: Response;
     try {
-      res = await fetch(url, { signal, headers: have > 0 ? { Range: `bytes=${have}-` } : {} });
+      // identity: the published bytes, never a transfer encoding the server chose (a .gz unpacked on the way)
+      res = await fetch(url, { signal, headers: { 'Accept-Encoding': 'identity', ...(have > 0 ? { Range: `bytes=${have}-` } : {}) } });
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
       lastError = `no connection (${describe(e)})`;
@@ -299,7 +301,10 @@ async function extractTarGz(
     await rename(join(dir, outName + '.part'), join(dir, outName));
   };
 
-  const gunzip = createReadStream(archive).pipe(createGunzip());
+  const source = createReadStream(archive);
+  const gunzip = createGunzip();
+  source.on('error', (e) => gunzip.destroy(e)); // .pipe forwards data, not errors
+  source.pipe(gunzip);
   try {
     for await (const raw of gunzip as AsyncIterable<Buffer>) {
       signal?.throwIfAborted();
@@ -356,6 +361,8 @@ async function extractTarGz(
     if (signal?.aborted) throw signal.reason;
     if (e instanceof DataError) throw e;
     throw new DataError(`${FN}: could not unpack ${file.name} (${describe(e)}); delete it and run again.`);
+  } finally {
+    source.destroy(); // leaving the loop early destroys the gunzip stream only
   }
   if (out !== undefined || remaining > 0) {
     await out?.close();

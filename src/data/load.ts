@@ -74,6 +74,7 @@ function readIdx(fn: string, path: string, magic: number): { dims: number[]; dat
   const got = buf.length >= 4 ? view.getUint32(0) : -1;
   if (got !== magic) throw new DataError(`${fn}: ${path} is not an IDX file with magic ${magic} (got ${got}).`);
   const rank = magic & 0xff;
+  if (buf.length < 4 + 4 * rank) throw new DataError(`${fn}: ${path} is truncated: its header is cut short.`);
   const dims = Array.from({ length: rank }, (_, i) => view.getUint32(4 + 4 * i));
   const data = buf.subarray(4 + 4 * rank);
   if (data.length < dims.reduce((a, b) => a * b, 1)) throw new DataError(`${fn}: ${path} is truncated: its header says ${dims.join(' × ')} bytes.`);

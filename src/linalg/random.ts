@@ -64,6 +64,7 @@ export function betaGenerator(a: number, b: number, seed: number): () => number 
   return () => {
     const x = gamma(a);
     const y = gamma(b);
-    return x / (x + y);
+    // Both can underflow to 0 for tiny shapes: the Beta is then (almost) Bernoulli(a/(a+b)).
+    return x + y > 0 ? x / (x + y) : uniform() < a / (a + b) ? 1 : 0;
   };
 }

@@ -106,7 +106,10 @@ export interface JacobianPool {
    * {@link infogeo!relativeStability | relativeStability}: the probing images split between the
    * threads, each thread deforming its share with the fields one thread would draw (each image's
    * seeds depend on its index only), and D_f, G_f and R_f aggregated here from all the outputs:
-   * the result of one thread, to float32 rounding of batched kernels. `onProgress` counts images as each thread's share finishes (in one
+   * the result of one thread, to float32 rounding of batched kernels. The threads return f of
+   * every image for every temperature and draw (temperatures × draws × P × m floats), which this
+   * thread then holds at once, where one thread holds one draw: for a wide `target` layer and many
+   * temperatures, prefer `relativeStability` in this thread. `onProgress` counts images as each thread's share finishes (in one
    * thread it counts (temperature, draw) steps).
    */
   relativeStability(images: tf.Tensor, options?: RelativeStabilityOptions): Promise<RelativeStabilityResult>;
