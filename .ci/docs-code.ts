@@ -46,12 +46,17 @@ function markdownBlocks(file: string): { ts: Block[]; sh: string[] } {
   return { ts, sh };
 }
 
+/** The files below `dir` whose names end in `ext`. */
+function filesUnder(dir: string, ext: string): string[] {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && e.name.endsWith(ext))
+    .map((e) => join(e.parentPath ?? (e as unknown as { path: string }).path, e.name));
+}
+
 /** The ```ts blocks inside `@example` tags of the sources. */
 function exampleBlocks(dir: string): Block[] {
   const out: Block[] = [];
-  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (!entry.isFile() || !entry.name.endsWith('.ts')) continue;
-    const file = join(entry.parentPath ?? (entry as unknown as { path: string }).path, entry.name);
+  for (const file of filesUnder(dir, '.ts')) {
     const lines = readFileSync(file, 'utf8').split('\n');
     for (let i = 0; i < lines.length; i++) {
       if (!/@example/.test(lines[i]!) || !/```ts/.test(lines[i + 1] ?? '')) continue;
@@ -130,12 +135,7 @@ const LEAK_CHECK = `
  */
 function checkPackedLinks(): string[] {
   const pkg = join(project, 'node_modules', 'infogeo');
-  const files = [join(pkg, 'README.md'), join(pkg, 'CHANGELOG.md')];
-  for (const dir of ['docs/guide', 'docs/reference']) {
-    for (const e of readdirSync(join(pkg, dir), { withFileTypes: true, recursive: true })) {
-      if (e.isFile() && e.name.endsWith('.md')) files.push(join(e.parentPath ?? (e as unknown as { path: string }).path, e.name));
-    }
-  }
+  const files = [join(pkg, 'README.md'), join(pkg, 'CHANGELOG.md'), ...filesUnder(join(pkg, 'docs/guide'), '.md'), ...filesUnder(join(pkg, 'docs/reference'), '.md')];
   const broken: string[] = [];
   for (const file of files) {
     const text = readFileSync(file, 'utf8').replace(/```[\s\S]*?```/g, '');

@@ -4,7 +4,7 @@
  * connection (resume), an abort (resume on the next call), a wrong checksum (nothing cached), a 404
  * (the next mirror), a .tar.gz unpacked. No tensors: the cpu project only.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -373,12 +373,8 @@ describe('downloadDataset against a local server', () => {
 });
 
 describe('the infogeo-data command', () => {
-  const cli = (args: string[], env: Record<string, string>) =>
-    spawnSync(process.execPath, ['--import', 'tsx', 'src/data/cli.ts', ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
-
   it('downloads into --dir, says where; a bad name prints the usage (exit 2); a failure one message (exit 1)', async () => {
     // The command runs in another process: serve with this one's event loop free (spawn, not spawnSync).
-    const { spawn } = await import('node:child_process');
     const run = (args: string[], env: Record<string, string>) =>
       new Promise<{ status: number | null; stdout: string; stderr: string }>((ok) => {
         const p = spawn(process.execPath, ['--import', 'tsx', 'src/data/cli.ts', ...args], { env: { ...process.env, ...env } });
@@ -397,7 +393,7 @@ describe('the infogeo-data command', () => {
     expect(failed.stderr).toMatch(/could not download Fashion-MNIST's train-images-idx3-ubyte\.gz\.\n.*it serves \d+ bytes, the published size is 26421880/);
     expect(failed.stderr).not.toMatch(/^\s+at /m); // no stack
     expect(readdirSync(dir)).toEqual([]);
-    const usage = cli(['imagenet'], {});
+    const usage = await run(['imagenet'], {});
     expect(usage.status).toBe(2);
     expect(usage.stderr).toMatch(/^usage: infogeo-data mnist\|fashion-mnist\|cifar10 \[--dir D\]/);
     if (MNIST !== undefined) {

@@ -109,8 +109,8 @@ export interface JacobianPool {
    * the result of one thread, to float32 rounding of batched kernels. The threads return f of
    * every image for every temperature and draw (temperatures × draws × P × m floats), which this
    * thread then holds at once, where one thread holds one draw: for a wide `target` layer and many
-   * temperatures, prefer `relativeStability` in this thread. `onProgress` counts images as each thread's share finishes (in one
-   * thread it counts (temperature, draw) steps).
+   * temperatures, prefer `relativeStability` in this thread. `onProgress` counts images as each
+   * thread's share finishes (in one thread it counts (temperature, draw) steps).
    */
   relativeStability(images: tf.Tensor, options?: RelativeStabilityOptions): Promise<RelativeStabilityResult>;
   /** Stops the threads. Calls in progress reject (the pool was closed); calls after `close` reject. */
@@ -174,7 +174,8 @@ function evenShares(B: number, threads: number): number[] {
 
 /**
  * Share boundaries at multiples of `batch` (the last one B): each thread runs whole batches of the
- * one-thread computation, so its values (and the seeds that depend on the batches) are one thread's.
+ * one-thread computation, so its values, to the float32 rounding of batched kernels, are one
+ * thread's.
  */
 function batchShares(B: number, threads: number, batch: number): number[] {
   const chunks = Math.ceil(B / batch);
@@ -581,7 +582,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
       const { onProgress, signal, ...rest } = opts;
       const share: Share = (b0, b1) => {
         const x = tf.slice(images, b0, b1 - b0);
-        return { args: [x, { ...rest, batchSize: plan.batchSize }, b0], owned: [x] };
+        return { args: [x, rest, b0], owned: [x] };
       };
       const merge = (parts: Portable[]): Portable => {
         const shares = parts as unknown as { f0: Float32Array; ft: Float32Array[]; fNoise: Float32Array[] }[];

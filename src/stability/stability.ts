@@ -179,25 +179,16 @@ const std = (a: number[]) => {
  */
 export async function relativeStability(model: LayersModel, images: tf.Tensor, options: RelativeStabilityOptions = {}): Promise<RelativeStabilityResult> {
   const plan = planStability(model, images, options, 'relativeStability');
-  const { temps, draws, P, aggregation } = plan;
-  let f0: Float32Array | undefined;
-  let denominator = 0;
-  let deno = 0;
-  const perDraw: { D: number; G: number }[] = [];
-  const total = temps.length * draws;
+  const total = plan.temps.length * plan.draws;
+  let acc: ReturnType<typeof aggregate> | undefined;
   await stabilityOutputs(plan, images, 0, options.signal, {
-    reference: (f) => {
-      f0 = f;
-      denominator = pairwise(f, P, f.length / P, aggregation);
-      deno = plan.normalize ? denominator + 1e-10 : 1;
-    },
+    reference: (f0) => (acc = aggregate(plan, f0)),
     draw: (k, ft, fNoise) => {
-      const m = ft.length / P;
-      perDraw.push({ D: numerator(ft, f0!, P, m, aggregation) / deno, G: numerator(fNoise, f0!, P, m, aggregation) / deno });
+      acc!.draw(ft, fNoise);
       options.onProgress?.({ done: k + 1, total });
     },
   });
-  return stabilityResult(plan, denominator, perDraw);
+  return acc!.result();
 }
 
 /** A checked measurement: what f is, the temperatures, draws, chunks and seeds. @internal */
@@ -344,23 +335,34 @@ export async function stabilityOutputs(
  * draw)'s outputs, `[P, m]` each (a pool joins its threads' shares into these). @internal
  */
 export function stabilityFromOutputs(plan: StabilityPlan, f0: Float32Array, ft: Float32Array[], fNoise: Float32Array[]): RelativeStabilityResult {
-  const { P, aggregation } = plan;
+  const acc = aggregate(plan, f0);
+  ft.forEach((t, k) => acc.draw(t, fNoise[k]!));
+  return acc.result();
+}
+
+/**
+ * D_f and G_f draw by draw against the reference outputs `f0` (`[P, m]`), then the points: the
+ * means and spreads over the draws of each temperature.
+ */
+function aggregate(plan: StabilityPlan, f0: Float32Array) {
+  const { P, aggregation, temps, draws, c, n } = plan;
   const m = f0.length / P;
   const denominator = pairwise(f0, P, m, aggregation);
   const deno = plan.normalize ? denominator + 1e-10 : 1;
-  const perDraw = ft.map((t, k) => ({ D: numerator(t, f0, P, m, aggregation) / deno, G: numerator(fNoise[k]!, f0, P, m, aggregation) / deno }));
-  return stabilityResult(plan, denominator, perDraw);
-}
-
-/** The points (means and spreads over the draws of each temperature) from each draw's D_f and G_f. */
-function stabilityResult(plan: StabilityPlan, denominator: number, perDraw: { D: number; G: number }[]): RelativeStabilityResult {
-  const { temps, draws, c, n, aggregation } = plan;
-  const points: StabilityPoint[] = temps.map((T, ti) => {
-    const mine = perDraw.slice(ti * draws, (ti + 1) * draws);
-    const Ds = mine.map((p) => p.D);
-    const Gs = mine.map((p) => p.G);
-    const Rs = mine.map((p) => (p.G > 0 ? p.D / p.G : NaN));
-    return { T, delta: typicalDisplacement(T, c, n), D: mean(Ds), G: mean(Gs), R: mean(Rs), spread: { D: std(Ds), G: std(Gs), R: std(Rs) } };
-  });
-  return { points, denominator, c, n, aggregation };
+  const perDraw: { D: number; G: number }[] = [];
+  return {
+    draw(ft: Float32Array, fNoise: Float32Array): void {
+      perDraw.push({ D: numerator(ft, f0, P, m, aggregation) / deno, G: numerator(fNoise, f0, P, m, aggregation) / deno });
+    },
+    result(): RelativeStabilityResult {
+      const points: StabilityPoint[] = temps.map((T, ti) => {
+        const mine = perDraw.slice(ti * draws, (ti + 1) * draws);
+        const Ds = mine.map((p) => p.D);
+        const Gs = mine.map((p) => p.G);
+        const Rs = mine.map((p) => (p.G > 0 ? p.D / p.G : NaN));
+        return { T, delta: typicalDisplacement(T, c, n), D: mean(Ds), G: mean(Gs), R: mean(Rs), spread: { D: std(Ds), G: std(Gs), R: std(Rs) } };
+      });
+      return { points, denominator, c, n, aggregation };
+    },
+  };
 }
