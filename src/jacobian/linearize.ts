@@ -17,7 +17,9 @@ import type { Classifier, Target } from '../model/classifier.js';
 import { assertDifferentiable, firstOrderOnlyLayer } from '../model/support.js';
 import { budgetBytes, bytesPerSamplePass } from './chunks.js';
 import type { RunOptions } from './chunks.js';
+import { softmaxJet } from './graph/activation.js';
 import { compileGraph } from './graph/compile.js';
+import { jetBlocks, stackJet } from './graph/rule.js';
 import type { CompiledGraph } from './graph/compile.js';
 import { rowMajor, samplesFirst, tileRows, vjpRows } from './rows.js';
 
@@ -33,6 +35,17 @@ export interface Linearization {
   vjp(u: tf.Tensor): tf.Tensor;
   /** Per-sample tangents `[B, n]` → `[B, m]`, or `[B, k, n]` → `[B, k, m]`: ∂f(x_b) v (forward mode). */
   jvp(v: tf.Tensor): tf.Tensor;
+  /**
+   * Whether f has second derivatives that are not zero (see {@link CompiledGraph.curved}; always
+   * for log-probabilities). On the graph engine only.
+   */
+  readonly curved: boolean;
+  /**
+   * Second-order forward mode (a linearisation made with `second`, on the graph engine): for
+   * per-sample tangent pairs `[B, k, n]` each, ∂f[u] and ∂f[v] and the second directional
+   * derivative ∂²f[u, v], `[B, k, m]` each.
+   */
+  jet(u: tf.Tensor3D, v: tf.Tensor3D): { u: tf.Tensor3D; v: tf.Tensor3D; uv: tf.Tensor3D };
   /** Frees the tape. */
   dispose(): void;
 }
@@ -101,6 +114,7 @@ interface LogitMaps {
   rows(U: tf.Tensor2D): tf.Tensor3D;
   pullback(dy: tf.Tensor2D): tf.Tensor2D;
   pushforward(t: tf.Tensor2D): tf.Tensor2D;
+  jet?(u: tf.Tensor2D, v: tf.Tensor2D): { u: tf.Tensor2D; v: tf.Tensor2D; uv: tf.Tensor2D };
   dispose(): void;
 }
 
@@ -156,10 +170,12 @@ export function centralDifference(f: (x: tf.Tensor) => tf.Tensor2D, x: tf.Tensor
 /**
  * Linearises a target of the classifier at the batch `x: [B, ...inputShape]` (checked by the
  * caller): one forward pass, on infogeo's graph where it covers the model, else through `tf.grad`.
- * The caller owns the result and must `dispose()` it; every tensor its methods return is the
- * caller's too. Synchronous: run it on chunks that fit the memory budget.
+ * With `second` (graph only: the caller checks {@link graphFor} first), the forward pass also keeps
+ * what second-order forward mode needs. The caller owns the result and must `dispose()` it; every
+ * tensor its methods return is the caller's too. Synchronous: run it on chunks that fit the memory
+ * budget.
  */
-export function linearize(clf: Classifier, x: tf.Tensor, target: Target): Linearization {
+export function linearize(clf: Classifier, x: tf.Tensor, target: Target, second = false): Linearization {
   const B = x.shape[0] as number;
   const graph = graphFor(clf, target);
   const logProbs = target === 'logProbs';
@@ -167,8 +183,15 @@ export function linearize(clf: Classifier, x: tf.Tensor, target: Target): Linear
   if ('reason' in graph) {
     maps = gradMaps(clf, logProbs ? clf.logits : clf.target(target).fn, x);
   } else {
-    const tape = graph.forward(x);
-    maps = { output: tape.output, rows: (U) => tape.vjpRows(U), pullback: (dy) => tape.pullback(dy), pushforward: (t) => tape.pushforward(t), dispose: () => tape.dispose() };
+    const tape = graph.forward(x, undefined, second);
+    maps = {
+      output: tape.output,
+      rows: (U) => tape.vjpRows(U),
+      pullback: (dy) => tape.pullback(dy),
+      pushforward: (t) => tape.pushforward(t),
+      ...(second ? { jet: (u: tf.Tensor2D, v: tf.Tensor2D) => tape.jet(u, v) } : {}),
+      dispose: () => tape.dispose(),
+    };
   }
   // log p = s − logsumexp(s): J = (I − 1pᵀ) J_s, Jᵀu = J_sᵀ(u − p Σu).
   const p = logProbs ? tf.softmax(maps.output) : undefined;
@@ -182,6 +205,7 @@ export function linearize(clf: Classifier, x: tf.Tensor, target: Target): Linear
   const lin: Linearization = {
     output,
     engine: 'reason' in graph ? 'tf.grad' : 'graph',
+    curved: logProbs || (!('reason' in graph) && graph.curved),
     rows(U) {
       if (p === undefined) return maps.rows(U);
       return tf.tidy(() => samplesFirst(maps.pullback(centre(tileRows(U, B))), U.shape[0], B));
@@ -199,6 +223,18 @@ export function linearize(clf: Classifier, x: tf.Tensor, target: Target): Linear
         const jv = maps.pushforward(rowMajor(v));
         const out = p === undefined ? jv : tf.sub(jv, tf.sum(tf.mul(jv, perSample(p, k ?? 1)), 1, true));
         return k === undefined ? out : samplesFirst(out, k, B);
+      });
+    },
+    jet(u, v) {
+      const jet = maps.jet;
+      if (jet === undefined) throw new Error('jet: the linearisation was made without second-order forward mode');
+      return tf.tidy(() => {
+        const k = u.shape[1] as number;
+        const r = jet(rowMajor(u) as tf.Tensor2D, rowMajor(v) as tf.Tensor2D);
+        // log p = s − logsumexp(s): the second derivative adds −(diag p − ppᵀ)[s_u, s_v].
+        const [du, dv, duv] = p === undefined ? [r.u, r.v, r.uv] : jetBlocks(softmaxJet('logSoftmax', stackJet(r.u, r.v, r.uv), p));
+        const back = (t: tf.Tensor) => samplesFirst(t as tf.Tensor2D, k, B) as tf.Tensor3D;
+        return { u: back(du), v: back(dv), uv: back(duv) };
       });
     },
     dispose() {

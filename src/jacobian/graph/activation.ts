@@ -6,23 +6,30 @@
  * An elementwise φ contributes the same factor φ'(z) to both linear maps: the backward pass
  * multiplies the cotangent by it, the forward mode the tangent. It is computed once per forward
  * pass, from the output y where that is exact and cheap (so that the layer's own fused kernel can
- * run), else from the pre-activation z.
+ * run), else from the pre-activation z. Second-order forward mode adds φ''(z)·ż_u·ż_v to the second
+ * derivative's block; φ'' comes from the same argument as φ', and only where it is not zero (a
+ * ReLU, a hard sigmoid, a leaky or thresholded ReLU are piecewise linear: no jet).
  *
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Cotangent } from './phases.js';
-import { apply, config, mulPerSample, NotCompilable, weight } from './rule.js';
+import { apply, config, jetBlocks, mulPerSample, NotCompilable, stackJet, weight } from './rule.js';
 import type { Layer, Rule } from './rule.js';
 import { sharedSum } from './weights.js';
 import type { WeightGrads } from './weights.js';
 
 type Derivative = (t: tf.Tensor) => tf.Tensor;
 
-/** φ' of an elementwise activation, as a function of its output y or of its input z. */
+/**
+ * φ' of an elementwise activation, as a function of its output y or of its input z, and φ'' where
+ * it is not zero almost everywhere, as a function of the same argument as φ' (y when `fromY` is
+ * given, else z).
+ */
 interface Elementwise {
   fromY?: Derivative;
   fromZ?: Derivative;
+  second?: Derivative;
 }
 
 const SELU_ALPHA = 1.6732632423543772;
@@ -45,47 +52,76 @@ export function elementwise(name: string, options: { alpha?: number; maxValue?: 
     case 'relu6':
       return elementwise('relu', { maxValue: 6 });
     case 'sigmoid':
-      return { fromY: (y) => tf.mul(y, tf.sub(1, y)) };
+      return { fromY: (y) => tf.mul(y, tf.sub(1, y)), second: (y) => tf.mul(tf.mul(y, tf.sub(1, y)), tf.sub(1, tf.mul(2, y))) };
     case 'tanh':
-      return { fromY: (y) => tf.sub(1, tf.square(y)) };
+      return { fromY: (y) => tf.sub(1, tf.square(y)), second: (y) => tf.mul(-2, tf.mul(y, tf.sub(1, tf.square(y)))) };
     case 'softplus':
-      return { fromZ: (z) => tf.sigmoid(z) };
+      return {
+        fromZ: (z) => tf.sigmoid(z),
+        second: (z) => {
+          const s = tf.sigmoid(z);
+          return tf.mul(s, tf.sub(1, s));
+        },
+      };
     case 'elu': {
       const a = alpha ?? 1;
       // y = a(eᶻ − 1) for z ≤ 0, so a·eᶻ = y + a.
-      return { fromY: (y) => tf.where(tf.greater(y, 0), ones(y), tf.add(y, a)), fromZ: (z) => tf.where(tf.greater(z, 0), ones(z), tf.mul(a, tf.exp(z))) };
+      // φ'' = a·eᶻ = y + a for z < 0, 0 for z > 0 (the left one at the kink).
+      return {
+        fromY: (y) => tf.where(tf.greater(y, 0), ones(y), tf.add(y, a)),
+        fromZ: (z) => tf.where(tf.greater(z, 0), ones(z), tf.mul(a, tf.exp(z))),
+        second: (y) => tf.where(tf.greater(y, 0), tf.zerosLike(y), tf.add(y, a)),
+      };
     }
     case 'selu':
-      return { fromZ: (z) => tf.where(tf.greater(z, 0), tf.fill(z.shape, SELU_SCALE), tf.mul(SELU_SCALE * SELU_ALPHA, tf.exp(z))) };
+      return {
+        fromZ: (z) => tf.where(tf.greater(z, 0), tf.fill(z.shape, SELU_SCALE), tf.mul(SELU_SCALE * SELU_ALPHA, tf.exp(z))),
+        second: (z) => tf.where(tf.greater(z, 0), tf.zerosLike(z), tf.mul(SELU_SCALE * SELU_ALPHA, tf.exp(z))),
+      };
     case 'softsign':
-      return { fromZ: (z) => tf.reciprocal(tf.square(tf.add(1, tf.abs(z)))) };
+      // φ'' = −2 sign(z)/(1 + |z|)³
+      return { fromZ: (z) => tf.reciprocal(tf.square(tf.add(1, tf.abs(z)))), second: (z) => tf.div(tf.mul(-2, tf.sign(z)), tf.pow(tf.add(1, tf.abs(z)), 3)) };
     case 'hardSigmoid':
       // clip(0.2 z + 0.5, 0, 1)
       return { fromZ: (z) => tf.mul(0.2, tf.mul(tf.step(tf.add(z, 2.5)), tf.step(tf.sub(2.5, z)))) };
     case 'swish':
-      // z·σ(z): σ + z σ (1 − σ)
+      // z·σ(z): φ' = σ + z σ (1 − σ), φ'' = σ (1 − σ) (2 + z (1 − 2σ))
       return {
         fromZ: (z) => {
           const s = tf.sigmoid(z);
           return tf.add(s, tf.mul(z, tf.mul(s, tf.sub(1, s))));
         },
+        second: (z) => {
+          const s = tf.sigmoid(z);
+          return tf.mul(tf.mul(s, tf.sub(1, s)), tf.add(2, tf.mul(z, tf.sub(1, tf.mul(2, s)))));
+        },
       };
     case 'mish':
-      // z·tanh(softplus z): tanh(sp) + z (1 − tanh²(sp)) σ(z)
+      // z·t with t = tanh(softplus z), t' = (1 − t²) σ(z): φ' = t + z t',
+      // φ'' = 2t' + z t'' with t'' = −2 t t' σ + (1 − t²) σ (1 − σ)
       return {
         fromZ: (z) => {
           const t = tf.tanh(tf.softplus(z));
           return tf.add(t, tf.mul(z, tf.mul(tf.sub(1, tf.square(t)), tf.sigmoid(z))));
         },
+        second: (z) => {
+          const t = tf.tanh(tf.softplus(z));
+          const s = tf.sigmoid(z);
+          const sech2 = tf.sub(1, tf.square(t));
+          const t1 = tf.mul(sech2, s);
+          const t2 = tf.add(tf.mul(-2, tf.mul(t, tf.mul(t1, s))), tf.mul(sech2, tf.mul(s, tf.sub(1, s))));
+          return tf.add(tf.mul(2, t1), tf.mul(z, t2));
+        },
       };
     case 'gelu':
-      // z Φ(z): Φ(z) + z φ(z)
+      // z Φ(z): φ' = Φ(z) + z φ(z), φ'' = φ(z) (2 − z²)
       return {
         fromZ: (z) => {
           const cdf = tf.mul(0.5, tf.add(1, tf.erf(tf.div(z, Math.SQRT2))));
           const pdf = tf.mul(1 / Math.sqrt(2 * Math.PI), tf.exp(tf.mul(-0.5, tf.square(z))));
           return tf.add(cdf, tf.mul(z, pdf));
         },
+        second: (z) => tf.mul(tf.mul(1 / Math.sqrt(2 * Math.PI), tf.exp(tf.mul(-0.5, tf.square(z)))), tf.sub(2, tf.square(z))),
       };
     case 'gelu_new': {
       // ½ z (1 + tanh u), u = c (z + 0.044715 z³)
@@ -95,6 +131,14 @@ export function elementwise(name: string, options: { alpha?: number; maxValue?: 
           const t = tf.tanh(tf.mul(c, tf.add(z, tf.mul(0.044715, tf.pow(z, 3)))));
           const du = tf.mul(c, tf.add(1, tf.mul(3 * 0.044715, tf.square(z))));
           return tf.add(tf.mul(0.5, tf.add(1, t)), tf.mul(tf.mul(0.5, z), tf.mul(tf.sub(1, tf.square(t)), du)));
+        },
+        // φ'' = (1 − t²) u' + ½ z (1 − t²)(u'' − 2 t u'²), u'' = 6c·0.044715 z
+        second: (z) => {
+          const t = tf.tanh(tf.mul(c, tf.add(z, tf.mul(0.044715, tf.pow(z, 3)))));
+          const sech2 = tf.sub(1, tf.square(t));
+          const du = tf.mul(c, tf.add(1, tf.mul(3 * 0.044715, tf.square(z))));
+          const ddu = tf.mul(6 * c * 0.044715, z);
+          return tf.add(tf.mul(sech2, du), tf.mul(tf.mul(0.5, z), tf.mul(sech2, tf.sub(ddu, tf.mul(2, tf.mul(t, tf.square(du)))))));
         },
       };
     }
@@ -151,19 +195,22 @@ export function activationRule(
   const phi = fused || linear === undefined ? undefined : activationOf(layer);
   const outerGrad = (dy: tf.Tensor, saved: tf.Tensor[]) => (d === 'identity' ? dy : mulPerSample(dy, saved[saved.length - 1] as tf.Tensor));
   const linearGrads = linear?.weightGrads;
+  const curved = !logits && d !== 'identity' && d.second !== undefined;
   return {
     ...(linearGrads ? { weightGrads: (dy: tf.Tensor, inputs: tf.Tensor[], saved: tf.Tensor[]) => linearGrads(outerGrad(dy, saved), inputs[0] as tf.Tensor, saved) } : {}),
-    forward(inputs) {
+    // saved: the linear part's tensors, then φ'' (a forward pass with `second`), then φ'.
+    forward(inputs, second) {
       const prepared = linear?.prepare() ?? [];
       if (logits && linear) return { y: linear.pre(inputs[0] as tf.Tensor), saved: prepared };
       if (d === 'identity') return { y: apply(layer, inputs), saved: prepared };
+      const curvature = (arg: tf.Tensor) => (second && d.second !== undefined ? [d.second(arg)] : []);
       if (d.fromY !== undefined) {
         const y = apply(layer, inputs);
-        return { y, saved: [...prepared, d.fromY(y)] };
+        return { y, saved: [...prepared, ...curvature(y), d.fromY(y)] };
       }
       const z = linear ? linear.pre(inputs[0] as tf.Tensor) : (inputs[0] as tf.Tensor);
       const y = phi ? phi(z) : apply(layer, inputs);
-      return { y, saved: [...prepared, (d.fromZ as Derivative)(z)] };
+      return { y, saved: [...prepared, ...curvature(z), (d.fromZ as Derivative)(z)] };
     },
     backward(dy, saved) {
       const g = outerGrad(dy, saved);
@@ -173,6 +220,17 @@ export function activationRule(
       const t = linear ? linear.map(dx as tf.Tensor, saved) : (dx as tf.Tensor);
       return d === 'identity' ? t : mulPerSample(t, saved[saved.length - 1] as tf.Tensor);
     },
+    ...(curved
+      ? {
+          // y_u = φ'·t_u, y_v = φ'·t_v, y_uv = φ'·t_uv + φ''·t_u·t_v, with t = the linear part's map.
+          jet([dx], saved) {
+            const [tu, tv, tuv] = jetBlocks(linear ? linear.map(dx as tf.Tensor, saved) : (dx as tf.Tensor));
+            const d1 = saved[saved.length - 1] as tf.Tensor;
+            const d2 = saved[saved.length - 2] as tf.Tensor;
+            return stackJet(mulPerSample(tu, d1), mulPerSample(tv, d1), tf.add(mulPerSample(tuv, d1), mulPerSample(tf.mul(tu, tv), d2)));
+          },
+        }
+      : {}),
   };
 }
 
@@ -214,7 +272,27 @@ function softmaxRule(layer: Layer, kind: 'softmax' | 'logSoftmax', axis: unknown
       const mean = sumLast(mulPerSample(t, P));
       return kind === 'softmax' ? mulPerSample(tf.sub(t, mean), P) : tf.sub(t, mean);
     },
+    jet: ([dx], [p]) => softmaxJet(kind, dx as tf.Tensor, p as tf.Tensor),
   };
+}
+
+/**
+ * Second-order forward mode of softmax or log-softmax over the last axis, from the stacked jets of
+ * its input `[3·K·B, ..., C]` and p = softmax `[B, ..., C]`. With c(t) = t − ⟨p, t⟩ and
+ * ṗ_v = p ⊙ c(t_v): softmax's second derivative is p ⊙ c(t_uv) + ṗ_v ⊙ c(t_u) − p ⟨ṗ_v, t_u⟩,
+ * log-softmax's c(t_uv) − ⟨ṗ_v, t_u⟩ (the Hessian of log-sum-exp, diag p − ppᵀ, on t_u and t_v).
+ */
+export function softmaxJet(kind: 'softmax' | 'logSoftmax', t: tf.Tensor, p: tf.Tensor): tf.Tensor {
+  const [tu, tv, tuv] = jetBlocks(t);
+  const sumLast = (a: tf.Tensor) => tf.sum(a, -1, true);
+  const centred = (a: tf.Tensor) => tf.sub(a, sumLast(mulPerSample(a, p)));
+  const cu = centred(tu);
+  const cv = centred(tv);
+  const pv = mulPerSample(cv, p);
+  const cross = sumLast(tf.mul(pv, tu));
+  if (kind === 'logSoftmax') return stackJet(cu, cv, tf.sub(centred(tuv), cross));
+  const pdot = (a: tf.Tensor) => mulPerSample(a, p);
+  return stackJet(pdot(cu), pv, tf.sub(tf.add(pdot(centred(tuv)), tf.mul(pv, cu)), pdot(tf.mul(cross, tf.onesLike(tu)))));
 }
 
 /** The rules of the activation layers, by class name (undefined for other classes). */

@@ -45,6 +45,11 @@ interface Program {
 /** A rule made from a nested model's program (its sizes count in the outer program's). */
 type NestedRule = Rule & { program?: Program };
 
+/** Whether some op of the program has a second derivative (a smooth nonlinearity), nested ones included. */
+function curvedProgram(p: Program): boolean {
+  return p.ops.some((op) => op.rule.jet !== undefined);
+}
+
 const INPUT_SLOT = 0;
 
 function compileProgram(input: SymbolicTensor, target: SymbolicTensor, linearHead: boolean, fold = true): Program {
@@ -100,11 +105,11 @@ function foldBatchNorms(ops: GraphOp[]): void {
  * Runs the program forward (inside the caller's tidy): the output, each op's saved tensors and
  * every slot's value.
  */
-function runForward(p: Program, x: tf.Tensor): { y: tf.Tensor; saved: tf.Tensor[][]; values: tf.Tensor[] } {
+function runForward(p: Program, x: tf.Tensor, second = false): { y: tf.Tensor; saved: tf.Tensor[][]; values: tf.Tensor[] } {
   const values: tf.Tensor[] = new Array(p.shapes.length);
   values[INPUT_SLOT] = x;
   const saved = p.ops.map((op) => {
-    const r = op.rule.forward(op.inputs.map((i) => values[i] as tf.Tensor));
+    const r = op.rule.forward(op.inputs.map((i) => values[i] as tf.Tensor), second);
     values[op.output] = r.y;
     return r.saved;
   });
@@ -173,9 +178,11 @@ function runBackward(p: Program, saved: tf.Tensor[][], dy: tf.Tensor, weights?: 
 
 /**
  * Forward mode: the output tangent `[K·B, ...outShape]` from the input tangent `t`. Each tangent is
- * released once every op that reads it has run. Call inside a tidy.
+ * released once every op that reads it has run. Call inside a tidy. With `second`, `t` is a stacked
+ * jet `[ż_u; ż_v; z̈_uv]` (see rule.ts) and the saved tensors are those of a forward pass with
+ * `second`: each op with a second derivative maps it with its `jet`, the others with `tangent`.
  */
-function runTangent(p: Program, saved: tf.Tensor[][], t: tf.Tensor): tf.Tensor {
+function runTangent(p: Program, saved: tf.Tensor[][], t: tf.Tensor, second = false): tf.Tensor {
   const readers = new Map<number, number>();
   for (const op of p.ops) for (const i of op.inputs) readers.set(i, (readers.get(i) ?? 0) + 1);
   const tangents: (tf.Tensor | undefined)[] = new Array(p.shapes.length);
@@ -185,7 +192,8 @@ function runTangent(p: Program, saved: tf.Tensor[][], t: tf.Tensor): tf.Tensor {
     // A layer that passes its tangent through (Dropout, a folded BatchNorm) gets its own handle on
     // the data, so that releasing its input does not release its output.
     tangents[op.output] = tf.tidy(() => {
-      const out = op.rule.tangent(ins, saved[k] as tf.Tensor[]);
+      const jet = second ? op.rule.jet : undefined;
+      const out = jet !== undefined ? jet(ins, saved[k] as tf.Tensor[]) : op.rule.tangent(ins, saved[k] as tf.Tensor[]);
       return ins.includes(out) ? tf.reshape(out, out.shape) : out;
     });
     for (const i of op.inputs) {
@@ -210,8 +218,8 @@ function nestedRule(layer: Layer): NestedRule {
   };
   return {
     program: p,
-    forward([x]) {
-      const { y, saved } = runForward(p, x as tf.Tensor);
+    forward([x], second) {
+      const { y, saved } = runForward(p, x as tf.Tensor, second);
       counts = saved.map((s) => s.length);
       return { y, saved: saved.flat() };
     },
@@ -220,6 +228,7 @@ function nestedRule(layer: Layer): NestedRule {
       return [dx ?? tf.zeros([dy.shape[0] as number, ...tail(p.shapes[INPUT_SLOT] as Shape)])];
     },
     tangent: ([dx], saved) => runTangent(p, unflatten(saved), dx as tf.Tensor),
+    ...(curvedProgram(p) ? { jet: ([dx]: tf.Tensor[], saved: tf.Tensor[]) => runTangent(p, unflatten(saved), dx as tf.Tensor, true) } : {}),
   };
 }
 
@@ -276,10 +285,17 @@ export interface CompiledGraph {
    */
   readonly tapeBytesPerSample: number;
   /**
-   * Runs the forward pass on `x: [B, ...inputShape]`; the tape holds what the linear maps need,
-   * and with a weight plan the inputs of the layers whose weights it differentiates.
+   * Whether some layer has a second derivative that is not zero (a smooth activation, softmax,
+   * LayerNorm, Multiply). Without one the target is piecewise affine in x: its second derivatives
+   * are zero wherever they exist.
    */
-  forward(x: tf.Tensor, plan?: WeightPlan): Tape;
+  readonly curved: boolean;
+  /**
+   * Runs the forward pass on `x: [B, ...inputShape]`; the tape holds what the linear maps need,
+   * with a weight plan the inputs of the layers whose weights it differentiates, and with `second`
+   * what second-order forward mode ({@link Tape.jet}) needs.
+   */
+  forward(x: tf.Tensor, plan?: WeightPlan, second?: boolean): Tape;
   /** How the graph differentiates these trainable weights, or why it cannot. */
   weightPlan(variables: WeightVariable[]): WeightPlan | { reason: string };
 }
@@ -297,6 +313,11 @@ export interface Tape {
   pullback(dy: tf.Tensor2D): tf.Tensor2D;
   /** Forward mode for per-sample tangents, row-major `[K·B, n]` → `[K·B, m]`. */
   pushforward(t: tf.Tensor2D): tf.Tensor2D;
+  /**
+   * Second-order forward mode (a tape made with `second`): for tangent pairs, row-major `[K·B, n]`
+   * each, the first derivatives ∂f[u], ∂f[v] and the second ∂²f[u, v], `[K·B, m]` each.
+   */
+  jet(u: tf.Tensor2D, v: tf.Tensor2D): { u: tf.Tensor2D; v: tf.Tensor2D; uv: tf.Tensor2D };
   /**
    * Reverse mode in weight space (a tape made with a plan): per-sample cotangents, row-major
    * `[K·B, m]` → one block `[B, K, size]` per weight of the plan, in its order, each flattened
@@ -325,15 +346,16 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
   return {
     bytesPerRow: 4 * (4 * p.largest + 2 * n),
     tapeBytesPerSample: 4 * 2 * p.total,
+    curved: curvedProgram(p),
     weightPlan: (variables) => planWeights(p, variables),
-    forward(x, plan) {
+    forward(x, plan, second = false) {
       const B = x.shape[0] as number;
       let saved: tf.Tensor[][] = [];
       let inputs: tf.Tensor[][] = [];
       const kept = tf.tidy(() => {
         // A handle of x (the same data) runs forward: a rule may save its input as it is (a
         // Multiply's other operand), and the tape must not dispose the caller's tensor.
-        const r = runForward(p, tf.reshape(x, x.shape));
+        const r = runForward(p, tf.reshape(x, x.shape), second);
         saved = r.saved;
         inputs = p.ops.map((op, k) => (plan?.ops.has(k) ? op.inputs.map((i) => r.values[i] as tf.Tensor) : []));
         return [tf.reshape(r.y, [B, -1]), ...r.saved.flat(), ...inputs.flat()];
@@ -353,6 +375,16 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
             const K = (t.shape[0] as number) / B;
             return tf.reshape(runTangent(p, saved, tf.reshape(t, [K * B, ...inShape])), [K * B, -1]) as tf.Tensor2D;
           }),
+        jet(u, v) {
+          if (!second) throw new Error('jet: the tape was made without second-order forward mode');
+          return tf.tidy(() => {
+            const N = u.shape[0] as number;
+            const t = tf.concat([u, v, tf.zerosLike(u)], 0); // x is linear in (u, v): ẍ = 0
+            const out = tf.reshape(runTangent(p, saved, tf.reshape(t, [3 * N, ...inShape]), true), [3, N, -1]);
+            const [du, dv, duv] = tf.unstack(out, 0) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+            return { u: du, v: dv, uv: duv };
+          });
+        },
         weightBlocks(dy) {
           if (plan === undefined) throw new Error('weightBlocks: the tape was made without a weight plan');
           return tf.tidy(() => {

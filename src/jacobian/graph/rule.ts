@@ -10,6 +10,12 @@
  * `t[r·B + b]` is row r of sample b, so that a per-sample factor `[B, ...]` multiplies `[K·B, ...]`
  * by broadcasting over the first axis (see {@link mulPerSample}).
  *
+ * Second-order forward mode pushes jets: for tangent pairs (u, v), the first derivatives ż_u, ż_v
+ * and the second ∂²z[u, v], stacked as three blocks of K·B rows, `[ż_u; ż_v; z̈_uv]` (see
+ * {@link jetBlocks}). A layer that is linear, or linear once its forward pass has chosen (ReLU's
+ * mask, a max pool's argmax), maps the three blocks with its tangent map; only a layer with a
+ * non-zero second derivative (a smooth activation, softmax, LayerNorm, Multiply) has a `jet`.
+ *
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -25,12 +31,22 @@ export type Shape = (number | null)[];
 
 /** The three maps of one layer. */
 export interface Rule {
-  /** Forward pass for a batch of B samples: the output, and what the linear maps need. */
-  forward(inputs: tf.Tensor[]): { y: tf.Tensor; saved: tf.Tensor[] };
+  /**
+   * Forward pass for a batch of B samples: the output, and what the linear maps need; with
+   * `second`, also what {@link Rule.jet} needs (saved after the first-order tensors).
+   */
+  forward(inputs: tf.Tensor[], second?: boolean): { y: tf.Tensor; saved: tf.Tensor[] };
   /** Input cotangents from the output cotangent `dy: [K·B, ...outShape]` (reverse mode). */
   backward(dy: tf.Tensor, saved: tf.Tensor[]): Cotangent[];
   /** The output tangent from the input tangents `dx[i]: [K·B, ...inShape[i]]` (forward mode). */
   tangent(dx: tf.Tensor[], saved: tf.Tensor[]): tf.Tensor;
+  /**
+   * Second-order forward mode, for a layer whose second derivative is not zero: the output jets
+   * `[3·K·B, ...outShape]` from the input jets `dx[i]: [3·K·B, ...inShape[i]]`, blocks
+   * `[ż_u; ż_v; z̈_uv]`, with what a forward pass run with `second` saved. Absent where the tangent
+   * map applied to the stacked blocks is exact (a linear or piecewise-linear layer).
+   */
+  jet?(dx: tf.Tensor[], saved: tf.Tensor[]): tf.Tensor;
   /**
    * The cotangents of the layer's trainable weights, per sample (`[B, K, size]` each, see
    * `weights.ts`), from the output cotangent `dy: [K·B, ...outShape]` and the layer's forward
@@ -103,6 +119,16 @@ export function firstMax(x: tf.Tensor, y: tf.Tensor, axis: number): tf.Tensor {
 export function mulPerSample(t: tf.Tensor, f: tf.Tensor): tf.Tensor {
   const M = f.size;
   return tf.reshape(tf.mul(tf.reshape(t, [-1, M]), tf.reshape(f, [1, M])), t.shape);
+}
+
+/** The three blocks `[ż_u; ż_v; z̈_uv]` of a stacked jet `[3·K·B, ...]`. */
+export function jetBlocks(t: tf.Tensor): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  return tf.split(t, 3, 0) as [tf.Tensor, tf.Tensor, tf.Tensor];
+}
+
+/** Stacks three blocks into one jet (see {@link jetBlocks}). */
+export function stackJet(u: tf.Tensor, v: tf.Tensor, uv: tf.Tensor): tf.Tensor {
+  return tf.concat([u, v, uv], 0);
 }
 
 /** The layer's own forward pass in inference mode. */

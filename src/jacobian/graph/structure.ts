@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { batchNormScale } from './conv.js';
-import { apply, channelsLast, config, firstMax, linearRule, mulPerSample, NotCompilable, pair, tail, weight } from './rule.js';
+import { apply, channelsLast, config, firstMax, jetBlocks, linearRule, mulPerSample, NotCompilable, pair, stackJet, tail, weight } from './rule.js';
 import type { Layer, Rule, RuleContext } from './rule.js';
 import { channelSums, sharedSum } from './weights.js';
 import type { WeightGrads } from './weights.js';
@@ -68,6 +68,23 @@ function layerNormRule(layer: Layer, inShape: number[]): Rule {
     },
     backward: (dy, [xhat, rstd]) => [center(scaled(dy), xhat as tf.Tensor, rstd as tf.Tensor)],
     tangent: ([dx], [xhat, rstd]) => scaled(center(dx as tf.Tensor, xhat as tf.Tensor, rstd as tf.Tensor)),
+    // With c_t = t − mean t, m_t = mean(x̂ t) and x̂_t = r (c_t − x̂ m_t) (r = 1/σ), the derivative of
+    // x̂_u along v adds −r (m_u x̂_v + m_v x̂_u + x̂ mean(x̂_u c_v)) to x̂_uv's linear part.
+    jet([dx], [xhat, rstd]) {
+      const X = xhat as tf.Tensor;
+      const r = rstd as tf.Tensor;
+      const blocks = jetBlocks(dx as tf.Tensor).map((t) => tf.reshape(t, [-1, ...X.shape.slice(1)])); // [K, B, ..., D]
+      const [u, v, uv] = blocks as [tf.Tensor, tf.Tensor, tf.Tensor];
+      const mean = (t: tf.Tensor) => tf.mean(t, -1, true);
+      const m = (t: tf.Tensor) => mean(tf.mul(X, t));
+      const hat = (t: tf.Tensor) => tf.mul(tf.sub(tf.sub(t, mean(t)), tf.mul(X, m(t))), r);
+      const hu = hat(u);
+      const hv = hat(v);
+      const extra = tf.mul(tf.add(tf.add(tf.mul(m(u), hv), tf.mul(m(v), hu)), tf.mul(X, mean(tf.mul(hu, tf.sub(v, mean(v)))))), r);
+      const shape = (dx as tf.Tensor).shape.slice(1);
+      const out = [hu, hv, tf.sub(hat(uv), extra)].map((t) => scaled(tf.reshape(t, [-1, ...shape])));
+      return stackJet(out[0] as tf.Tensor, out[1] as tf.Tensor, out[2] as tf.Tensor);
+    },
     weightGrads: (dy, [x], [xhat]) => affineGrads(dy, () => tf.squeeze(xhat as tf.Tensor, [0]), (x as tf.Tensor).shape[0] as number),
   };
 }
@@ -84,6 +101,36 @@ function factorRule(layer: Layer, factors: (inputs: tf.Tensor[], y: tf.Tensor) =
     },
     backward: (dy, saved) => saved.map((f) => mulPerSample(dy, f)),
     tangent: (dx, saved) => tf.addN(dx.map((t, i) => mulPerSample(t, saved[i] as tf.Tensor))),
+  };
+}
+
+/**
+ * Multiply: y = Π xᵢ, whose second derivative adds Σ_{i≠j} ẋ_{i,u} ẋ_{j,v} Π_{k∉{i,j}} x_k to the
+ * first-order map of the second-derivative block (a forward pass with `second` also saves the inputs).
+ */
+function multiplyRule(layer: Layer, n: number): Rule {
+  const base = factorRule(layer, productOfOthers);
+  return {
+    ...base,
+    backward: (dy, saved) => base.backward(dy, saved.slice(0, n)),
+    forward(inputs, second) {
+      const r = base.forward(inputs);
+      return second ? { y: r.y, saved: [...r.saved, ...inputs.map((x) => tf.reshape(x, x.shape))] } : r;
+    },
+    jet(dx, saved) {
+      const xs = saved.slice(n);
+      const blocks = dx.map(jetBlocks);
+      const first = (b: 0 | 1 | 2) => tf.addN(blocks.map((bl, i) => mulPerSample(bl[b], saved[i] as tf.Tensor)));
+      const cross: tf.Tensor[] = [];
+      for (let i = 0; i < n; i++)
+        for (let j = 0; j < n; j++) {
+          if (i === j) continue;
+          const uv = tf.mul((blocks[i] as tf.Tensor[])[0] as tf.Tensor, (blocks[j] as tf.Tensor[])[1] as tf.Tensor);
+          const others = xs.filter((_, k) => k !== i && k !== j);
+          cross.push(others.length === 0 ? uv : mulPerSample(uv, others.reduce((a, b) => tf.mul(a, b))));
+        }
+      return stackJet(first(0), first(1), tf.addN([first(2), ...cross]));
+    },
   };
 }
 
@@ -175,7 +222,7 @@ export function structureRule({ layer, inShapes, outShape }: RuleContext): Rule 
       return linearRule(layer, (dy) => tf.split(dy, sizes, ax));
     }
     case 'Multiply':
-      return factorRule(layer, productOfOthers);
+      return multiplyRule(layer, inShapes.length);
     case 'Maximum':
       return factorRule(layer, firstExtreme('max'));
     case 'Minimum':
