@@ -14,6 +14,8 @@
  * areas near decision boundaries"):
  * - {@link pullbackMetric}: g = J_Φᵀ J_Φ for any layer Φ, as a low-rank factor, or on a subspace;
  * - {@link volumeElement}: log √det g (full, on a subspace, or the top-k "effective" volume);
+ * - {@link scalarCurvature}: the scalar curvature and Ricci tensor of g, from exact second
+ *   derivatives (the Gauss equation), on the whole input or on a plane;
  * - {@link planeThroughPoints} and {@link scanPlane}: class, entropy and volume over a plane;
  * - {@link shallowAnalyticDetG}, {@link shallowScalarCurvature}, {@link infiniteWidthMetric}:
  *   closed forms for one-hidden-layer networks, finite and infinite width.
@@ -68,6 +70,8 @@ export { horizontalPath, kernelPath, orthogonalPath, tangentPath } from './paths
 export type { HorizontalPathOptions, KernelPathOptions, LeafPath, OrthogonalPathOptions, PathOptions, PathStep, StopReason } from './paths/paths.js';
 export { defaultFeatureLayer, pullbackMetric, volumeElement } from './pullback/metric.js';
 export type { MetricNormalization, PullbackMetricOptions, VolumeElementOptions, VolumeElementResult, VolumeMode } from './pullback/metric.js';
+export { scalarCurvature } from './pullback/curvature.js';
+export type { ScalarCurvatureOptions, ScalarCurvatureResult } from './pullback/curvature.js';
 export { planePoints, planeThroughPoints, scanPlane } from './pullback/plane.js';
 export type { Plane, PlaneScan, ScanPlaneOptions } from './pullback/plane.js';
 export { shallowAnalyticDetG, shallowScalarCurvature } from './pullback/shallow.js';

@@ -76,8 +76,8 @@ export function defaultFeatureLayer(model: LayersModel, fn = 'defaultFeatureLaye
   return feature.name;
 }
 
-/** `subspace` checked: `[k, ...inputShape]` (shared) or `[B, k, ...inputShape]`, float32, finite. Returns k. */
-function checkSubspace(E: unknown, B: number, inputShape: readonly number[], fn: string): number {
+/** `subspace` checked: `[k, ...inputShape]` (shared) or `[B, k, ...inputShape]`, float32, finite. Returns k. @internal */
+export function checkSubspace(E: unknown, B: number, inputShape: readonly number[], fn: string): number {
   checkFloatTensor(E, fn, 'options.subspace');
   const shared = E.rank === inputShape.length + 1;
   const batched = E.rank === inputShape.length + 2 && E.shape[0] === B;
@@ -89,8 +89,8 @@ function checkSubspace(E: unknown, B: number, inputShape: readonly number[], fn:
   return E.shape[shared ? 0 : 1] as number;
 }
 
-/** `subspace` as `[B, k, ...inputShape]` (a new tensor), checked. */
-function subspaceBasis(E: tf.Tensor, B: number, inputShape: readonly number[], fn: string): tf.Tensor {
+/** `subspace` as `[B, k, ...inputShape]` (a new tensor), checked. @internal */
+export function subspaceBasis(E: tf.Tensor, B: number, inputShape: readonly number[], fn: string): tf.Tensor {
   checkSubspace(E, B, inputShape, fn);
   const shared = E.rank === inputShape.length + 1;
   return tf.tidy(() => (shared ? tf.tile(tf.expandDims(E, 0), [B, ...E.shape.map(() => 1)]) : tf.clone(E)));
@@ -125,8 +125,8 @@ export async function pullbackMetric(model: LayersModel, x: tf.Tensor, options: 
   return (await computeMetric(wrapClassifier(model, options, fn), x, options, fn)).metric;
 }
 
-/** The feature map of the options (default: the layer that feeds the head) and its width. */
-function featureTarget(clf: Classifier, options: PullbackMetricOptions, fn: string): { target: Target; width: number } {
+/** The feature map of the options (default: the layer that feeds the head) and its width. @internal */
+export function featureTarget(clf: Classifier, options: PullbackMetricOptions, fn: string): { target: Target; width: number } {
   const target = options.target ?? { layer: defaultFeatureLayer(clf.model, fn) };
   return { target, width: clf.target(target).width };
 }
