@@ -14,7 +14,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
-import { infiniteWidthMetric, planeThroughPoints, pullbackMetric, scalarCurvature, shallowScalarCurvature, UnsupportedModelError, ValueError } from '../src/index.js';
+import { infiniteWidthMetric, planePoints, planeThroughPoints, pullbackMetric, scanPlane, scalarCurvature, shallowScalarCurvature, UnsupportedModelError, ValueError } from '../src/index.js';
 import { gaussCurvature } from '../src/pullback/curvature.js';
 import { activation64, gaussian64, pullbackMetric64, randomMlp64, scalarCurvatureFD64 } from './oracles/curvature64.js';
 import type { Act64, Dense64 } from './oracles/curvature64.js';
@@ -208,6 +208,25 @@ describe('scalarCurvature: deep tanh networks against float64 Christoffel symbol
     expect(rel(r.scalar[0] as number, want.scalar)).toBeLessThan(1e-4);
     plane.dispose();
     pts.dispose();
+    model.dispose();
+  });
+});
+
+describe('scanPlane: the curvature channel', () => {
+  it('is K = R/2 of scalarCurvature on the plane at each grid point', async () => {
+    const { model } = modelOf(randomMlp64([3, 16, 12], ['tanh', 'softplus'], 83, 2));
+    const pts = tf.tensor2d([[0.3, -0.2, 0.5], [-0.4, 0.6, 0.1], [0.2, 0.4, -0.6]]);
+    const plane = planeThroughPoints(pts);
+    const scan = await expectNoLeak(() => scanPlane(model, plane, { steps: 3, volume: 'plane', target: { layer: 'h1' }, curvature: true, batchSize: 4 }), () => []);
+    const coords = Array.from({ length: 9 }, (_, i) => [scan.coords[2 * i] as number, scan.coords[2 * i + 1] as number] as [number, number]);
+    const x = planePoints(plane, coords);
+    const r = await scalarCurvature(model, x, { target: { layer: 'h1' }, subspace: plane.axes, normalization: 'width' });
+    expect(scan.curvature?.length).toBe(9);
+    scan.curvature?.forEach((K, i) => expect(rel(K, (r.scalar[i] as number) / 2)).toBeLessThan(1e-6));
+    // Without the option there is no channel.
+    expect((await scanPlane(model, plane, { steps: 2, volume: 'plane', target: { layer: 'h1' } })).curvature).toBeUndefined();
+    tf.dispose([pts, x]);
+    plane.dispose();
     model.dispose();
   });
 });

@@ -19,6 +19,7 @@ import {
   planeThroughPoints,
   pullbackMetric,
   relativeStability,
+  scalarCurvature,
   scanPlane,
   ShapeError,
   tangentPath,
@@ -132,6 +133,18 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
     g2.dispose();
   }, 60_000);
 
+  it('scalarCurvature on a per-sample plane: the batch split, the values of one thread', async () => {
+    const subspace = randn([B, 2, 28, 28, 1], 48, 1 / 28);
+    const opts = { target: 'logProbs' as const, subspace };
+    const r1 = await scalarCurvature(model, x, opts);
+    const r2 = await pooled((onProgress) => pool.scalarCurvature(x, { ...opts, onProgress }), () => []);
+    expect(r2.dim).toBe(2);
+    expectClose(r2.scalar, r1.scalar, { rtol: 1e-5, label: 'scalar curvature' });
+    expectClose(r2.ricci.flatMap((r) => Array.from(r)), r1.ricci.flatMap((r) => Array.from(r)), { rtol: 1e-5, label: 'Ricci' });
+    await expect(pool.scalarCurvature(x)).rejects.toThrow(/^JacobianPool\.scalarCurvature: the input has n = 784 dimensions/);
+    subspace.dispose();
+  }, 60_000);
+
   it('horizontalPath and orthogonalPath: the B pairs split, the paths in order (the random direction drawn once)', async () => {
     const target = randn([B, 28, 28, 1], 45);
     const opts = { maxSteps: 3, threshold: 0, stallTolerance: 0 };
@@ -166,6 +179,13 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
       const s2 = await pooled((onProgress) => pool.scanPlane(plane, { ...opts, onProgress }), () => [], 16);
       expect(s2).toEqual(s1);
     }
+    // The curvature channel (on the log-probabilities: this CNN is ReLU up to its logits).
+    const curved = { steps: 4, batchSize: 5, volume: 'plane' as const, target: 'logProbs' as const, curvature: true };
+    const c1 = await scanPlane(model, plane, curved);
+    const c2 = await pooled((onProgress) => pool.scanPlane(plane, { ...curved, onProgress }), () => [], 16);
+    expect(c2).toEqual(c1);
+    expect(c1.curvature?.length).toBe(16);
+    expect(c1.curvature?.every(Number.isFinite)).toBe(true);
     // 5 images: shares of 2 and 3, in batches of 2 (one thread: 2, 2, 1), each image deformed with
     // the field of its index.
     for (const interpolation of ['bilinear', 'gaussian'] as const) {

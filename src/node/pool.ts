@@ -21,6 +21,7 @@ import type { DistributionProjectorOptions, LocalDataMatrixOptions, LocalDataMat
 import type { PullbackMetricOptions, VolumeElementOptions, VolumeElementResult } from '../pullback/metric.js';
 import type { HorizontalPathOptions, LeafPath, OrthogonalPathOptions } from '../paths/paths.js';
 import { planScan } from '../pullback/plane.js';
+import type { ScalarCurvatureOptions, ScalarCurvatureResult } from '../pullback/curvature.js';
 import type { Plane, PlaneScan, ScanPlaneOptions } from '../pullback/plane.js';
 import { planStability, stabilityFromOutputs } from '../stability/stability.js';
 import type { RelativeStabilityOptions, RelativeStabilityResult } from '../stability/stability.js';
@@ -82,6 +83,8 @@ export interface JacobianPool {
   distributionProjector(x: tf.Tensor, options?: DistributionProjectorOptions): Promise<RowSpaceProjector>;
   /** {@link infogeo!pullbackMetric | pullbackMetric}, the batch (and a per-sample `subspace`) split between the threads. */
   pullbackMetric(x: tf.Tensor, options?: PullbackMetricOptions): Promise<LowRankPSD>;
+  /** {@link infogeo!scalarCurvature | scalarCurvature}, the batch (and a per-sample `subspace`) split between the threads. */
+  scalarCurvature(x: tf.Tensor, options?: ScalarCurvatureOptions): Promise<ScalarCurvatureResult>;
   /** {@link infogeo!volumeElement | volumeElement}, the batch (and a per-sample `subspace`) split between the threads. */
   volumeElement(x: tf.Tensor, options?: VolumeElementOptions): Promise<VolumeElementResult>;
   /**
@@ -556,6 +559,9 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     async pullbackMetric(x, opts = {}) {
       return go('pullbackMetric', perSample('pullbackMetric', x, opts, 'concat', subspaceOf(x)));
     },
+    async scalarCurvature(x, opts = {}) {
+      return go('scalarCurvature', perSample('scalarCurvature', x, opts, { scalar: 'concat', ricci: 'concat', dim: 'first', target: 'first', width: 'first' }, subspaceOf(x)));
+    },
     async volumeElement(x, opts = {}) {
       return go('volumeElement', perSample('volumeElement', x, opts, { logVolume: 'concat', rank: 'concat', terms: 'first', logSingularValues: 'concat', target: 'first', width: 'first' }, subspaceOf(x)));
     },
@@ -570,7 +576,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
       const { onProgress, signal, ...rest } = opts;
       const share: Share = (b0, b1) => ({ args: [{ origin: plane.origin, axes: plane.axes, anchors: plane.anchors }, rest, b0, b1], owned: [] });
       const merge = (parts: Portable[]): Portable => {
-        const values = join(parts, { predicted: 'concat', probability: 'concat', entropy: 'concat', logVolume: 'concat', rank: 'concat' }, call) as Record<string, Portable>;
+        const values = join(parts, { predicted: 'concat', probability: 'concat', entropy: 'concat', logVolume: 'concat', rank: 'concat', ...(scan.curvature ? { curvature: 'concat' as const } : {}) }, call) as Record<string, Portable>;
         return { steps: scan.steps, coords: scan.coords, ...values };
       };
       return run('scanPlane', call, scan.P, onProgress, signal, share, merge, batchShares(scan.P, slots.length, scan.batchSize)) as Promise<PlaneScan>;

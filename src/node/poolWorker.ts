@@ -15,6 +15,7 @@ import { inputJacobian } from '../jacobian/input.js';
 import { weightJacobian } from '../jacobian/weight.js';
 import { datasetFisher, localFisher } from '../infogeo/fisher.js';
 import { distributionProjector, localDataMatrix } from '../infogeo/dataMatrix.js';
+import { scalarCurvature } from '../pullback/curvature.js';
 import { pullbackMetric, volumeElement } from '../pullback/metric.js';
 import { horizontalPath, kernelPath, orthogonalPath, tangentPath } from '../paths/paths.js';
 import { planScan, scanPoints } from '../pullback/plane.js';
@@ -38,11 +39,12 @@ const FUNCTIONS: Record<PoolFunction, (model: LayersModel, ...args: never[]) => 
   orthogonalPath,
   kernelPath,
   tangentPath,
-  // A share of the grid, points first … end − 1: the five value arrays of a PlaneScan.
+  scalarCurvature,
+  // A share of the grid, points first … end − 1: the value arrays of a PlaneScan.
   async scanPlane(model: LayersModel, plane: Plane, options: ScanPlaneOptions, first: number, end: number) {
     const scan = await scanPoints(planScan(model, plane, options, 'scanPlane'), plane, options, first, end);
-    const { predicted, probability, entropy, logVolume, rank } = scan;
-    return { predicted, probability, entropy, logVolume, rank };
+    const { predicted, probability, entropy, logVolume, rank, curvature } = scan;
+    return { predicted, probability, entropy, logVolume, rank, ...(curvature ? { curvature } : {}) };
   },
   // A share of the probing images, from image `offset` on: f of the images, then of the deformed and
   // the noisy images for each (temperature, draw). The calling thread aggregates.

@@ -25,6 +25,7 @@ export const POOL_FUNCTIONS = [
   'distributionProjector',
   'pullbackMetric',
   'volumeElement',
+  'scalarCurvature',
   'horizontalPath',
   'orthogonalPath',
   'kernelPath',

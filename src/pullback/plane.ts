@@ -13,7 +13,8 @@ import type { Progress } from '../jacobian/chunks.js';
 import { dot } from '../linalg/rows.js';
 import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
-import { volumeOf } from './metric.js';
+import { curvatureOf, curvatureSupport } from './curvature.js';
+import { featureTarget, volumeOf } from './metric.js';
 import type { MetricNormalization } from './metric.js';
 
 /**
@@ -134,6 +135,13 @@ export interface ScanPlaneOptions extends ClassifierOptions {
   k?: number;
   /** The feature map Φ (see {@link PullbackMetricOptions.target}). */
   target?: Target;
+  /**
+   * Also measure the Gaussian curvature K of the plane's induced metric under Φ at each grid point
+   * (K = R/2 of {@link scalarCurvature} on the plane's axes): three second directional derivatives
+   * per point. Φ must be smooth (for a ReLU network, use `target: 'logProbs'`).
+   * @defaultValue false
+   */
+  curvature?: boolean;
   /** @defaultValue `'width'` (the reference code's) */
   normalization?: MetricNormalization;
   /** The base of the logarithms (log-volume and entropy). @defaultValue 10 (the reference's plots) */
@@ -164,6 +172,11 @@ export interface PlaneScan {
   logVolume: Float64Array;
   /** The rank behind each log-volume. */
   rank: Int32Array;
+  /**
+   * With `curvature: true`: the Gaussian curvature K of the plane's metric under Φ (in the
+   * `normalization` asked for; NaN where that metric is singular).
+   */
+  curvature?: Float64Array;
 }
 
 /**
@@ -200,6 +213,7 @@ export interface ScanPlan {
   batchSize: number;
   volume: 'effective' | 'plane';
   base: number;
+  curvature: boolean;
   fn: string;
 }
 
@@ -215,8 +229,14 @@ export function planScan(model: LayersModel, plane: Plane, options: ScanPlaneOpt
   const batchSize = checkNumber(options.batchSize, fn, 'batchSize', { integer: true, min: 1 }, 32);
   const volume = checkChoice(options.volume, fn, 'volume', ['effective', 'plane'] as const, 'effective');
   const base = options.base ?? 10;
+  if (options.curvature !== undefined && typeof options.curvature !== 'boolean') throw new ValueError(`${fn}: curvature must be true or false, got ${describe(options.curvature)}.`);
+  const curvature = options.curvature ?? false;
   checkPlane(plane, fn);
   checkBatch(clf, plane.origin, fn, 'plane.origin');
+  if (curvature) {
+    const unsupported = curvatureSupport(clf, featureTarget(clf, options, fn).target, fn);
+    if (unsupported) throw unsupported;
+  }
   const P = steps * steps;
   const coords = new Float64Array(2 * P);
   for (let j = 0; j < steps; j++)
@@ -224,7 +244,7 @@ export function planScan(model: LayersModel, plane: Plane, options: ScanPlaneOpt
       coords[2 * (j * steps + i)] = lo + ((hi - lo) * i) / (steps - 1);
       coords[2 * (j * steps + i) + 1] = lo + ((hi - lo) * j) / (steps - 1);
     }
-  return { clf, steps, P, coords, batchSize, volume, base, fn };
+  return { clf, steps, P, coords, batchSize, volume, base, curvature, fn };
 }
 
 /**
@@ -244,6 +264,7 @@ export async function scanPoints(scan: ScanPlan, plane: Plane, options: ScanPlan
     entropy: new Float64Array(P),
     logVolume: new Float64Array(P),
     rank: new Int32Array(P),
+    ...(scan.curvature ? { curvature: new Float64Array(P) } : {}),
   };
   const C = clf.numClasses;
   const lnBase = Math.log(base);
@@ -278,6 +299,17 @@ export async function scanPoints(scan: ScanPlan, plane: Plane, options: ScanPlan
       }, fn);
       out.logVolume.set(v.logVolume, start);
       out.rank.set(v.rank, start);
+      if (out.curvature) {
+        const c = await curvatureOf(clf, x, {
+          modelOutput: options.modelOutput,
+          target: options.target,
+          normalization: options.normalization ?? 'width',
+          memoryBudgetMB: options.memoryBudgetMB,
+          signal: options.signal,
+          subspace: plane.axes,
+        }, fn);
+        out.curvature.set(c.scalar.map((R) => R / 2), start);
+      }
     } finally {
       x.dispose();
     }
