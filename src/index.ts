@@ -28,7 +28,8 @@
  * Everything rests on one batched Jacobian core:
  * - {@link inputJacobian}: ∂ log p/∂x (or logits, or any layer's features), per sample;
  * - {@link weightJacobian}: per-sample rows ∂ log p_c/∂w over the trainable weights;
- * - {@link vjp} and {@link jvp}: batched vector products with the input Jacobian.
+ * - {@link vjp} and {@link jvp}: batched vector products with the input Jacobian;
+ *   {@link secondDerivative}: ∂²f[u, v], exact second-order forward mode.
  *
  * infogeo imports no backend and registers nothing when imported. In Node, start the `wasm`
  * backend with `useWasmBackend()` from `infogeo/wasm` (or import `@tensorflow/tfjs-backend-cpu`),
@@ -58,8 +59,8 @@ export { inputJacobian } from './jacobian/input.js';
 export type { InputJacobianOptions, JacobianStrategy } from './jacobian/input.js';
 export { weightJacobian } from './jacobian/weight.js';
 export type { WeightJacobianOptions, WeightJacobianResult, WeightJacobianStrategy, WeightSlice } from './jacobian/weight.js';
-export { jvp, vjp } from './jacobian/products.js';
-export type { JvpOptions, JvpStrategy, VjpOptions } from './jacobian/products.js';
+export { jvp, secondDerivative, vjp } from './jacobian/products.js';
+export type { JvpOptions, JvpStrategy, SecondDerivativeOptions, VjpOptions } from './jacobian/products.js';
 export type { Progress, RunOptions } from './jacobian/chunks.js';
 
 export { localDataMatrix, distributionProjector } from './infogeo/dataMatrix.js';

@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tflayers from '@tensorflow/tfjs-layers';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { wrapClassifier } from '../src/index.js';
+import { secondDerivative, UnsupportedModelError, wrapClassifier } from '../src/index.js';
 import type { Target } from '../src/index.js';
 import { graphFor, linearize } from '../src/jacobian/linearize.js';
 import { mlpSecond64, randomMlp64 } from './oracles/curvature64.js';
@@ -184,5 +184,39 @@ describe('second order: against the float64 oracle (exact jets of MLPs)', () => 
     lin.dispose();
     tf.dispose([x, u, v, r.u, r.v, r.uv]);
     model.dispose();
+  });
+});
+
+describe('secondDerivative (the public function)', () => {
+  it('returns the jets of the core, [B, m] or [B, k, m], without leaks; typed errors', async () => {
+    const model = ZOO.find((z) => z.name === "Dense(activation: 'gelu')")?.build() as tfl.LayersModel;
+    const x = randn([3, 4], 91);
+    const u = randn([3, 2, 4], 92);
+    const v = randn([3, 2, 4], 93);
+    const both = await expectNoLeak(() => secondDerivative(model, x, u, v, { target: { layer: 'act' } }), (r) => [r]);
+    expect(both.shape).toEqual([3, 2, 12]);
+    const lin = linearize(wrapClassifier(model), x, { layer: 'act' }, true);
+    const r = lin.jet(u as tf.Tensor3D, v as tf.Tensor3D);
+    expectClose(both, r.uv, { rtol: 1e-6, label: 'the core' });
+    // Chunks of one sample give the same values; one pair per sample gives [B, m].
+    const u0 = tf.reshape(tf.slice(u, [0, 0], [3, 1]), [3, 4]);
+    const v0 = tf.reshape(tf.slice(v, [0, 0], [3, 1]), [3, 4]);
+    const one = await secondDerivative(model, x, u0, v0, { memoryBudgetMB: 1e-4 });
+    expect(one.shape).toEqual([3, 3]);
+    const lp = linearize(wrapClassifier(model), x, 'logProbs', true);
+    const rp = lp.jet(tf.reshape(u0, [3, 1, 4]) as tf.Tensor3D, tf.reshape(v0, [3, 1, 4]) as tf.Tensor3D);
+    expectClose(one, tf.reshape(rp.uv, [3, 3]), { rtol: 1e-6, label: 'log-probabilities, chunked' });
+    await expect(secondDerivative(model, x, u, u0)).rejects.toThrow(/^secondDerivative: argument 'v' must have the shape of 'u'/);
+    await expect(secondDerivative(model, x, tf.zeros([3, 5]), tf.zeros([3, 5]))).rejects.toThrow(/^secondDerivative: argument 'u' must have shape/);
+    // A layer the graph does not cover (a softmax inside a Dense layer): no fallback.
+    const soft = tflayers.sequential();
+    soft.add(tflayers.layers.dense({ inputShape: [4], units: 4, activation: 'softmax' }));
+    soft.add(tflayers.layers.dense({ units: 3 }));
+    await expect(secondDerivative(soft, x, u, v)).rejects.toThrow(UnsupportedModelError);
+    lin.dispose();
+    lp.dispose();
+    tf.dispose([x, u, v, both, r.u, r.v, r.uv, u0, v0, one, rp.u, rp.v, rp.uv]);
+    model.dispose();
+    soft.dispose();
   });
 });

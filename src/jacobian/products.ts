@@ -7,13 +7,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { checkChoice, checkNumber, checkTensor } from '../checks.js';
-import { fmtShape, ShapeError } from '../errors.js';
+import { fmtShape, ShapeError, UnsupportedModelError } from '../errors.js';
 import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { ClassifierOptions, Target } from '../model/classifier.js';
 import { rethrowKernelError } from '../model/support.js';
 import { budgetBytes, bytesPerSamplePass, runChunks } from './chunks.js';
 import type { RunOptions } from './chunks.js';
-import { centralDifference, linearChunk, linearize } from './linearize.js';
+import { centralDifference, graphFor, linearChunk, linearize } from './linearize.js';
 
 /** Options of {@link vjp}. */
 export interface VjpOptions extends ClassifierOptions, RunOptions {
@@ -158,6 +158,76 @@ export async function jvp(model: LayersModel, x: tf.Tensor, tangent: tf.Tensor, 
         }
       } finally {
         tc.dispose();
+      }
+    });
+    return out as tf.Tensor;
+  } catch (e) {
+    return rethrowKernelError(e, fn);
+  }
+}
+
+/** Options of {@link secondDerivative}. */
+export interface SecondDerivativeOptions extends ClassifierOptions, RunOptions {
+  /** What to differentiate (see {@link InputJacobianOptions.target}). @defaultValue `'logProbs'` */
+  target?: Target;
+}
+
+/**
+ * Second directional derivatives, one or k per sample: out[b] = ∂²f(x_b)[u_b, v_b] =
+ * Σᵢⱼ ∂²f/∂xᵢ∂xⱼ u_i v_j (the Hessian of each output on the pair, without forming a Hessian). Exact
+ * second-order forward mode: one pass of the jets (f', f'', per layer: φ'(z)·ż and
+ * φ''(z)·ż_u·ż_v + φ'(z)·z̈) after the forward pass. Zero through layers that are linear or
+ * piecewise linear (ReLU, max pooling), except at their kinks, where it is not defined.
+ *
+ * @param model - a classifier `LayersModel` covered by infogeo's graph.
+ * @param x - input batch `[B, ...inputShape]`, float32.
+ * @param u - `[B, ...inputShape]` or `[B, k, ...inputShape]`.
+ * @param v - the same shape as `u`.
+ * @returns `[B, m]` or `[B, k, m]`, owned by the caller (m = C, or the layer's width).
+ * @throws {@link ShapeError} for tangents of the wrong shapes; {@link UnsupportedModelError} for a
+ *   layer infogeo's graph does not cover (tfjs's own second-order gradients are wrong for several
+ *   ops, so there is no fallback); otherwise as {@link inputJacobian}.
+ *
+ * @example
+ * ```ts
+ * const d2 = await secondDerivative(model, x, u, u, { target: { layer: 'hidden' } }); // ∂²Φ[u, u], [B, width]
+ * ```
+ */
+export async function secondDerivative(model: LayersModel, x: tf.Tensor, u: tf.Tensor, v: tf.Tensor, options: SecondDerivativeOptions = {}): Promise<tf.Tensor> {
+  const fn = 'secondDerivative';
+  const clf = wrapClassifier(model, options, fn);
+  checkBatch(clf, x, fn);
+  const target = options.target ?? 'logProbs';
+  const { width } = clf.target(target);
+  const B = x.shape[0] as number;
+  const inShape = clf.inputShape;
+  checkTensor(u, fn, 'u');
+  checkTensor(v, fn, 'v');
+  const k = u.rank === inShape.length + 2 ? (u.shape[1] as number) : 0;
+  const fits = u.shape[0] === B && (u.rank === inShape.length + 1 || (k > 0 && u.rank === inShape.length + 2)) && u.shape.slice(u.rank - inShape.length).every((d, i) => d === inShape[i]);
+  if (!fits) throw new ShapeError(`${fn}: argument 'u' must have shape ${fmtShape([B, ...inShape])} or ${fmtShape([B, null, ...inShape])}, got ${fmtShape(u.shape)}.`);
+  if (v.rank !== u.rank || v.shape.some((d, i) => d !== u.shape[i])) throw new ShapeError(`${fn}: argument 'v' must have the shape of 'u', ${fmtShape(u.shape)}, got ${fmtShape(v.shape)}.`);
+  for (const [t, name] of [[u, 'u'], [v, 'v']] as const) {
+    if (t.dtype !== 'float32') throw new ShapeError(`${fn}: argument '${name}' must be float32, got ${t.dtype}.`);
+    assertFinite(t, fn, name);
+  }
+  const graph = graphFor(clf, target);
+  if ('reason' in graph) throw new UnsupportedModelError(`${fn}: second derivatives come from infogeo's own graph, which does not cover ${graph.reason}.`);
+  const reps = Math.max(k, 1);
+  const n = clf.inputSize;
+  const chunk = linearChunk(clf, target, 3 * reps, options, fn);
+  try {
+    const [out] = await runChunks(x, chunk, options, (xc, start) => {
+      const b = xc.shape[0] as number;
+      const lin = linearize(clf, xc, target, true);
+      try {
+        return [tf.tidy(() => {
+          const pair = (t: tf.Tensor) => tf.reshape(tf.slice(t, start, b), [b, reps, n]) as tf.Tensor3D;
+          const r = lin.jet(pair(u), pair(v));
+          return k > 0 ? r.uv : tf.reshape(r.uv, [b, width]);
+        })];
+      } finally {
+        lin.dispose();
       }
     });
     return out as tf.Tensor;

@@ -30,6 +30,7 @@ import {
   RowSpaceProjector,
   sampleDisplacementField,
   scalarCurvature,
+  secondDerivative,
   scanPlane,
   shallowAnalyticDetG,
   shallowScalarCurvature,
@@ -353,6 +354,23 @@ export const ENTRIES: Entry[] = [
       strategy(3, ['auto', 'central'], ['rows', 'graph']),
       opt(3, 'eps', bad.positive, bad.positiveExtra),
       ...runOptions(3),
+    ],
+  },
+  {
+    title: 'secondDerivative',
+    fn: 'secondDerivative',
+    good: (ctx, own) => [ctx.model, t(own, X), t(own, X, 4), t(own, X, 5), {}],
+    call: (a) => secondDerivative(...(a as Args<typeof secondDerivative>)),
+    cases: [
+      modelCase(0),
+      ...tensorArg(1, 'x', X, xValid),
+      // v stays [2, 6, 6, 1]: u of any other shape (one or k pairs per sample) is refused too.
+      ...tensorArg(2, 'u', X, exactly(X), [[2, 0, 6, 6, 1], [2, 1, 6, 6, 1]]),
+      ...tensorArg(3, 'v', X, exactly(X), [[2, 0, 6, 6, 1], [2, 1, 6, 6, 1]]),
+      wholeOptions(4),
+      modelOutput(4),
+      target(4),
+      ...runOptions(4),
     ],
   },
 
