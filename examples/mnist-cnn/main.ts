@@ -1,7 +1,8 @@
 /**
  * Grementieri & Fioresi on real MNIST, with infogeo's public API: train the paper's CNN partially,
  * follow tr G(x) during training, and walk along and across the leaves of the data foliation. Then,
- * with the pullback-metric API, the plane through three test digits (class, entropy, volume element).
+ * with the pullback-metric API, the plane through three test digits (class, entropy, volume element,
+ * and the Gaussian curvature of the plane under the log-probabilities).
  *
  *   npm run demo                  # ~12 min of training the first time, then reuses the checkpoint
  *   npm run demo -- --quick       # a 2-minute smoke run (short training, short paths)
@@ -21,7 +22,7 @@ import { loadMnist } from '../../src/data/index.js';
 import { exampleDataset, MNIST_MEAN, MNIST_STD } from '../data.js';
 import { mnistCnn } from '../models.js';
 import { exampleArgs } from '../cli.js';
-import { planeFigure } from '../plane-figure.js';
+import { curvatureClip, planeFigure } from '../plane-figure.js';
 import { progressBar } from '../progress.js';
 import { imageStrip, lineChart, pngDataUri } from '../svg.js';
 
@@ -162,8 +163,6 @@ const [vLo, vHi] = planeFigure(
   Array.from({ length: 10 }, (_, i) => String(i)),
   'log10 √det g on the plane (dense128, ÷ m)',
 );
-plane.dispose();
-anchors.dispose();
 {
   // How the volume element relates to the boundaries: its mean where the prediction is uncertain vs confident.
   const high: number[] = [];
@@ -181,6 +180,41 @@ anchors.dispose();
   };
   console.log(`plane: classes ${(summary['plane'] as { classesSeen: number[] }).classesSeen.join(', ')}; mean log10 √det g ${mean(high).toFixed(3)} where the entropy > 0.3 (${high.length} points), ${mean(low).toFixed(3)} elsewhere`);
 }
+
+// The same plane under the log-probabilities, with the Gaussian curvature of the plane's induced
+// metric. The CNN is ReLU and max pooling up to its logits, so the metric of any of its layers is
+// flat inside each linear region (curvature zero almost everywhere); log-softmax is smooth, and its
+// curvature is what this panel shows.
+{
+  const curvedBar = progressBar('curvature of the plane (log-probabilities)', PLANE_STEPS * PLANE_STEPS);
+  const curved = await scanPlane(model, plane, { steps: PLANE_STEPS, volume: 'plane', target: 'logProbs', normalization: 'none', curvature: true, onProgress: (p) => curvedBar.update(p.done, '') });
+  planeFigure(
+    join(OUT, 'fig8-plane-curvature.svg'),
+    'The same plane under log p: volume element and Gaussian curvature of its metric',
+    plane,
+    curved,
+    Array.from({ length: 10 }, (_, i) => String(i)),
+    'log10 √det g on the plane (log p)',
+  );
+  const K = curved.curvature as Float64Array;
+  const high: number[] = [];
+  const low: number[] = [];
+  K.forEach((v, k) => Number.isFinite(v) && ((curved.entropy[k] as number) > 0.3 ? high : low).push(v));
+  const median = (a: number[]) => (a.length ? [...a].sort((x, y) => x - y)[Math.floor((a.length - 1) / 2)] as number : NaN);
+  const positive = (a: number[]) => a.filter((v) => v > 0).length / Math.max(1, a.length);
+  summary['planeCurvature'] = {
+    target: 'logProbs',
+    colourClip: curvatureClip(K),
+    medianKWhereEntropyAbove0_3: median(high),
+    medianKElsewhere: median(low),
+    fractionPositiveWhereEntropyAbove0_3: positive(high),
+    fractionPositiveElsewhere: positive(low),
+    nonFinite: K.filter((v) => !Number.isFinite(v)).length,
+  };
+  console.log(`plane curvature (log p): median K ${median(high).toExponential(2)} where the entropy > 0.3, ${median(low).toExponential(2)} elsewhere`);
+}
+plane.dispose();
+anchors.dispose();
 
 writeFileSync(join(OUT, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
 console.log(`wrote the figures and summary.json to ${OUT}${existsSync(OUT) ? '' : ' (missing!)'}`);

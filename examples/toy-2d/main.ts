@@ -1,22 +1,25 @@
 /**
  * Zavatone-Veth, Yang, Rubinfien & Pehlevan's 2-D toy experiment with infogeo: a one-hidden-layer
  * network (250 sigmoid units) learns a sinusoidal boundary, and the volume element √det g of its
- * hidden-layer metric grows along that boundary during training.
+ * hidden-layer metric grows along that boundary during training; its scalar curvature R is drawn
+ * next to it.
  *
  *   npm run example:toy-2d             # about a minute on 2 cores
  *   npm run example:toy-2d -- --quick  # 1,000 training steps instead of 10,000
  *
- * Writes examples/toy-2d/out/volume-during-training.svg (and .png) and summary.json.
+ * Writes examples/toy-2d/out/volume-during-training.svg and curvature-during-training.svg (and
+ * .png) and summary.json.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { shallowAnalyticDetG, volumeElement } from '../../src/index.js';
+import { scalarCurvature, shallowAnalyticDetG, shallowScalarCurvature, volumeElement } from '../../src/index.js';
 import { useWasmBackend } from '../../src/backends/wasm.js';
 import { exitOnError } from '../cli.js';
 import { progressBar } from '../progress.js';
+import { diverging } from '../png.js';
 import { heatmapPanels, rgbDataUri, viridis } from '../svg.js';
 
 const quick = process.argv.includes('--quick');
@@ -58,18 +61,20 @@ const grid = Array.from({ length: GRID * GRID }, (_, k) => {
 });
 const gridTensor = tf.tensor2d(grid);
 
-interface Snapshot { step: number; logVolume: Float64Array; predicted: Int32Array; accuracy: number }
+interface Snapshot { step: number; logVolume: Float64Array; curvature: Float64Array; predicted: Int32Array; accuracy: number }
 function snapshot(step: number): Snapshot {
   const [kernel, bias] = model.getLayer('hidden').getWeights();
   const k = kernel!.arraySync() as number[][]; // [2, N]
   const W = Array.from({ length: WIDTH }, (_, j) => [k[0]![j]!, k[1]![j]!]);
-  const { logVolume } = shallowAnalyticDetG({ W, b: Array.from(bias!.dataSync()), activation: 'sigmoid', x: grid });
+  const net = { W, b: Array.from(bias!.dataSync()), activation: 'sigmoid' as const, x: grid };
+  const { logVolume } = shallowAnalyticDetG(net);
+  const curvature = shallowScalarCurvature(net);
   const predicted = tf.tidy(() => tf.argMax(model.predict(gridTensor) as tf.Tensor, 1).dataSync()) as Int32Array;
   const accuracy = tf.tidy(() => {
     const p = tf.argMax(model.predict(tf.tensor2d(points)) as tf.Tensor, 1).dataSync();
     return labels.filter((l, i) => l === p[i]).length / labels.length;
   });
-  return { step, logVolume: logVolume.map((v) => v / Math.LN10), predicted: Int32Array.from(predicted), accuracy };
+  return { step, logVolume: logVolume.map((v) => v / Math.LN10), curvature, predicted: Int32Array.from(predicted), accuracy };
 }
 
 // Train: full-batch SGD with momentum 0.9 and cross-entropy, as the reference's README config, but
@@ -95,12 +100,19 @@ const last = snapshots.at(-1)!;
 let maxDiff = 0;
 check.logVolume.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - (last.logVolume[i] as number)))));
 console.log(`autodiff vs closed form, log10 √det g on ${grid.length} grid points: max |difference| ${maxDiff.toExponential(2)}`);
+// The same for the curvature: the Gauss equation on infogeo's exact second derivatives (float32
+// through the tfjs model) against the float64 closed form, relative to the largest |R| on the grid.
+const curved = await scalarCurvature(model, gridTensor, { target: { layer: 'phi' } });
+const rMax = Math.max(...Array.from(last.curvature, Math.abs));
+let maxCurvatureDiff = 0;
+curved.scalar.forEach((v, i) => (maxCurvatureDiff = Math.max(maxCurvatureDiff, Math.abs(v - (last.curvature[i] as number)) / rMax)));
+console.log(`autodiff vs closed form, scalar curvature on ${grid.length} grid points: max |difference| ${maxCurvatureDiff.toExponential(2)} of max |R| = ${rMax.toFixed(1)}`);
 
 // Pictures: log10 √det g, the decision boundary (white) and the training points.
 const all = snapshots.flatMap((s) => Array.from(s.logVolume));
 const [lo, hi] = [Math.min(...all), Math.max(...all)];
 const SCALE = 2;
-function panel(s: Snapshot): string {
+function panel(s: Snapshot, values: Float64Array = s.logVolume, color: (v: number) => [number, number, number] = (v) => viridis((v - lo) / (hi - lo)), edgeColor: [number, number, number] = [255, 255, 255]): string {
   const size = GRID * SCALE;
   const rgb = new Uint8Array(size * size * 3);
   const put = (x: number, y: number, c: [number, number, number]) => {
@@ -109,13 +121,13 @@ function panel(s: Snapshot): string {
   for (let y = 0; y < size; y++)
     for (let x = 0; x < size; x++) {
       const k = Math.floor(y / SCALE) * GRID + Math.floor(x / SCALE);
-      put(x, y, viridis(((s.logVolume[k] as number) - lo) / (hi - lo)));
+      put(x, y, color(values[k] as number));
     }
   for (let i = 0; i < GRID; i++)
     for (let j = 0; j < GRID; j++) {
       const k = i * GRID + j;
       const edge = (j + 1 < GRID && s.predicted[k] !== s.predicted[k + 1]) || (i + 1 < GRID && s.predicted[k] !== s.predicted[k + GRID]);
-      if (edge) for (let a = 0; a < SCALE; a++) for (let b = 0; b < SCALE; b++) put(j * SCALE + b + 1, i * SCALE + a + 1, [255, 255, 255]);
+      if (edge) for (let a = 0; a < SCALE; a++) for (let b = 0; b < SCALE; b++) put(j * SCALE + b + 1, i * SCALE + a + 1, edgeColor);
     }
   points.forEach(([px, py], n) => {
     const cx = Math.round(((px + LIM) / (2 * LIM)) * (size - 1));
@@ -135,6 +147,26 @@ heatmapPanels(
   })),
 );
 
+// The scalar curvature R of the same metric (standard sign: a sphere has R > 0), each panel on its
+// own symmetric colour scale, clipped at the 99th percentile of its |R| (R grows by a factor ~40
+// during training, and a few points far from the data reach much larger values).
+const clipOf = (s: Snapshot) => {
+  const absR = Array.from(s.curvature, Math.abs).filter(Number.isFinite).sort((a, b) => a - b);
+  return absR[Math.floor(0.99 * (absR.length - 1))] as number;
+};
+heatmapPanels(
+  join(OUT, 'curvature-during-training.svg'),
+  `scalar curvature R of the hidden layer's metric; black: decision boundary`,
+  snapshots.map((s) => {
+    const clip = clipOf(s);
+    return {
+      uri: panel(s, s.curvature, (v) => diverging(v / clip), [0, 0, 0]),
+      caption: [`step ${s.step}`, `train accuracy ${(100 * s.accuracy).toFixed(1)} %`],
+      key: { min: -clip, max: clip, label: 'R', color: (t: number) => diverging(2 * t - 1) },
+    };
+  }),
+);
+
 // How much larger is the volume near the boundary than far from it, at each snapshot?
 const nearBoundary = (s: Snapshot, k: number) => {
   const [i, j] = [Math.floor(k / GRID), k % GRID];
@@ -151,17 +183,30 @@ const summary = {
   steps: STEPS,
   trainSeconds: Math.round(trainSeconds),
   autodiffVsClosedFormMaxAbsLog10: maxDiff,
+  autodiffVsClosedFormCurvatureMaxRelative: maxCurvatureDiff,
   snapshots: snapshots.map((s) => {
     const near: number[] = [];
     const far: number[] = [];
+    const rNear: number[] = [];
+    const rFar: number[] = [];
     s.logVolume.forEach((v, k) => (nearBoundary(s, k) ? near : far).push(v));
+    s.curvature.forEach((v, k) => (nearBoundary(s, k) ? rNear : rFar).push(v));
     const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
-    return { step: s.step, trainAccuracy: s.accuracy, meanLog10VolumeNearBoundary: mean(near), meanLog10VolumeElsewhere: mean(far) };
+    const median = (a: number[]) => (a.length ? [...a].sort((x, y) => x - y)[Math.floor((a.length - 1) / 2)] as number : NaN);
+    return {
+      step: s.step,
+      trainAccuracy: s.accuracy,
+      meanLog10VolumeNearBoundary: mean(near),
+      meanLog10VolumeElsewhere: mean(far),
+      medianCurvatureNearBoundary: median(rNear),
+      medianCurvatureElsewhere: median(rFar),
+      curvatureRange: [Math.min(...s.curvature), Math.max(...s.curvature)],
+    };
   }),
 };
 writeFileSync(join(OUT, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
 for (const s of summary.snapshots) {
-  console.log(`step ${s.step}: train accuracy ${(100 * s.trainAccuracy).toFixed(1)} %, mean log10 √det g near the boundary ${s.meanLog10VolumeNearBoundary.toFixed(3)}, elsewhere ${s.meanLog10VolumeElsewhere.toFixed(3)}`);
+  console.log(`step ${s.step}: train accuracy ${(100 * s.trainAccuracy).toFixed(1)} %, mean log10 √det g near the boundary ${s.meanLog10VolumeNearBoundary.toFixed(3)}, elsewhere ${s.meanLog10VolumeElsewhere.toFixed(3)}; median R near the boundary ${s.medianCurvatureNearBoundary.toFixed(2)}, elsewhere ${s.medianCurvatureElsewhere.toFixed(2)}`);
 }
-console.log(`training took ${trainSeconds.toFixed(0)} s; wrote ${join(OUT, 'volume-during-training.svg')} (and .png) and summary.json`);
+console.log(`training took ${trainSeconds.toFixed(0)} s; wrote ${join(OUT, 'volume-during-training.svg')} and curvature-during-training.svg (and .png) and summary.json`);
 tf.dispose([xs, ys, gridTensor]);

@@ -190,6 +190,7 @@ export interface SecondDerivativeOptions extends ClassifierOptions, RunOptions {
  *
  * @example
  * ```ts
+ * const u = tf.randomNormal(x.shape);
  * const d2 = await secondDerivative(model, x, u, u, { target: { layer: 'hidden' } }); // ∂²Φ[u, u], [B, width]
  * ```
  */
