@@ -220,3 +220,24 @@ describe('secondDerivative (the public function)', () => {
     soft.dispose();
   });
 });
+
+describe('second order: tapes of both kinds alive at once', () => {
+  it('a nested model keeps the saved tensors of a first-order tape apart from a second-order one', () => {
+    const model = ZOO.find((z) => z.name.startsWith('nested'))?.build() as tfl.LayersModel;
+    const clf = wrapClassifier(model);
+    const x = randn([2, 5], 95);
+    const v = randn([2, 5], 96);
+    const first = linearize(clf, x, { layer: 'hidden' });
+    const before = first.jvp(v);
+    // A second-order tape of the same (cached) graph in between: its nested program saves more.
+    const second = linearize(clf, x, { layer: 'hidden' }, true);
+    const after = first.jvp(v);
+    const rows = first.rows(tf.eye(6) as tf.Tensor2D);
+    const fresh = linearize(clf, x, { layer: 'hidden' });
+    expectClose(after, before, { rtol: 1e-7, label: 'jvp of the first tape' });
+    expectClose(rows, fresh.rows(tf.eye(6) as tf.Tensor2D), { rtol: 1e-7, label: 'rows of the first tape' });
+    [first, second, fresh].forEach((l) => l.dispose());
+    tf.dispose([x, v, before, after, rows]);
+    model.dispose();
+  });
+});

@@ -96,16 +96,17 @@ export function weightGraphFor(clf: Classifier): CompiledGraph | { reason: strin
 /**
  * Samples per chunk for a linear map with `rows` rows (or tangents) per sample: the graph's cost
  * per row, or the tf.grad fallback's per backward pass (`passes` per row: a JVP through tf.grad
- * is two). Checks the differentiability of the fallback on the active backend.
+ * is two; a tape for second-order forward mode, `second`, holds more). Checks the
+ * differentiability of the fallback on the active backend.
  */
-export function linearChunk(clf: Classifier, target: Target, rows: number, options: RunOptions, fn: string, passes = 1): number {
+export function linearChunk(clf: Classifier, target: Target, rows: number, options: RunOptions, fn: string, passes = 1, second = false): number {
   const budget = budgetBytes(options, fn);
   const graph = graphFor(clf, target);
   if ('reason' in graph) {
     assertDifferentiable(clf.model, 'input', fn);
     return Math.max(1, Math.floor(budget / (passes * rows * bytesPerSamplePass(clf.model))));
   }
-  return Math.max(1, Math.floor(budget / (rows * graph.bytesPerRow + graph.tapeBytesPerSample)));
+  return Math.max(1, Math.floor(budget / (rows * graph.bytesPerRow + (second ? graph.jetTapeBytesPerSample : graph.tapeBytesPerSample))));
 }
 
 /** The linear maps of the logits as plain functions on row-major `[K·B, ·]` tensors. */

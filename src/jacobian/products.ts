@@ -216,7 +216,7 @@ export async function secondDerivative(model: LayersModel, x: tf.Tensor, u: tf.T
   if ('reason' in graph) throw new UnsupportedModelError(`${fn}: second derivatives come from infogeo's own graph, which does not cover ${graph.reason}.`);
   const reps = Math.max(k, 1);
   const n = clf.inputSize;
-  const chunk = linearChunk(clf, target, 3 * reps, options, fn);
+  const chunk = linearChunk(clf, target, 3 * reps, options, fn, 1, true);
   try {
     const [out] = await runChunks(x, chunk, options, (xc, start) => {
       const b = xc.shape[0] as number;

@@ -51,8 +51,8 @@ export interface ScalarCurvatureOptions extends ClassifierOptions, RunOptions {
    */
   subspace?: tf.Tensor;
   /**
-   * `'standard'`: the unit sphere has R = +2. `'reference'`: 3× that, the value the paper's
-   * reference code returns for one-hidden-layer networks (see {@link shallowScalarCurvature}); for
+   * `'standard'`: the unit sphere has R = +2. `'reference'`: R and Ric 3× that, the values the
+   * paper's reference code returns for one-hidden-layer networks (see {@link shallowScalarCurvature}); for
    * deeper networks the reference differs from the standard value by a factor that is not constant,
    * which infogeo does not reproduce.
    * @defaultValue `'standard'`
@@ -161,7 +161,7 @@ export async function curvatureOf(clf: Classifier, x: tf.Tensor, options: Scalar
     const scale = normalization === 'width' ? 1 / Math.sqrt(m) : 1;
     const scalar = new Float64Array(B);
     const ricci: Float64Array[] = [];
-    const chunk = linearChunk(clf, target, 3 * P, options, fn);
+    const chunk = linearChunk(clf, target, 3 * P, options, fn, 1, true);
     const done = await runChunks(x, chunk, options, async (xc, start) => {
       const b = xc.shape[0] as number;
       const lin = linearize(clf, xc, target, true);
@@ -175,8 +175,9 @@ export async function curvatureOf(clf: Classifier, x: tf.Tensor, options: Scalar
         const [cols, second] = await Promise.all([jet.u.data(), jet.uv.data()]);
         for (let s = 0; s < b; s++) {
           const c = gaussCurvature(cols.subarray(s * k * m, (s + 1) * k * m), second.subarray(s * P * m, (s + 1) * P * m), k, m, scale);
-          scalar[start + s] = convention === 'reference' ? 3 * c.scalar : c.scalar;
-          ricci.push(c.ricci);
+          const factor = convention === 'reference' ? 3 : 1;
+          scalar[start + s] = factor * c.scalar;
+          ricci.push(c.ricci.map((v) => factor * v));
         }
       } finally {
         lin.dispose();

@@ -182,14 +182,17 @@ export interface PlaneScan {
 /**
  * Evaluates the predicted class, its probability, the predictive entropy and the log volume element
  * on a `steps × steps` grid over a plane (see {@link planeThroughPoints}), in batches: the panels of
- * the paper's plane figures.
+ * the paper's plane figures. With `curvature: true`, also the Gaussian curvature of the plane's
+ * metric under Φ at each grid point (see {@link scalarCurvature}).
  *
  * @param model - a classifier `LayersModel`.
  * @param plane - from {@link planeThroughPoints}.
  * @param options - see {@link ScanPlaneOptions}.
  * @returns plain arrays (no tensors).
- * @throws {@link ValueError} for bad options (steps, range, k, batchSize); {@link ShapeError} if
- *   the plane does not match the model's input; otherwise as {@link volumeElement}.
+ * @throws {@link ValueError} for bad options (steps, range, k, batchSize, curvature);
+ *   {@link ShapeError} if the plane does not match the model's input; {@link UnsupportedModelError}
+ *   for `curvature` of a piecewise-affine Φ (see {@link scalarCurvature}); otherwise as
+ *   {@link volumeElement}.
  *
  * @example
  * ```ts

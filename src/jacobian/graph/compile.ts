@@ -210,17 +210,22 @@ function nestedRule(layer: Layer): NestedRule {
   const inner = layer as unknown as { inputs: SymbolicTensor[]; outputs: SymbolicTensor[] };
   if (inner.inputs.length !== 1 || inner.outputs.length !== 1) throw new NotCompilable(`nested model '${layer.name}' with several inputs or outputs`);
   const p = compileProgram(inner.inputs[0] as SymbolicTensor, inner.outputs[0] as SymbolicTensor, false);
-  // The saved tensors of all inner ops, flattened; the counts per op are the same on every pass.
-  let counts: number[] = [];
+  // The saved tensors of all inner ops, flattened. The counts per op are the same on every pass of
+  // one kind; a pass with `second` saves more (φ'', a Multiply's inputs). Tapes of both kinds may be
+  // alive at once (the graph is shared), so each kind keeps its counts, told apart by the total
+  // (a second-order pass that saves nothing more has the same counts).
+  const counts = new Map<boolean, number[]>();
   const unflatten = (flat: tf.Tensor[]) => {
+    const sum = (c: number[] | undefined) => (c ?? []).reduce((a, v) => a + v, 0);
+    const per = sum(counts.get(true)) === flat.length ? counts.get(true) : counts.get(false);
     let at = 0;
-    return counts.map((c) => flat.slice(at, (at += c)));
+    return (per ?? []).map((c) => flat.slice(at, (at += c)));
   };
   return {
     program: p,
-    forward([x], second) {
+    forward([x], second = false) {
       const { y, saved } = runForward(p, x as tf.Tensor, second);
-      counts = saved.map((s) => s.length);
+      counts.set(second, saved.map((s) => s.length));
       return { y, saved: saved.flat() };
     },
     backward(dy, saved) {
@@ -284,6 +289,8 @@ export interface CompiledGraph {
    * derivatives, a pool's window masks), bounded by twice all activations.
    */
   readonly tapeBytesPerSample: number;
+  /** The same for a tape made with `second`: also φ'' and a Multiply's inputs (bounded by 4× all activations). */
+  readonly jetTapeBytesPerSample: number;
   /**
    * Whether some layer has a second derivative that is not zero (a smooth activation, softmax,
    * LayerNorm, Multiply). Without one the target is piecewise affine in x: its second derivatives
@@ -346,6 +353,7 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
   return {
     bytesPerRow: 4 * (4 * p.largest + 2 * n),
     tapeBytesPerSample: 4 * 2 * p.total,
+    jetTapeBytesPerSample: 4 * 4 * p.total,
     curved: curvedProgram(p),
     weightPlan: (variables) => planWeights(p, variables),
     forward(x, plan, second = false) {

@@ -33,7 +33,8 @@ export type Shape = (number | null)[];
 export interface Rule {
   /**
    * Forward pass for a batch of B samples: the output, and what the linear maps need; with
-   * `second`, also what {@link Rule.jet} needs (saved after the first-order tensors).
+   * `second`, also what {@link Rule.jet} needs (where in `saved` is the rule's own business: its
+   * other maps must find their tensors in both layouts).
    */
   forward(inputs: tf.Tensor[], second?: boolean): { y: tf.Tensor; saved: tf.Tensor[] };
   /** Input cotangents from the output cotangent `dy: [K·B, ...outShape]` (reverse mode). */
