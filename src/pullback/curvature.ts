@@ -213,7 +213,9 @@ export function gaussCurvature(cols: ArrayLike<number>, second: ArrayLike<number
   for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) g[i * k + j] = dot(e[i] as Float64Array, e[j] as Float64Array);
   const nan = { scalar: NaN, ricci: new Float64Array(k * k).fill(NaN) };
   // An orthonormal basis of the tangent space: Gram–Schmidt twice, in float64. A tangent vector
-  // that is (up to float32 rounding of its entries) a combination of the others: g is singular.
+  // whose part outside the others' span is below 1e-5 of the longest (the rank cut of
+  // volumeElement's rtol: float32 entries carry ~1e-7 relative rounding, more after cancellation)
+  // is a combination of the others: g is singular.
   const basis: Float64Array[] = [];
   const largest = Math.sqrt(Math.max(...Array.from({ length: k }, (_, i) => g[i * k + i] as number)));
   for (const v of e) {
@@ -224,7 +226,7 @@ export function gaussCurvature(cols: ArrayLike<number>, second: ArrayLike<number
         for (let a = 0; a < m; a++) q[a] = (q[a] as number) - c * (b[a] as number);
       }
     const norm = Math.sqrt(dot(q, q));
-    if (!(norm > 1e-6 * largest)) return nan;
+    if (!(norm > 1e-5 * largest)) return nan;
     basis.push(q.map((a) => a / norm));
   }
   // II = the normal parts of the second derivatives.
