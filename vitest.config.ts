@@ -17,7 +17,7 @@ export default defineConfig({
     projects: [
       { test: { ...shared, name: 'cpu', setupFiles: ['tests/setup/cpu.ts'] } },
       // Files without tensors need no second backend; the pool's threads choose their own.
-      { test: { ...shared, name: 'wasm', setupFiles: ['tests/setup/wasm.ts'], exclude: ['tests/shallow.test.ts', 'tests/oracles.test.ts', 'tests/data.test.ts', 'tests/cleanFailures.test.ts', 'tests/figures.test.ts', 'tests/pool.test.ts'] } },
+      { test: { ...shared, name: 'wasm', setupFiles: ['tests/setup/wasm.ts'], exclude: ['tests/shallow.test.ts', 'tests/oracles.test.ts', 'tests/experiments.test.ts', 'tests/data.test.ts', 'tests/cleanFailures.test.ts', 'tests/figures.test.ts', 'tests/pool.test.ts'] } },
     ],
   },
 });

@@ -135,6 +135,58 @@ export function lineChart(path: string, title: string, xs: number[], ys: number[
   );
 }
 
+/**
+ * Several series over a shared x axis (linear scales, any sign; `logX` for a log x axis), with a
+ * legend; a dashed grey line at `zero` when it is inside the range.
+ */
+export function seriesChart(
+  path: string,
+  title: string,
+  series: { name: string; xs: number[]; ys: number[]; color: string; dashed?: boolean }[],
+  xLabel: string,
+  yLabel: string,
+  { logX = false, zero = true }: { logX?: boolean; zero?: boolean } = {},
+): void {
+  const [W, H, L, R, T, Bm] = [640, 360, 70, 150, 40, 50];
+  const fx = (x: number) => (logX ? Math.log10(x) : x);
+  const xsAll = series.flatMap((s) => s.xs.map(fx));
+  const ysAll = series.flatMap((s) => s.ys).filter(Number.isFinite);
+  const [x0, x1] = [Math.min(...xsAll), Math.max(...xsAll)];
+  let [y0, y1] = [Math.min(...ysAll), Math.max(...ysAll)];
+  if (zero) [y0, y1] = [Math.min(y0, 0), Math.max(y1, 0)];
+  const pad = (y1 - y0) * 0.08 || 1;
+  [y0, y1] = [y0 - pad, y1 + pad];
+  const px = (x: number) => L + ((fx(x) - x0) / (x1 - x0 || 1)) * (W - L - R);
+  const py = (y: number) => H - Bm - ((y - y0) / (y1 - y0)) * (H - T - Bm);
+  const yt = [0, 0.25, 0.5, 0.75, 1]
+    .map((f) => y0 + f * (y1 - y0))
+    .map((y) => `<text x="${L - 8}" y="${py(y) + 4}" text-anchor="end" font-size="11">${y.toPrecision(2)}</text><line x1="${L}" x2="${W - R}" y1="${py(y)}" y2="${py(y)}" stroke="#eee"/>`)
+    .join('');
+  const ticks = Array.from(new Set(series.flatMap((s) => s.xs))).sort((a, b) => a - b);
+  const xt = ticks.map((x) => `<text x="${px(x)}" y="${H - Bm + 18}" text-anchor="middle" font-size="11">${x}</text>`).join('');
+  const zeroLine = zero && y0 < 0 && y1 > 0 ? `<line x1="${L}" x2="${W - R}" y1="${py(0)}" y2="${py(0)}" stroke="#999" stroke-dasharray="4 3"/>` : '';
+  const lines = series
+    .map((s, k) => {
+      const pts = s.xs.map((x, i) => [x, s.ys[i] as number] as const).filter(([, y]) => Number.isFinite(y));
+      const dash = s.dashed ? ' stroke-dasharray="6 4"' : '';
+      return (
+        `<polyline points="${pts.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"${dash}/>` +
+        pts.map(([x, y]) => `<circle cx="${px(x)}" cy="${py(y)}" r="3" fill="${s.color}"/>`).join('') +
+        `<line x1="${W - R + 12}" x2="${W - R + 36}" y1="${T + 10 + 18 * k}" y2="${T + 10 + 18 * k}" stroke="${s.color}" stroke-width="2"${dash}/>` +
+        `<text x="${W - R + 42}" y="${T + 14 + 18 * k}" font-size="11">${esc(s.name)}</text>`
+      );
+    })
+    .join('');
+  write(
+    path,
+    W,
+    H,
+    `<text x="${L}" y="24" font-size="14" font-weight="bold">${esc(title)}</text>${yt}${xt}${zeroLine}${lines}` +
+      `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle" font-size="12">${esc(xLabel)}</text>` +
+      `<text transform="translate(16 ${(T + H - Bm) / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(yLabel)}</text>`,
+  );
+}
+
 /** Writes the figure as SVG, and next to it the same figure as PNG (same size, rendered by resvg). */
 function write(path: string, w: number, h: number, body: string): void {
   mkdirSync(dirname(path), { recursive: true });

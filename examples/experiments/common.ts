@@ -1,0 +1,204 @@
+/**
+ * What the experiments share: the two MNIST networks, trained with checkpoints along the way
+ * (resumable: a rerun loads the checkpoints it has and trains only the steps it lacks), the test
+ * images, seeded draws, and rank statistics.
+ *
+ * Training is the MNIST example's recipe (SGD, lr 0.01, batch 60, the training set in its file
+ * order, every initialiser seeded), so a rerun on the same backend gives the same weights. Plain
+ * SGD has no optimiser state: training from a checkpoint on is exactly the run that did not stop.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadMnist } from '../../src/data/index.js';
+import { uniformGenerator } from '../../src/linalg/random.js';
+import { hasModel, loadModel, saveModel } from '../checkpoint.js';
+import { exampleDataset, MNIST_MEAN, MNIST_STD } from '../data.js';
+import { mnistCnn } from '../models.js';
+import { progressBar } from '../progress.js';
+
+/** The two networks of the experiments. */
+export type Network = 'cnn' | 'mlp';
+
+/** The steps (SGD, batch 60) at which a checkpoint is kept: 6 over 800 steps, 3 in --quick runs. */
+export function checkpointSteps(quick: boolean): number[] {
+  return quick ? [0, 20, 40] : [0, 50, 100, 200, 400, 800];
+}
+
+/** The input box of normalised MNIST pixels (what the paths clamp to). */
+export const BOX: [number, number] = [-MNIST_MEAN / MNIST_STD, (1 - MNIST_MEAN) / MNIST_STD];
+
+/**
+ * The networks: the MNIST example's CNN (conv32-conv64-maxpool-dense128-dense10, ReLU; penultimate
+ * layer 'fc1') and a 2-hidden-layer MLP of width 128 with tanh units (smooth: its metric has
+ * curvature; penultimate layer 'hidden2').
+ */
+export function buildNetwork(network: Network): tfl.LayersModel {
+  if (network === 'cnn') return mnistCnn(42);
+  const glorot = (seed: number) => tfl.initializers.glorotUniform({ seed });
+  return tfl.sequential({
+    name: 'mnist_mlp',
+    layers: [
+      tfl.layers.flatten({ inputShape: [28, 28, 1] }),
+      tfl.layers.dense({ name: 'hidden1', units: 128, activation: 'tanh', kernelInitializer: glorot(42) }),
+      tfl.layers.dense({ name: 'hidden2', units: 128, activation: 'tanh', kernelInitializer: glorot(43) }),
+      tfl.layers.dense({ name: 'fc2', units: 10, activation: 'softmax', kernelInitializer: glorot(44) }),
+    ],
+  });
+}
+
+/** The penultimate layer of each network (the feature map of the volume element). */
+export const PENULTIMATE: Record<Network, string> = { cnn: 'fc1', mlp: 'hidden2' };
+
+/** MNIST pixels as normalised `[n, 28, 28, 1]`. */
+export function normalise(px: Float32Array, n: number): tf.Tensor4D {
+  return tf.tidy(() => tf.div(tf.sub(tf.tensor4d(px, [n, 28, 28, 1]), MNIST_MEAN), MNIST_STD));
+}
+
+/** The first `count` MNIST test images (normalised) and their labels. */
+export function testSet(count: number, dataDir?: string): { x: tf.Tensor4D; labels: Int32Array } {
+  const test = loadMnist('test', { dir: exampleDataset('mnist', dataDir), limit: count });
+  return { x: normalise(test.images, test.count), labels: Int32Array.from(test.labels) };
+}
+
+/** Test accuracy of a model on `x`. */
+export function accuracy(model: tfl.LayersModel, x: tf.Tensor, labels: Int32Array): number {
+  return tf.tidy(() => {
+    const pred = tf.argMax(model.predict(x) as tf.Tensor, 1).dataSync();
+    return labels.filter((l, i) => l === pred[i]).length / labels.length;
+  });
+}
+
+/** The command line of the experiments: --quick, --retrain, --data DIR. */
+export function experimentArgs(moduleUrl: string) {
+  const args = process.argv.slice(2);
+  const here = dirname(fileURLToPath(moduleUrl));
+  return {
+    quick: args.includes('--quick'),
+    retrain: args.includes('--retrain'),
+    dataDir: args.includes('--data') ? args[args.indexOf('--data') + 1] : undefined,
+    out: join(here, 'out'),
+  };
+}
+
+const CHECKPOINTS = join(dirname(fileURLToPath(import.meta.url)), 'checkpoints');
+
+/** The folder of one checkpoint. */
+function checkpointDir(network: Network, step: number, quick: boolean): string {
+  return join(CHECKPOINTS, quick ? `${network}_quick` : network, `step-${step}`);
+}
+
+/**
+ * The network's checkpoints at {@link checkpointSteps}, training what is missing. Returns each
+ * step's folder; load one with {@link loadCheckpoint}. Shared by the experiments: the first one run
+ * trains, the others reuse.
+ */
+export async function trainedCheckpoints(network: Network, { quick, retrain, dataDir }: { quick: boolean; retrain: boolean; dataDir?: string }): Promise<{ step: number; dir: string }[]> {
+  const steps = checkpointSteps(quick);
+  const all = steps.map((step) => ({ step, dir: checkpointDir(network, step, quick) }));
+  const have = retrain ? [] : all.filter((c) => hasModel(c.dir));
+  if (have.length === all.length) return all;
+  // Resume from the last checkpoint of an unbroken prefix (or from the seeded initialisation).
+  let from = -1;
+  for (const c of all) {
+    if (!have.includes(c)) break;
+    from = c.step;
+  }
+  const last = steps[steps.length - 1] as number;
+  const model = from >= 0 ? await loadModel(checkpointDir(network, from, quick)) : buildNetwork(network);
+  if (from < 0) {
+    await saveModel(model, checkpointDir(network, 0, quick));
+    from = 0;
+  }
+  model.compile({ optimizer: tf.train.sgd(0.01), loss: 'sparseCategoricalCrossentropy' });
+  const train = loadMnist('train', { dir: exampleDataset('mnist', dataDir), limit: last * 60 });
+  const xs = normalise(train.images.subarray(from * 60 * 784), last * 60 - from * 60);
+  const ys = tf.tensor1d(Array.from(train.labels.subarray(from * 60)), 'float32');
+  const bar = progressBar(`training the ${network.toUpperCase()} (steps ${from}–${last})`, last - from);
+  await model.fit(xs, ys, {
+    batchSize: 60,
+    epochs: 1,
+    shuffle: false,
+    callbacks: [
+      new tfl.CustomCallback({
+        onBatchEnd: async (batch, logs) => {
+          const step = from + batch + 1;
+          if (steps.includes(step)) await saveModel(model, checkpointDir(network, step, quick));
+          bar.update(batch + 1, `loss ${logs?.['loss']?.toFixed(3)}`);
+        },
+      }),
+    ],
+  });
+  tf.dispose([xs, ys]);
+  model.dispose();
+  return all;
+}
+
+/** A checkpoint as a model. */
+export function loadCheckpoint(dir: string): Promise<tfl.LayersModel> {
+  return loadModel(dir);
+}
+
+/** Seeded integers in [0, n). */
+export function randomInts(seed: number): (n: number) => number {
+  const u = uniformGenerator(seed);
+  return (n) => Math.min(n - 1, Math.floor(u() * n));
+}
+
+/** Spearman's rank correlation (average ranks for ties). */
+export function spearman(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const rank = (v: ArrayLike<number>) => {
+    const idx = Array.from({ length: v.length }, (_, i) => i).sort((i, j) => (v[i] as number) - (v[j] as number));
+    const r = new Float64Array(v.length);
+    for (let s = 0; s < idx.length; ) {
+      let e = s;
+      while (e + 1 < idx.length && v[idx[e + 1] as number] === v[idx[s] as number]) e++;
+      for (let k = s; k <= e; k++) r[idx[k] as number] = (s + e) / 2;
+      s = e + 1;
+    }
+    return r;
+  };
+  const [ra, rb] = [rank(a), rank(b)];
+  const n = ra.length;
+  const mean = (n - 1) / 2;
+  let sab = 0;
+  let saa = 0;
+  let sbb = 0;
+  for (let i = 0; i < n; i++) {
+    const [x, y] = [(ra[i] as number) - mean, (rb[i] as number) - mean];
+    sab += x * y;
+    saa += x * x;
+    sbb += y * y;
+  }
+  return sab / Math.sqrt(saa * sbb);
+}
+
+/** The q-quantile of values (linear interpolation between order statistics). */
+export function quantile(values: ArrayLike<number>, q: number): number {
+  const s = Array.from(values).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const at = q * (s.length - 1);
+  const lo = Math.floor(at);
+  const hi = Math.min(s.length - 1, lo + 1);
+  return (s[lo] as number) + (at - lo) * ((s[hi] as number) - (s[lo] as number));
+}
+
+/** The mean of values. */
+export function mean(values: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < values.length; i++) s += values[i] as number;
+  return values.length ? s / values.length : NaN;
+}
+
+/** Writes summary.json into `out`. */
+export function writeSummary(out: string, summary: unknown): void {
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+}
+
+/** A JSON file if it exists (an experiment's partial results, for resuming). */
+export function readJson<T>(path: string): T | undefined {
+  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as T) : undefined;
+}
