@@ -28,6 +28,7 @@ import {
 } from '../../src/index.js';
 import type { RelativeStabilityResult } from '../../src/index.js';
 import { useWasmBackend } from '../../src/backends/wasm.js';
+import { uniformGenerator } from '../../src/linalg/random.js';
 import { hasModel, loadModel, saveModel } from '../checkpoint.js';
 import { CIFAR10_CLASSES, loadCifar10 } from '../../src/data/index.js';
 import { CIFAR10_MEAN, CIFAR10_STD, exampleDataset } from '../data.js';
@@ -77,6 +78,17 @@ const accuracy = (model: tfl.LayersModel) =>
 // 1. R_f at initialisation, then train (or reuse the checkpoint), then R_f again.
 let model = cifarResnet(1);
 const atInit = await stability(model, 'at initialisation');
+/** 0 … n − 1 in a seeded random order (Fisher–Yates). */
+function shuffled(n: number, seed: number): Int32Array {
+  const u = uniformGenerator(seed);
+  const order = Int32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.min(i, Math.floor(u() * (i + 1)));
+    [order[i], order[j]] = [order[j] as number, order[i] as number];
+  }
+  return order;
+}
+
 const summary: Record<string, unknown> = { quick, epochs: EPOCHS, trainImages: TRAIN, testAccuracyAtInit: accuracy(model) };
 let trainSeconds: number;
 if (hasModel(CKPT) && !retrain) {
@@ -92,7 +104,7 @@ if (hasModel(CKPT) && !retrain) {
   const bar = progressBar('training', EPOCHS * steps);
   let seed = 1;
   for (let epoch = 0; epoch < EPOCHS; epoch++) {
-    const order = tf.util.createShuffledIndices(train.count); // Math.random: unseeded, like any SGD run
+    const order = shuffled(train.count, 1000 + epoch); // seeded: a rerun trains the same network
     let [lossSum, accSum] = [0, 0];
     for (let s = 0; s < steps; s++) {
       const idx = tf.tensor1d(Int32Array.from(order.subarray(s * BATCH, (s + 1) * BATCH)), 'int32');
