@@ -5,7 +5,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { checkFloatTensor, checkNumber, checkOptions, describe } from '../checks.js';
+import { allFinite, checkFloatTensor, checkNumber, checkOptions, describe } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import { DEFAULT_RTOL, eigFromBasis, orthonormalRows } from './rows.js';
 import type { RowBasis64 } from './rows.js';
@@ -39,7 +39,7 @@ function asColumns(v: tf.Tensor, B: number, n: number, fn: string): tf.Tensor3D 
         `got ${fmtShape(v.shape)}.`,
     );
   }
-  if (!tf.all(tf.isFinite(v)).dataSync()[0]) throw new ValueError(`${fn}: argument 'v' contains NaN or Infinity.`);
+  if (!allFinite(v)) throw new ValueError(`${fn}: argument 'v' contains NaN or Infinity.`);
   return tf.reshape(v, [B, n, 1]);
 }
 
@@ -281,17 +281,6 @@ export function trustedPSD(factor: tf.Tensor3D): LowRankPSD {
 
 /** Set by {@link ownedPSD} and {@link trustedPSD} around the constructor of a factor known to be finite. */
 let trusted = false;
-
-/**
- * Whether every entry of `t` is finite. A finite sum proves it (a NaN or an infinity makes the sum
- * NaN or infinite) in one pass, half the time of `isFinite` then `all` on a weight-space factor;
- * only a sum that is not finite (which finite entries can also give, by overflow) is checked entry
- * by entry.
- */
-function allFinite(t: tf.Tensor): boolean {
-  if (Number.isFinite(tf.tidy(() => tf.sum(t).dataSync()[0]))) return true;
-  return tf.tidy(() => tf.all(tf.isFinite(t)).dataSync()[0]) === 1;
-}
 
 function dotSelf(a: ArrayLike<number>, off: number, n: number): number {
   let s = 0;

@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { model as functionalModel } from '@tensorflow/tfjs-layers';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
-import { checkChoice, checkFloatTensor, checkModel, checkOptions, checkRunOptions } from '../checks.js';
+import { allFinite, checkChoice, checkFloatTensor, checkModel, checkOptions, checkRunOptions } from '../checks.js';
 import { fmtShape, LayerNotFoundError, ShapeError, UnsupportedModelError, ValueError } from '../errors.js';
 import type { RunOptions } from '../jacobian/chunks.js';
 
@@ -295,6 +295,5 @@ export function checkBatch(clf: Classifier, x: tf.Tensor, fn: string, argName = 
 
 /** @throws {@link ValueError} if `t` contains NaN or ±Infinity (reads the data once). */
 export function assertFinite(t: tf.Tensor, fn: string, argName: string): void {
-  const finite = tf.tidy(() => tf.all(tf.isFinite(t)).dataSync()[0]);
-  if (!finite) throw new ValueError(`${fn}: argument '${argName}' contains NaN or Infinity.`);
+  if (!allFinite(t)) throw new ValueError(`${fn}: argument '${argName}' contains NaN or Infinity.`);
 }
