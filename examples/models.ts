@@ -80,3 +80,18 @@ export function randomizeBatchNorm(model: tfl.LayersModel, seed = 7): void {
     tf.dispose(values);
   }
 }
+
+/**
+ * The MNIST examples' training recipe (the model compiled with SGD, lr 0.01, by the caller): one
+ * pass over `xs` in its order, in batches of 60 (no shuffling: tfjs shuffles with Math.random, and
+ * the runs must be reproducible). `onBatchEnd(step, logs)` runs after each step (1-based) and is
+ * awaited, so it may save or measure the model.
+ */
+export async function fitInOrder(model: tfl.LayersModel, xs: tf.Tensor, ys: tf.Tensor, onBatchEnd: (step: number, logs?: tfl.Logs) => Promise<void> | void): Promise<void> {
+  await model.fit(xs, ys, {
+    batchSize: 60,
+    epochs: 1,
+    shuffle: false,
+    callbacks: [new tfl.CustomCallback({ onBatchEnd: async (batch, logs) => onBatchEnd(batch + 1, logs) })],
+  });
+}

@@ -16,7 +16,7 @@ import { loadMnist } from '../../src/data/index.js';
 import { uniformGenerator } from '../../src/linalg/random.js';
 import { hasModel, loadModel, saveModel } from '../checkpoint.js';
 import { exampleDataset, MNIST_MEAN, MNIST_STD } from '../data.js';
-import { mnistCnn } from '../models.js';
+import { fitInOrder, mnistCnn } from '../models.js';
 import { progressBar } from '../progress.js';
 
 /** The two networks of the experiments. */
@@ -117,19 +117,10 @@ export async function trainedCheckpoints(network: Network, { quick, retrain, dat
   const xs = normalise(train.images.subarray(from * 60 * 784), last * 60 - from * 60);
   const ys = tf.tensor1d(Array.from(train.labels.subarray(from * 60)), 'float32');
   const bar = progressBar(`training the ${network.toUpperCase()} (steps ${from}–${last})`, last - from);
-  await model.fit(xs, ys, {
-    batchSize: 60,
-    epochs: 1,
-    shuffle: false,
-    callbacks: [
-      new tfl.CustomCallback({
-        onBatchEnd: async (batch, logs) => {
-          const step = from + batch + 1;
-          if (steps.includes(step)) await saveModel(model, checkpointDir(network, step, quick));
-          bar.update(batch + 1, `loss ${logs?.['loss']?.toFixed(3)}`);
-        },
-      }),
-    ],
+  await fitInOrder(model, xs, ys, async (done, logs) => {
+    const step = from + done;
+    if (steps.includes(step)) await saveModel(model, checkpointDir(network, step, quick));
+    bar.update(done, `loss ${logs?.['loss']?.toFixed(3)}`);
   });
   tf.dispose([xs, ys]);
   model.dispose();

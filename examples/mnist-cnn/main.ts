@@ -20,7 +20,7 @@ import { useWasmBackend } from '../../src/backends/wasm.js';
 import { hasModel, loadModel, saveModel } from '../checkpoint.js';
 import { loadMnist } from '../../src/data/index.js';
 import { exampleDataset, MNIST_MEAN, MNIST_STD } from '../data.js';
-import { mnistCnn } from '../models.js';
+import { fitInOrder, mnistCnn } from '../models.js';
 import { exampleArgs } from '../cli.js';
 import { curvatureClip, planeFigure } from '../plane-figure.js';
 import { progressBar } from '../progress.js';
@@ -72,18 +72,9 @@ if (hasModel(CKPT) && !retrain) {
   const xs = normalise(train.images, train.count);
   const ys = tf.tensor1d(Array.from(train.labels), 'float32');
   const bar = progressBar('training', STEPS);
-  await model.fit(xs, ys, {
-    batchSize: 60,
-    epochs: 1,
-    shuffle: false,
-    callbacks: [
-      new tfl.CustomCallback({
-        onBatchEnd: async (batch, logs) => {
-          if ((batch + 1) % TRACE_EVERY === 0) traceCurve.push({ step: batch + 1, meanTrace: await meanTrace(model) });
-          bar.update(batch + 1, `loss ${logs?.['loss']?.toFixed(3)} acc ${logs?.['acc']?.toFixed(3)} tr G ${traceCurve.at(-1)?.meanTrace.toFixed(2)}`);
-        },
-      }),
-    ],
+  await fitInOrder(model, xs, ys, async (step, logs) => {
+    if (step % TRACE_EVERY === 0) traceCurve.push({ step, meanTrace: await meanTrace(model) });
+    bar.update(step, `loss ${logs?.['loss']?.toFixed(3)} acc ${logs?.['acc']?.toFixed(3)} tr G ${traceCurve.at(-1)?.meanTrace.toFixed(2)}`);
   });
   tf.dispose([xs, ys]);
   await saveModel(model, CKPT);
