@@ -122,12 +122,11 @@ export function checkRunOptions(options: { onProgress?: unknown; signal?: unknow
 }
 
 /**
- * Whether every entry of `t` is finite. A finite sum proves it (a NaN or an infinity makes the sum
- * NaN or infinite) in one pass on the device, half the time of `isFinite` then `all` on a
- * weight-space factor; only a sum that is not finite (which finite entries can also give, by
- * overflow) is checked entry by entry, in JavaScript: tfjs 4.22's `isFinite` on `webgpu` reports
- * finite entries as not finite (seen on Chromium's SwiftShader adapter), so no answer of it is
- * trusted.
+ * Whether every entry of `t` is finite: the one check behind every "contains NaN or Infinity"
+ * error. A finite sum proves it (a NaN or an infinity makes the sum NaN or infinite) in one pass on
+ * the device, half the time of `isFinite` then `all` on a weight-space factor; only a sum that is
+ * not finite (which finite entries can also give, by overflow) is checked entry by entry, in
+ * JavaScript.
  */
 export function allFinite(t: tf.Tensor): boolean {
   if (Number.isFinite(tf.tidy(() => tf.sum(t).dataSync()[0]))) return true;
