@@ -68,6 +68,21 @@ export async function vjp(model: LayersModel, x: tf.Tensor, cotangent: tf.Tensor
   }
 }
 
+/**
+ * Checks tangents for `B` samples: `[B, ...inputShape]` (one per sample) or `[B, k, ...inputShape]`
+ * (k per sample), float32 and finite. Returns k (0 for one per sample).
+ */
+function checkTangents(t: unknown, B: number, inShape: readonly number[], fn: string, name: string): number {
+  checkTensor(t, fn, name);
+  const k = t.rank === inShape.length + 2 ? (t.shape[1] as number) : 0;
+  const extra = t.rank - 1 - inShape.length;
+  const fits = t.shape[0] === B && (extra === 0 || (extra === 1 && k > 0)) && t.shape.slice(1 + extra).every((d, i) => d === inShape[i]);
+  if (!fits) throw new ShapeError(`${fn}: argument '${name}' must have shape ${fmtShape([B, ...inShape])} or ${fmtShape([B, null, ...inShape])}, got ${fmtShape(t.shape)}.`);
+  if (t.dtype !== 'float32') throw new ShapeError(`${fn}: argument '${name}' must be float32, got ${t.dtype}.`);
+  assertFinite(t, fn, name);
+  return k;
+}
+
 /** How {@link jvp} computes J·v. */
 export type JvpStrategy = 'auto' | 'central';
 
@@ -115,21 +130,7 @@ export async function jvp(model: LayersModel, x: tf.Tensor, tangent: tf.Tensor, 
   const { fn: f, width } = clf.target(target);
   const B = x.shape[0] as number;
   const inShape = clf.inputShape;
-  checkTensor(tangent, fn, 'tangent');
-  const ok = (extra: number[]) =>
-    tangent instanceof tf.Tensor &&
-    tangent.rank === inShape.length + 1 + extra.length &&
-    tangent.shape[0] === B &&
-    tangent.shape.slice(1 + extra.length).every((d, i) => d === inShape[i]);
-  const k = tangent instanceof tf.Tensor && tangent.rank === inShape.length + 2 ? (tangent.shape[1] as number) : 0;
-  if (!(ok([]) || (k > 0 && ok([k])))) {
-    throw new ShapeError(
-      `${fn}: argument 'tangent' must have shape ${fmtShape([B, ...inShape])} or ${fmtShape([B, null, ...inShape])}, ` +
-        `got ${tangent instanceof tf.Tensor ? fmtShape(tangent.shape) : typeof tangent}.`,
-    );
-  }
-  if (tangent.dtype !== 'float32') throw new ShapeError(`${fn}: argument 'tangent' must be float32, got ${tangent.dtype}.`);
-  assertFinite(tangent, fn, 'tangent');
+  const k = checkTangents(tangent, B, inShape, fn, 'tangent');
   const strategy = checkChoice(options.strategy, fn, 'strategy', ['auto', 'central'] as const, 'auto');
   const eps = checkNumber(options.eps, fn, 'eps', { above: 0 }, 1e-4);
   const reps = Math.max(k, 1);
@@ -202,16 +203,10 @@ export async function secondDerivative(model: LayersModel, x: tf.Tensor, u: tf.T
   const { width } = clf.target(target);
   const B = x.shape[0] as number;
   const inShape = clf.inputShape;
-  checkTensor(u, fn, 'u');
+  const k = checkTangents(u, B, inShape, fn, 'u');
   checkTensor(v, fn, 'v');
-  const k = u.rank === inShape.length + 2 ? (u.shape[1] as number) : 0;
-  const fits = u.shape[0] === B && (u.rank === inShape.length + 1 || (k > 0 && u.rank === inShape.length + 2)) && u.shape.slice(u.rank - inShape.length).every((d, i) => d === inShape[i]);
-  if (!fits) throw new ShapeError(`${fn}: argument 'u' must have shape ${fmtShape([B, ...inShape])} or ${fmtShape([B, null, ...inShape])}, got ${fmtShape(u.shape)}.`);
   if (v.rank !== u.rank || v.shape.some((d, i) => d !== u.shape[i])) throw new ShapeError(`${fn}: argument 'v' must have the shape of 'u', ${fmtShape(u.shape)}, got ${fmtShape(v.shape)}.`);
-  for (const [t, name] of [[u, 'u'], [v, 'v']] as const) {
-    if (t.dtype !== 'float32') throw new ShapeError(`${fn}: argument '${name}' must be float32, got ${t.dtype}.`);
-    assertFinite(t, fn, name);
-  }
+  checkTangents(v, B, inShape, fn, 'v');
   const graph = graphFor(clf, target);
   if ('reason' in graph) throw new UnsupportedModelError(`${fn}: second derivatives come from infogeo's own graph, which does not cover ${graph.reason}.`);
   const reps = Math.max(k, 1);

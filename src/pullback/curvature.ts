@@ -157,7 +157,7 @@ export async function curvatureOf(clf: Classifier, x: tf.Tensor, options: Scalar
     const J: number[] = [];
     for (let i = 0; i < k; i++) for (let j = i; j < k; j++) (I.push(i), J.push(j));
     const P = I.length;
-    const diagonal = Array.from({ length: k }, (_, i) => I.findIndex((a, p) => a === i && J[p] === i));
+    const diagonal = Array.from({ length: k }, (_, i) => pairIndex(i, i, k));
     const scale = normalization === 'width' ? 1 / Math.sqrt(m) : 1;
     const scalar = new Float64Array(B);
     const ricci: Float64Array[] = [];
@@ -194,6 +194,12 @@ export async function curvatureOf(clf: Classifier, x: tf.Tensor, options: Scalar
   }
 }
 
+/** The index of the pair (i, j) among the k(k+1)/2 pairs a ≤ b of k directions, in row-major order. */
+function pairIndex(i: number, j: number, k: number): number {
+  const [a, b] = i <= j ? [i, j] : [j, i];
+  return a * k - (a * (a - 1)) / 2 + (b - a);
+}
+
 /**
  * The Ricci tensor and scalar curvature (standard sign) of the metric induced by an immersion with
  * tangent vectors `cols` (k rows of length m, eᵢ = ∂ᵢΦ) and second derivatives `second` (the
@@ -217,32 +223,26 @@ export function gaussCurvature(cols: ArrayLike<number>, second: ArrayLike<number
   // volumeElement's rtol: float32 entries carry ~1e-7 relative rounding, more after cancellation)
   // is a combination of the others: g is singular.
   const basis: Float64Array[] = [];
-  const largest = Math.sqrt(Math.max(...Array.from({ length: k }, (_, i) => g[i * k + i] as number)));
-  for (const v of e) {
+  /** v without its part in the span of `basis` (a copy). */
+  const normalPart = (v: Float64Array) => {
     const q = Float64Array.from(v);
     for (let pass = 0; pass < 2; pass++)
       for (const b of basis) {
         const c = dot(q, b);
         for (let a = 0; a < m; a++) q[a] = (q[a] as number) - c * (b[a] as number);
       }
+    return q;
+  };
+  const largest = Math.sqrt(Math.max(...Array.from({ length: k }, (_, i) => g[i * k + i] as number)));
+  for (const v of e) {
+    const q = normalPart(v);
     const norm = Math.sqrt(dot(q, q));
     if (!(norm > 1e-5 * largest)) return nan;
     basis.push(q.map((a) => a / norm));
   }
   // II = the normal parts of the second derivatives.
-  const II = H.map((h) => {
-    const q = Float64Array.from(h);
-    for (let pass = 0; pass < 2; pass++)
-      for (const b of basis) {
-        const c = dot(q, b);
-        for (let a = 0; a < m; a++) q[a] = (q[a] as number) - c * (b[a] as number);
-      }
-    return q;
-  });
-  const pair = (i: number, j: number) => {
-    const [a, b] = i <= j ? [i, j] : [j, i];
-    return a * k - (a * (a - 1)) / 2 + (b - a); // row-major index of (a, b), a ≤ b
-  };
+  const II = H.map(normalPart);
+  const pair = (i: number, j: number) => pairIndex(i, j, k);
   const S = new Float64Array(P * P);
   for (let p = 0; p < P; p++)
     for (let q = p; q < P; q++) {

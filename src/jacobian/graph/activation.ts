@@ -224,10 +224,10 @@ export function activationRule(
       ? {
           // y_u = φ'·t_u, y_v = φ'·t_v, y_uv = φ'·t_uv + φ''·t_u·t_v, with t = the linear part's map.
           jet([dx], saved) {
-            const [tu, tv, tuv] = jetBlocks(linear ? linear.map(dx as tf.Tensor, saved) : (dx as tf.Tensor));
-            const d1 = saved[saved.length - 1] as tf.Tensor;
-            const d2 = saved[saved.length - 2] as tf.Tensor;
-            return stackJet(mulPerSample(tu, d1), mulPerSample(tv, d1), tf.add(mulPerSample(tuv, d1), mulPerSample(tf.mul(tu, tv), d2)));
+            const t = linear ? linear.map(dx as tf.Tensor, saved) : (dx as tf.Tensor);
+            const [tu, tv] = jetBlocks(t);
+            const [yu, yv, yuv] = jetBlocks(mulPerSample(t, saved[saved.length - 1] as tf.Tensor));
+            return stackJet(yu, yv, tf.add(yuv, mulPerSample(tf.mul(tu, tv), saved[saved.length - 2] as tf.Tensor)));
           },
         }
       : {}),

@@ -120,7 +120,8 @@ function multiplyRule(layer: Layer, n: number): Rule {
     jet(dx, saved) {
       const xs = saved.slice(n);
       const blocks = dx.map(jetBlocks);
-      const first = (b: 0 | 1 | 2) => tf.addN(blocks.map((bl, i) => mulPerSample(bl[b], saved[i] as tf.Tensor)));
+      // The first-order map of all three blocks at once: the tangent map of the stacked jets.
+      const [yu, yv, yuv] = jetBlocks(base.tangent(dx, saved));
       const cross: tf.Tensor[] = [];
       for (let i = 0; i < n; i++)
         for (let j = 0; j < n; j++) {
@@ -129,7 +130,7 @@ function multiplyRule(layer: Layer, n: number): Rule {
           const others = xs.filter((_, k) => k !== i && k !== j);
           cross.push(others.length === 0 ? uv : mulPerSample(uv, others.reduce((a, b) => tf.mul(a, b))));
         }
-      return stackJet(first(0), first(1), tf.addN([first(2), ...cross]));
+      return stackJet(yu, yv, tf.addN([yuv, ...cross]));
     },
   };
 }
