@@ -5,6 +5,7 @@
  * users of the package) puts it. When none has it, the example prints one line that says so and
  * exits with code 1.
  */
+import * as tf from '@tensorflow/tfjs-core';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +14,19 @@ import { DATASETS, datasetDir, type DatasetName } from '../src/data/index.js';
 /** MNIST normalisation used by the paper's CNN: (pixel − mean) / std, pixels in [0, 1]. */
 export const MNIST_MEAN = 0.1307;
 export const MNIST_STD = 0.3081;
+
+/** MNIST pixels in [0, 1] (n images of 28 × 28) as the normalised batch `[n, 28, 28, 1]`. */
+export function normaliseMnist(px: Float32Array, n: number): tf.Tensor4D {
+  return tf.tidy(() => tf.div(tf.sub(tf.tensor4d(px, [n, 28, 28, 1]), MNIST_MEAN), MNIST_STD));
+}
+
+/** Normalised MNIST images back to pixels in [0, 1] (clipped), as one flat array. */
+export function mnistPixels(t: tf.Tensor): Float32Array {
+  return tf.tidy(() => tf.clipByValue(tf.add(tf.mul(t, MNIST_STD), MNIST_MEAN), 0, 1).dataSync() as Float32Array);
+}
+
+/** The box of normalised MNIST pixels, [(0 − mean)/std, (1 − mean)/std]: what the paths clamp to. */
+export const MNIST_BOX: [number, number] = [-MNIST_MEAN / MNIST_STD, (1 - MNIST_MEAN) / MNIST_STD];
 /** The usual CIFAR-10 per-channel normalisation (the diffeo-sota scripts'). */
 export const CIFAR10_MEAN = [0.4914, 0.4822, 0.4465] as const;
 export const CIFAR10_STD = [0.2023, 0.1994, 0.201] as const;

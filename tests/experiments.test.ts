@@ -1,6 +1,6 @@
-/** The statistics behind the experiments' published numbers (examples/experiments/common.ts). No tensors: cpu only. */
+/** The statistics behind the examples' and experiments' published numbers (examples/stats.ts). No tensors: cpu only. */
 import { describe, expect, it } from 'vitest';
-import { quantile, spearman } from '../examples/experiments/common.js';
+import { lowerMedian, quantile, spearman } from '../examples/stats.js';
 
 describe("the experiments' statistics", () => {
   it("Spearman's ρ: ±1 for monotone data, the textbook value with ties, invariant to monotone maps", () => {
@@ -21,5 +21,11 @@ describe("the experiments' statistics", () => {
     expect(quantile([1, 2, 3, 4], 0.5)).toBe(2.5);
     expect(quantile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 0.9)).toBe(10);
     expect(quantile([], 0.5)).toBeNaN();
+  });
+
+  it('the lower median takes the lower middle value of an even count', () => {
+    expect(lowerMedian([4, 1, 3, 2])).toBe(2);
+    expect(lowerMedian([5, 1, 3])).toBe(3);
+    expect(lowerMedian([])).toBeNaN();
   });
 });

@@ -1,7 +1,7 @@
 /**
  * What the experiments share: the two MNIST networks, trained with checkpoints along the way
  * (resumable: a rerun loads the checkpoints it has and trains only the steps it lacks), the test
- * images, seeded draws, and rank statistics.
+ * images and seeded draws (the statistics are in ../stats.ts).
  *
  * Training is the MNIST example's recipe (SGD, lr 0.01, batch 60, the training set in its file
  * order, every initialiser seeded), so a rerun on the same backend gives the same weights. Plain
@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { loadMnist } from '../../src/data/index.js';
 import { uniformGenerator } from '../../src/linalg/random.js';
 import { hasModel, loadModel, saveModel } from '../checkpoint.js';
-import { exampleDataset, MNIST_MEAN, MNIST_STD } from '../data.js';
+import { exampleDataset, normaliseMnist } from '../data.js';
 import { fitInOrder, mnistCnn } from '../models.js';
 import { progressBar } from '../progress.js';
 
@@ -26,9 +26,6 @@ export type Network = 'cnn' | 'mlp';
 export function checkpointSteps(quick: boolean): number[] {
   return quick ? [0, 20, 40] : [0, 50, 100, 200, 400, 800];
 }
-
-/** The input box of normalised MNIST pixels (what the paths clamp to). */
-export const BOX: [number, number] = [-MNIST_MEAN / MNIST_STD, (1 - MNIST_MEAN) / MNIST_STD];
 
 /**
  * The networks: the MNIST example's CNN (conv32-conv64-maxpool-dense128-dense10, ReLU; penultimate
@@ -52,15 +49,10 @@ export function buildNetwork(network: Network): tfl.LayersModel {
 /** The penultimate layer of each network (the feature map of the volume element). */
 export const PENULTIMATE: Record<Network, string> = { cnn: 'fc1', mlp: 'hidden2' };
 
-/** MNIST pixels as normalised `[n, 28, 28, 1]`. */
-export function normalise(px: Float32Array, n: number): tf.Tensor4D {
-  return tf.tidy(() => tf.div(tf.sub(tf.tensor4d(px, [n, 28, 28, 1]), MNIST_MEAN), MNIST_STD));
-}
-
 /** The first `count` MNIST test images (normalised) and their labels. */
 export function testSet(count: number, dataDir?: string): { x: tf.Tensor4D; labels: Int32Array } {
   const test = loadMnist('test', { dir: exampleDataset('mnist', dataDir), limit: count });
-  return { x: normalise(test.images, test.count), labels: Int32Array.from(test.labels) };
+  return { x: normaliseMnist(test.images, test.count), labels: Int32Array.from(test.labels) };
 }
 
 /** Test accuracy of a model on `x`. */
@@ -114,7 +106,7 @@ export async function trainedCheckpoints(network: Network, { quick, retrain, dat
   }
   model.compile({ optimizer: tf.train.sgd(0.01), loss: 'sparseCategoricalCrossentropy' });
   const train = loadMnist('train', { dir: exampleDataset('mnist', dataDir), limit: last * 60 });
-  const xs = normalise(train.images.subarray(from * 60 * 784), last * 60 - from * 60);
+  const xs = normaliseMnist(train.images.subarray(from * 60 * 784), last * 60 - from * 60);
   const ys = tf.tensor1d(Array.from(train.labels.subarray(from * 60)), 'float32');
   const bar = progressBar(`training the ${network.toUpperCase()} (steps ${from}–${last})`, last - from);
   await fitInOrder(model, xs, ys, async (done, logs) => {
@@ -136,51 +128,6 @@ export function loadCheckpoint(dir: string): Promise<tfl.LayersModel> {
 export function randomInts(seed: number): (n: number) => number {
   const u = uniformGenerator(seed);
   return (n) => Math.min(n - 1, Math.floor(u() * n));
-}
-
-/** Spearman's rank correlation (average ranks for ties). */
-export function spearman(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  const rank = (v: ArrayLike<number>) => {
-    const idx = Array.from({ length: v.length }, (_, i) => i).sort((i, j) => (v[i] as number) - (v[j] as number));
-    const r = new Float64Array(v.length);
-    for (let s = 0; s < idx.length; ) {
-      let e = s;
-      while (e + 1 < idx.length && v[idx[e + 1] as number] === v[idx[s] as number]) e++;
-      for (let k = s; k <= e; k++) r[idx[k] as number] = (s + e) / 2;
-      s = e + 1;
-    }
-    return r;
-  };
-  const [ra, rb] = [rank(a), rank(b)];
-  const n = ra.length;
-  const mean = (n - 1) / 2;
-  let sab = 0;
-  let saa = 0;
-  let sbb = 0;
-  for (let i = 0; i < n; i++) {
-    const [x, y] = [(ra[i] as number) - mean, (rb[i] as number) - mean];
-    sab += x * y;
-    saa += x * x;
-    sbb += y * y;
-  }
-  return sab / Math.sqrt(saa * sbb);
-}
-
-/** The q-quantile of values (linear interpolation between order statistics). */
-export function quantile(values: ArrayLike<number>, q: number): number {
-  const s = Array.from(values).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const at = q * (s.length - 1);
-  const lo = Math.floor(at);
-  const hi = Math.min(s.length - 1, lo + 1);
-  return (s[lo] as number) + (at - lo) * ((s[hi] as number) - (s[lo] as number));
-}
-
-/** The mean of values. */
-export function mean(values: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < values.length; i++) s += values[i] as number;
-  return values.length ? s / values.length : NaN;
 }
 
 /** Writes summary.json into `out`. */

@@ -19,7 +19,8 @@ import type { LeafPath } from '../../src/index.js';
 import { useWasmBackend } from '../../src/backends/wasm.js';
 import { hasModel, loadModel, saveModel } from '../checkpoint.js';
 import { loadMnist } from '../../src/data/index.js';
-import { exampleDataset, MNIST_MEAN, MNIST_STD } from '../data.js';
+import { exampleDataset, MNIST_BOX, mnistPixels, normaliseMnist } from '../data.js';
+import { lowerMedian, mean } from '../stats.js';
 import { fitInOrder, mnistCnn } from '../models.js';
 import { exampleArgs } from '../cli.js';
 import { curvatureClip, planeFigure } from '../plane-figure.js';
@@ -36,18 +37,16 @@ const TRACE_IMAGES = quick ? 20 : 100; // the paper uses 1,000; 100 keeps each p
 const PATH_STEPS = quick ? 60 : 1000;
 const KERNEL_STEPS = quick ? 30 : 250;
 const PLANE_STEPS = quick ? 16 : 60; // grid points per axis (the reference: 60)
-const BOX: [number, number] = [-MNIST_MEAN / MNIST_STD, (1 - MNIST_MEAN) / MNIST_STD];
 
 tf.env().set('PROD', true);
 await useWasmBackend();
 registerGradientKernels();
 
-const normalise = (px: Float32Array, n: number) => tf.tidy(() => tf.div(tf.sub(tf.tensor4d(px, [n, 28, 28, 1]), MNIST_MEAN), MNIST_STD));
 const mnist = exampleDataset('mnist', dataDir);
 const train = loadMnist('train', { dir: mnist, limit: STEPS * 60 });
 const test = loadMnist('test', { dir: mnist, limit: 1000 });
-const xTest = normalise(test.images, test.count);
-const traceRef = normalise(train.images.subarray(0, TRACE_IMAGES * 784), TRACE_IMAGES);
+const xTest = normaliseMnist(test.images, test.count);
+const traceRef = normaliseMnist(train.images.subarray(0, TRACE_IMAGES * 784), TRACE_IMAGES);
 
 async function meanTrace(model: tfl.LayersModel): Promise<number> {
   const { G, probs } = await localDataMatrix(model, traceRef);
@@ -69,7 +68,7 @@ if (hasModel(CKPT) && !retrain) {
   model = mnistCnn(42);
   model.compile({ optimizer: tf.train.sgd(0.01), loss: 'sparseCategoricalCrossentropy', metrics: ['accuracy'] });
   traceCurve = [{ step: 0, meanTrace: await meanTrace(model) }];
-  const xs = normalise(train.images, train.count);
+  const xs = normaliseMnist(train.images, train.count);
   const ys = tf.tensor1d(Array.from(train.labels), 'float32');
   const bar = progressBar('training', STEPS);
   await fitInOrder(model, xs, ys, async (step, logs) => {
@@ -91,16 +90,15 @@ console.log(`test accuracy on 1,000 images: ${(100 * accuracy).toFixed(1)} %`);
 lineChart(join(OUT, 'fig2-trace-during-training.svg'), `Mean tr G(x) on ${TRACE_IMAGES} training images during training`, traceCurve.map((p) => p.step), traceCurve.map((p) => p.meanTrace), 'SGD step (batch 60)', 'mean tr G');
 
 // Helpers for the path figures.
-const denorm = (t: tf.Tensor) => tf.tidy(() => tf.clipByValue(tf.add(tf.mul(t, MNIST_STD), MNIST_MEAN), 0, 1).dataSync());
 function strip(file: string, title: string, path: LeafPath, extra?: tf.Tensor): void {
   const K = path.frameSteps.length;
   const picks = Array.from(new Set(Array.from({ length: 9 }, (_, i) => Math.round((i * (K - 1)) / 8))));
-  const px = denorm(path.frames);
+  const px = mnistPixels(path.frames);
   const images = picks.map((k) => ({
     uri: pngDataUri(px.subarray(k * 784, (k + 1) * 784), 28, 28),
     caption: [`step ${path.frameSteps[k]}`, `label ${path.predicted[k]}, p = ${(path.probability[k] as number).toFixed(3)}`],
   }));
-  if (extra) images.push({ uri: pngDataUri(denorm(extra), 28, 28), caption: ['target', ''] });
+  if (extra) images.push({ uri: pngDataUri(mnistPixels(extra), 28, 28), caption: ['target', ''] });
   imageStrip(join(OUT, file), title, images);
 }
 const summary: Record<string, unknown> = { quick, trainSteps: STEPS, trainSeconds: Math.round(trainSeconds), testAccuracy: accuracy, traceCurve };
@@ -116,26 +114,26 @@ const pathBar = (label: string, total: number) => {
 // Figure 4: a horizontal path between two test digits of different classes (a 7 and a 1).
 const seven = tf.slice(xTest, test.labels.indexOf(7), 1);
 const one = tf.slice(xTest, test.labels.indexOf(1), 1);
-const [h74] = await horizontalPath(model, seven, one, { clamp: BOX, maxSteps: PATH_STEPS, onStep: pathBar('7 → 1 along the leaf', PATH_STEPS) });
+const [h74] = await horizontalPath(model, seven, one, { clamp: MNIST_BOX, maxSteps: PATH_STEPS, onStep: pathBar('7 → 1 along the leaf', PATH_STEPS) });
 report('sevenToOne', h74!);
 strip('fig4-horizontal-7-to-1.svg', 'Horizontal path from a 7 towards a 1 (Algorithm 4.1)', h74!, one);
 
 // Figure 5: a horizontal path from a digit to its mirror image.
 const three = tf.slice(xTest, test.labels.indexOf(3), 1);
 const mirrored = tf.reverse(three, 2);
-const [hMirror] = await horizontalPath(model, three, mirrored, { clamp: BOX, maxSteps: PATH_STEPS, onStep: pathBar('3 → mirrored 3', PATH_STEPS) });
+const [hMirror] = await horizontalPath(model, three, mirrored, { clamp: MNIST_BOX, maxSteps: PATH_STEPS, onStep: pathBar('3 → mirrored 3', PATH_STEPS) });
 report('threeToMirror', hMirror!);
 strip('fig5-horizontal-3-to-mirror.svg', 'Horizontal path from a 3 towards its mirror image', hMirror!, mirrored);
 
 // Figure 3: an orthogonal path: the image gets noisier while the prediction stays.
-const [orth] = await orthogonalPath(model, seven, { seed: 1, clamp: BOX, maxSteps: KERNEL_STEPS, onStep: pathBar('across the leaves', KERNEL_STEPS) });
+const [orth] = await orthogonalPath(model, seven, { seed: 1, clamp: MNIST_BOX, maxSteps: KERNEL_STEPS, onStep: pathBar('across the leaves', KERNEL_STEPS) });
 report('orthogonal', orth!);
 summary['orthogonalProbability'] = [orth!.probability[0], Math.min(...orth!.probability)];
 strip('fig3-orthogonal.svg', 'Orthogonal (kernel) path from a 7: noisier, same prediction', orth!);
 
 // Figure 6: from the noisy end of the orthogonal path towards a clean digit: it does not converge.
 const noisy = tf.slice(orth!.frames, orth!.frames.shape[0] - 1, 1);
-const [hNoisy] = await horizontalPath(model, noisy, one, { clamp: BOX, maxSteps: PATH_STEPS, onStep: pathBar('noisy 7 → clean 1', PATH_STEPS) });
+const [hNoisy] = await horizontalPath(model, noisy, one, { clamp: MNIST_BOX, maxSteps: PATH_STEPS, onStep: pathBar('noisy 7 → clean 1', PATH_STEPS) });
 report('noisyToClean', hNoisy!);
 strip('fig6-noisy-to-clean.svg', 'Horizontal path from the noisy 7 towards a clean 1: a different leaf', hNoisy!, one);
 
@@ -159,7 +157,6 @@ const [vLo, vHi] = planeFigure(
   const high: number[] = [];
   const low: number[] = [];
   scan.logVolume.forEach((v, k) => Number.isFinite(v) && ((scan.entropy[k] as number) > 0.3 ? high : low).push(v));
-  const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
   summary['plane'] = {
     anchors: anchorLabels,
     steps: PLANE_STEPS,
@@ -191,18 +188,17 @@ const [vLo, vHi] = planeFigure(
   const high: number[] = [];
   const low: number[] = [];
   K.forEach((v, k) => Number.isFinite(v) && ((curved.entropy[k] as number) > 0.3 ? high : low).push(v));
-  const median = (a: number[]) => (a.length ? [...a].sort((x, y) => x - y)[Math.floor((a.length - 1) / 2)] as number : NaN);
   const positive = (a: number[]) => a.filter((v) => v > 0).length / Math.max(1, a.length);
   summary['planeCurvature'] = {
     target: 'logProbs',
     colourClip: curvatureClip(K),
-    medianKWhereEntropyAbove0_3: median(high),
-    medianKElsewhere: median(low),
+    medianKWhereEntropyAbove0_3: lowerMedian(high),
+    medianKElsewhere: lowerMedian(low),
     fractionPositiveWhereEntropyAbove0_3: positive(high),
     fractionPositiveElsewhere: positive(low),
     nonFinite: K.filter((v) => !Number.isFinite(v)).length,
   };
-  console.log(`plane curvature (log p): median K ${median(high).toExponential(2)} where the entropy > 0.3, ${median(low).toExponential(2)} elsewhere`);
+  console.log(`plane curvature (log p): median K ${lowerMedian(high).toExponential(2)} where the entropy > 0.3, ${lowerMedian(low).toExponential(2)} elsewhere`);
 }
 plane.dispose();
 anchors.dispose();

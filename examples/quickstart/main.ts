@@ -17,7 +17,7 @@ import { inputJacobian, registerGradientKernels } from '../../src/index.js';
 import { useWasmBackend } from '../../src/backends/wasm.js';
 import { loadMnist } from '../../src/data/index.js';
 import { exitOnError } from '../cli.js';
-import { exampleDataset, MNIST_MEAN, MNIST_STD } from '../data.js';
+import { exampleDataset, normaliseMnist } from '../data.js';
 import { mnistCnn } from '../models.js';
 import { Canvas, diverging, grey } from '../png.js';
 import { progressBar } from '../progress.js';
@@ -37,13 +37,11 @@ console.log(`backend: ${tf.getBackend()}`);
 const mnist = exampleDataset('mnist', dataDir);
 const train = loadMnist('train', { dir: mnist, limit: TRAIN });
 const test = loadMnist('test', { dir: mnist, limit: 1000 });
-const normalise = (pixels: Float32Array, n: number) =>
-  tf.tidy(() => tf.div(tf.sub(tf.tensor4d(pixels, [n, 28, 28, 1]), MNIST_MEAN), MNIST_STD));
 
 // 1. Train (one epoch over 6,000 images; Adam, so that a minute is enough for ~93 % accuracy).
 const model = mnistCnn(1);
 model.compile({ optimizer: tf.train.adam(1e-3), loss: 'sparseCategoricalCrossentropy', metrics: ['accuracy'] });
-const xs = normalise(train.images, train.count);
+const xs = normaliseMnist(train.images, train.count);
 const ys = tf.tensor1d(Array.from(train.labels), 'float32');
 const bar = progressBar('training', Math.ceil(TRAIN / BATCH));
 const t0 = performance.now();
@@ -58,7 +56,7 @@ await model.fit(xs, ys, {
   ],
 });
 tf.dispose([xs, ys]);
-const xt = normalise(test.images, test.count);
+const xt = normaliseMnist(test.images, test.count);
 const acc = tf.tidy(() => {
   const pred = tf.argMax(model.predict(xt) as tf.Tensor, 1);
   return tf.mean(tf.cast(tf.equal(pred, tf.tensor1d(Array.from(test.labels), 'int32')), 'float32')).dataSync()[0] as number;

@@ -20,6 +20,7 @@ import { useWasmBackend } from '../../src/backends/wasm.js';
 import { exitOnError } from '../cli.js';
 import { progressBar } from '../progress.js';
 import { diverging } from '../png.js';
+import { lowerMedian, mean } from '../stats.js';
 import { heatmapPanels, rgbDataUri, viridis } from '../svg.js';
 
 const quick = process.argv.includes('--quick');
@@ -191,15 +192,13 @@ const summary = {
     const rFar: number[] = [];
     s.logVolume.forEach((v, k) => (nearBoundary(s, k) ? near : far).push(v));
     s.curvature.forEach((v, k) => (nearBoundary(s, k) ? rNear : rFar).push(v));
-    const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
-    const median = (a: number[]) => (a.length ? [...a].sort((x, y) => x - y)[Math.floor((a.length - 1) / 2)] as number : NaN);
     return {
       step: s.step,
       trainAccuracy: s.accuracy,
       meanLog10VolumeNearBoundary: mean(near),
       meanLog10VolumeElsewhere: mean(far),
-      medianCurvatureNearBoundary: median(rNear),
-      medianCurvatureElsewhere: median(rFar),
+      medianCurvatureNearBoundary: lowerMedian(rNear),
+      medianCurvatureElsewhere: lowerMedian(rFar),
       curvatureRange: [Math.min(...s.curvature), Math.max(...s.curvature)],
     };
   }),

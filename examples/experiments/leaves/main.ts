@@ -19,10 +19,11 @@ import type { LeafPath } from '../../../src/index.js';
 import { useWasmBackend } from '../../../src/backends/wasm.js';
 import { createJacobianPool } from '../../../src/node/pool.js';
 import { exitOnError } from '../../cli.js';
-import { MNIST_MEAN, MNIST_STD } from '../../data.js';
+import { MNIST_BOX, mnistPixels } from '../../data.js';
 import { progressBar } from '../../progress.js';
 import { imageStrip, pngDataUri, seriesChart } from '../../svg.js';
-import { accuracy, BOX, experimentArgs, loadCheckpoint, mean, quantile, randomInts, testSet, trainedCheckpoints, writeSummary } from '../common.js';
+import { accuracy, experimentArgs, loadCheckpoint, randomInts, testSet, trainedCheckpoints, writeSummary } from '../common.js';
+import { mean, quantile } from '../../stats.js';
 import type { Network } from '../common.js';
 
 exitOnError();
@@ -90,11 +91,10 @@ seriesChart(
 // 2. Paths on the trained CNN.
 const model = await loadCheckpoint((finalCnn as { dir: string }).dir);
 const pool = await createJacobianPool(model, { threads: 2 });
-const denorm = (t: tf.Tensor) => tf.tidy(() => tf.clipByValue(tf.add(tf.mul(t, MNIST_STD), MNIST_MEAN), 0, 1).dataSync());
 function strip(file: string, title: string, path: LeafPath): void {
   const K = path.frameSteps.length;
   const picks = Array.from(new Set(Array.from({ length: 8 }, (_, i) => Math.round((i * (K - 1)) / 7))));
-  const px = denorm(path.frames);
+  const px = mnistPixels(path.frames);
   imageStrip(join(out, file), title, picks.map((k) => ({ uri: pngDataUri(px.subarray(k * 784, (k + 1) * 784), 28, 28), caption: [`step ${path.frameSteps[k]}`, `${path.predicted[k]}, p = ${(path.probability[k] as number).toFixed(2)}`] })));
 }
 let horizontal: LeafPath[] = [];
@@ -103,10 +103,10 @@ try {
   const src = tf.gather(test.x, pairs.map(([a]) => a));
   const dst = tf.gather(test.x, pairs.map(([, b]) => b));
   const hBar = progressBar(`${PAIRS} horizontal paths`, PAIRS);
-  horizontal = await pool.horizontalPath(src, dst, { clamp: BOX, maxSteps: HORIZONTAL_STEPS, recordEvery: Math.max(1, Math.floor(HORIZONTAL_STEPS / 8)), onProgress: (p) => hBar.update(p.done) });
+  horizontal = await pool.horizontalPath(src, dst, { clamp: MNIST_BOX, maxSteps: HORIZONTAL_STEPS, recordEvery: Math.max(1, Math.floor(HORIZONTAL_STEPS / 8)), onProgress: (p) => hBar.update(p.done) });
   const o = tf.gather(test.x, starts);
   const oBar = progressBar(`${PAIRS} orthogonal paths`, PAIRS);
-  orthogonal = await pool.orthogonalPath(o, { clamp: BOX, maxSteps: ORTHOGONAL_STEPS, seed: 3, recordEvery: Math.max(1, Math.floor(ORTHOGONAL_STEPS / 8)), onProgress: (p) => oBar.update(p.done) });
+  orthogonal = await pool.orthogonalPath(o, { clamp: MNIST_BOX, maxSteps: ORTHOGONAL_STEPS, seed: 3, recordEvery: Math.max(1, Math.floor(ORTHOGONAL_STEPS / 8)), onProgress: (p) => oBar.update(p.done) });
   tf.dispose([src, dst, o]);
 } finally {
   await pool.close();

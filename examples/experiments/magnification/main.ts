@@ -25,7 +25,8 @@ import { exitOnError } from '../../cli.js';
 import { planeFigure } from '../../plane-figure.js';
 import { progressBar } from '../../progress.js';
 import { seriesChart } from '../../svg.js';
-import { accuracy, experimentArgs, loadCheckpoint, mean, PENULTIMATE, quantile, randomInts, readJson, spearman, testSet, trainedCheckpoints, writeSummary } from '../common.js';
+import { accuracy, experimentArgs, loadCheckpoint, PENULTIMATE, randomInts, readJson, testSet, trainedCheckpoints, writeSummary } from '../common.js';
+import { mean, quantile, spearman } from '../../stats.js';
 import type { Network } from '../common.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 
