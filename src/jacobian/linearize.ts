@@ -36,11 +36,6 @@ export interface Linearization {
   /** Per-sample tangents `[B, n]` → `[B, m]`, or `[B, k, n]` → `[B, k, m]`: ∂f(x_b) v (forward mode). */
   jvp(v: tf.Tensor): tf.Tensor;
   /**
-   * Whether f has second derivatives that are not zero (see {@link CompiledGraph.curved}; always
-   * for log-probabilities). On the graph engine only.
-   */
-  readonly curved: boolean;
-  /**
    * Second-order forward mode (a linearisation made with `second`, on the graph engine): for
    * per-sample tangent pairs `[B, k, n]` each, ∂f[u] and ∂f[v] and the second directional
    * derivative ∂²f[u, v], `[B, k, m]` each.
@@ -206,7 +201,6 @@ export function linearize(clf: Classifier, x: tf.Tensor, target: Target, second 
   const lin: Linearization = {
     output,
     engine: 'reason' in graph ? 'tf.grad' : 'graph',
-    curved: logProbs || (!('reason' in graph) && graph.curved),
     rows(U) {
       if (p === undefined) return maps.rows(U);
       return tf.tidy(() => samplesFirst(maps.pullback(centre(tileRows(U, B))), U.shape[0], B));
