@@ -22,7 +22,7 @@ import {
   ValueError,
 } from '../src/index.js';
 import { betaGenerator } from '../src/linalg/random.js';
-import { drawDeformations } from '../src/stability/diffeo.js';
+import { drawDeformations, remap } from '../src/stability/diffeo.js';
 import { lowerMedian } from '../src/stability/stability.js';
 import { mnistCnn } from '../examples/models.js';
 import { expectClose, expectNoLeak, randn } from './helpers.js';
@@ -95,6 +95,20 @@ describe('displacement fields and deform', () => {
       for (let r = 0; r < 8; r++)
         for (let col = 0; col < 8; col++) expect(y[b]![r]![col]).toEqual(a[b]![r]![Math.max(col - 1, 0)]);
     x.dispose();
+  });
+
+  it('gives the same pixels when a batch goes in parts (pixel indices past the float32 integers)', async () => {
+    // remap computes indices in float32, exact below 2²⁴; past that a batch goes in parts. Here
+    // the limit is lowered to 2 images' pixels, so 5 images go in 3 parts, with every interpolation.
+    const x = randn([5, 9, 9, 2], 8);
+    const field = tf.tidy(() => tf.mul(sampleDisplacementField({ n: 9, c: 3, T: 0.01, batch: 5, seed: 4 }), 2));
+    for (const interpolation of ['bilinear', 'nearest', 'gaussian'] as const) {
+      const whole = deform(x, field, { interpolation });
+      const parts = await expectNoLeak(() => remap(x, field, 5, 9, 2, interpolation, 2 * 81 + 10), (t) => [t]);
+      expect(Array.from(parts.dataSync())).toEqual(Array.from(whole.dataSync()));
+      tf.dispose([parts, whole]);
+    }
+    tf.dispose([x, field]);
   });
 
   it('Gaussian interpolation keeps a constant image constant (oracle 23)', () => {
