@@ -2,7 +2,8 @@
  * Where the examples find their data sets, and how they normalise them. A data set is read from,
  * in order: the folder given with `--data DIR`; `../shared/datasets/NAME` next to the repository;
  * the cache folder where `npm run data -- NAME` (in this repository; `npx infogeo-data NAME` for
- * users of the package) puts it. When none has it, the example prints one line that says so and
+ * users of the package) puts it; for Fashion-MNIST, Debian's `dataset-fashion-mnist` package
+ * (`/usr/share/datasets/fashion-mnist`). When none has it, the example prints one line that says so and
  * exits with code 1.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -35,6 +36,9 @@ const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** The data sets' folder that the repository's tests and examples share (never committed). */
 export const SHARED_DATASETS = resolve(REPO, '..', 'shared', 'datasets');
 
+/** Where Debian's `dataset-fashion-mnist` package puts Fashion-MNIST's four files. */
+const DEBIAN_FASHION_MNIST = '/usr/share/datasets/fashion-mnist';
+
 /** The files an example needs from a data set's folder (the CIFAR-10 examples use batch 1 and the test batch). */
 function has(name: DatasetName, dir: string): boolean {
   if (name === 'cifar10') return existsSync(join(dir, 'data_batch_1.bin')) && (existsSync(join(dir, 'test_batch.bin')) || existsSync(join(dir, 'test_batch_first1000.bin')));
@@ -43,7 +47,7 @@ function has(name: DatasetName, dir: string): boolean {
 
 /** The first folder that holds the data set (see the module comment), or undefined. */
 export function findDataset(name: DatasetName, override?: string): string | undefined {
-  const candidates = override !== undefined ? [resolve(override)] : [join(SHARED_DATASETS, name), datasetDir(name)];
+  const candidates = override !== undefined ? [resolve(override)] : [join(SHARED_DATASETS, name), datasetDir(name), ...(name === 'fashion-mnist' ? [DEBIAN_FASHION_MNIST] : [])];
   return candidates.find((dir) => has(name, dir));
 }
 

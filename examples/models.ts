@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
+import { uniformGenerator } from '../src/linalg/random.js';
 
 const glorot = (seed: number) => tfl.initializers.glorotUniform({ seed });
 
@@ -11,9 +12,9 @@ const glorot = (seed: number) => tfl.initializers.glorotUniform({ seed });
  * The CNN of Grementieri & Fioresi (and of the Keras MNIST example): conv32-conv64 (3×3, ReLU),
  * 2×2 max-pool, dense128 (ReLU), dense10 with softmax. 1,199,882 weights on 28×28×1 inputs.
  */
-export function mnistCnn(seed = 1, { filters = [32, 64], hidden = 128 } = {}): tfl.LayersModel {
+export function mnistCnn(seed = 1, { filters = [32, 64], hidden = 128, inputShape = [28, 28, 1] } = {}): tfl.LayersModel {
   const m = tfl.sequential({ name: 'mnist_cnn' });
-  m.add(tfl.layers.conv2d({ name: 'conv1', inputShape: [28, 28, 1], filters: filters[0] as number, kernelSize: 3, activation: 'relu', kernelInitializer: glorot(seed) }));
+  m.add(tfl.layers.conv2d({ name: 'conv1', inputShape, filters: filters[0] as number, kernelSize: 3, activation: 'relu', kernelInitializer: glorot(seed) }));
   m.add(tfl.layers.conv2d({ name: 'conv2', filters: filters[1] as number, kernelSize: 3, activation: 'relu', kernelInitializer: glorot(seed + 1) }));
   m.add(tfl.layers.maxPooling2d({ name: 'pool', poolSize: 2 }));
   m.add(tfl.layers.flatten({ name: 'flatten' }));
@@ -52,6 +53,38 @@ export function cifarResnet(seed = 1, { widths = [16, 32, 64], inputShape = [32,
   const pooled = tfl.layers.globalAveragePooling2d({ name: 'gap' }).apply(x) as tfl.SymbolicTensor;
   const logits = tfl.layers.dense({ name: 'logits', units: 10, kernelInitializer: glorot(s++) }).apply(pooled) as tfl.SymbolicTensor;
   return tfl.model({ inputs: input, outputs: logits, name: 'cifar_resnet' });
+}
+
+/**
+ * A fully connected ReLU net on images: flatten, `depth` hidden layers of `width` units, dense
+ * logits (no softmax). `depth` 2 and 4 at width 64 are the relative-stability reference code's
+ * DenseNetL2 and DenseNetL4 (Petrini et al.).
+ */
+export function fullyConnected(inputShape: number[], depth: number, width = 64, seed = 1): tfl.Sequential {
+  const m = tfl.sequential({ name: `fc${depth}` });
+  m.add(tfl.layers.flatten({ name: 'flatten', inputShape }));
+  for (let i = 0; i < depth; i++) m.add(tfl.layers.dense({ name: `hidden${i + 1}`, units: width, activation: 'relu', kernelInitializer: glorot(seed + i) }));
+  m.add(tfl.layers.dense({ name: 'logits', units: 10, kernelInitializer: glorot(seed + depth) }));
+  return m;
+}
+
+/**
+ * LeNet-5 (LeCun et al. 1998) with ReLU and max pooling, as in the reference code: conv6 5×5
+ * ('same' padding on 28×28 inputs, 'valid' on 32×32, so both reach 5×5×16), 2×2 max pool,
+ * conv16 5×5, 2×2 max pool, dense 120, dense 84, dense logits (no softmax).
+ */
+export function lenet(inputShape: number[], seed = 1): tfl.Sequential {
+  const m = tfl.sequential({ name: 'lenet' });
+  const padding = inputShape[0] === 28 ? 'same' : 'valid';
+  m.add(tfl.layers.conv2d({ name: 'conv1', inputShape, filters: 6, kernelSize: 5, padding, activation: 'relu', kernelInitializer: glorot(seed) }));
+  m.add(tfl.layers.maxPooling2d({ name: 'pool1', poolSize: 2 }));
+  m.add(tfl.layers.conv2d({ name: 'conv2', filters: 16, kernelSize: 5, activation: 'relu', kernelInitializer: glorot(seed + 1) }));
+  m.add(tfl.layers.maxPooling2d({ name: 'pool2', poolSize: 2 }));
+  m.add(tfl.layers.flatten({ name: 'flatten' }));
+  m.add(tfl.layers.dense({ name: 'fc1', units: 120, activation: 'relu', kernelInitializer: glorot(seed + 2) }));
+  m.add(tfl.layers.dense({ name: 'fc2', units: 84, activation: 'relu', kernelInitializer: glorot(seed + 3) }));
+  m.add(tfl.layers.dense({ name: 'logits', units: 10, kernelInitializer: glorot(seed + 4) }));
+  return m;
 }
 
 /** A dense net on vectors: `inputDim` → tanh hidden layers → `classes` logits (no softmax). */
@@ -94,4 +127,15 @@ export async function fitInOrder(model: tfl.LayersModel, xs: tf.Tensor, ys: tf.T
     shuffle: false,
     callbacks: [new tfl.CustomCallback({ onBatchEnd: async (batch, logs) => onBatchEnd(batch + 1, logs) })],
   });
+}
+
+/** 0 … n − 1 in a seeded random order (Fisher–Yates): the epoch orders of reproducible training. */
+export function shuffled(n: number, seed: number): Int32Array {
+  const u = uniformGenerator(seed);
+  const order = Int32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.min(i, Math.floor(u() * (i + 1)));
+    [order[i], order[j]] = [order[j] as number, order[i] as number];
+  }
+  return order;
 }

@@ -110,6 +110,77 @@ export function logLogChart(path: string, title: string, series: { name: string;
   );
 }
 
+/** A marker of {@link logLogScatter}, filled or hollow. */
+export type Marker = 'circle' | 'square' | 'triangle' | 'diamond' | 'down';
+
+function marker(shape: Marker, x: number, y: number, color: string, hollow: boolean): string {
+  const paint = hollow ? `fill="white" stroke="${color}" stroke-width="1.5"` : `fill="${color}"`;
+  if (shape === 'square') return `<rect x="${(x - 4).toFixed(1)}" y="${(y - 4).toFixed(1)}" width="8" height="8" ${paint}/>`;
+  if (shape === 'diamond') return `<polygon points="${x.toFixed(1)},${(y - 5.5).toFixed(1)} ${(x + 5.5).toFixed(1)},${y.toFixed(1)} ${x.toFixed(1)},${(y + 5.5).toFixed(1)} ${(x - 5.5).toFixed(1)},${y.toFixed(1)}" ${paint}/>`;
+  if (shape === 'down') return `<polygon points="${x.toFixed(1)},${(y + 5).toFixed(1)} ${(x - 5).toFixed(1)},${(y - 4).toFixed(1)} ${(x + 5).toFixed(1)},${(y - 4).toFixed(1)}" ${paint}/>`;
+  if (shape === 'triangle') return `<polygon points="${x.toFixed(1)},${(y - 5).toFixed(1)} ${(x - 5).toFixed(1)},${(y + 4).toFixed(1)} ${(x + 5).toFixed(1)},${(y + 4).toFixed(1)}" ${paint}/>`;
+  return `<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="4.5" ${paint}/>`;
+}
+
+/**
+ * Points on log–log axes (positive values only), each with an optional horizontal interval
+ * [xLo, xHi], reference lines, and a legend of markers and lines.
+ */
+export function logLogScatter(
+  path: string,
+  title: string,
+  points: { x: number; y: number; xLo?: number; xHi?: number; color: string; marker: Marker; hollow?: boolean }[],
+  lines: { name: string; xs: number[]; ys: number[]; color: string; dashed?: boolean }[],
+  legend: { name: string; color: string; marker?: Marker; hollow?: boolean }[],
+  xLabel: string,
+  yLabel: string,
+): void {
+  const [W, H, L, R, T, Bm] = [720, 440, 70, 190, 40, 50];
+  const ok = (v: number | undefined) => v !== undefined && v > 0 && Number.isFinite(v);
+  const shown = points.filter((p) => ok(p.x) && ok(p.y));
+  const lx = shown.flatMap((p) => [p.x, ...(ok(p.xLo) ? [p.xLo as number] : []), ...(ok(p.xHi) ? [p.xHi as number] : [])]).map(Math.log10);
+  const ly = shown.map((p) => Math.log10(p.y));
+  const [x0, x1] = [Math.floor(Math.min(...lx)), Math.ceil(Math.max(...lx))];
+  const [y0, y1] = [Math.floor(Math.min(...ly)), Math.ceil(Math.max(...ly))];
+  const px = (x: number) => L + ((Math.log10(x) - x0) / (x1 - x0 || 1)) * (W - L - R);
+  const py = (y: number) => H - Bm - ((Math.log10(y) - y0) / (y1 - y0 || 1)) * (H - T - Bm);
+  const grid = [
+    ...Array.from({ length: x1 - x0 + 1 }, (_, k) => `<line x1="${px(10 ** (x0 + k))}" x2="${px(10 ** (x0 + k))}" y1="${T}" y2="${H - Bm}" stroke="#eee"/><text x="${px(10 ** (x0 + k))}" y="${H - Bm + 18}" text-anchor="middle" font-size="11">1e${x0 + k}</text>`),
+    ...Array.from({ length: y1 - y0 + 1 }, (_, k) => `<line x1="${L}" x2="${W - R}" y1="${py(10 ** (y0 + k))}" y2="${py(10 ** (y0 + k))}" stroke="#eee"/><text x="${L - 8}" y="${py(10 ** (y0 + k)) + 4}" text-anchor="end" font-size="11">1e${y0 + k}</text>`),
+  ].join('');
+  // Reference lines, clipped to the plotting area.
+  const clip = `<clipPath id="area"><rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - Bm}"/></clipPath>`;
+  const refs = lines
+    .map((s) => {
+      const p = s.xs.map((x, i) => [x, s.ys[i] as number] as const).filter(([x, y]) => x > 0 && y > 0);
+      return `<polyline clip-path="url(#area)" points="${p.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}" fill="none" stroke="${s.color}" stroke-width="1.5"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`;
+    })
+    .join('');
+  const bars = shown
+    .filter((p) => ok(p.xLo) && ok(p.xHi))
+    .map((p) => `<line x1="${px(p.xLo as number).toFixed(1)}" x2="${px(p.xHi as number).toFixed(1)}" y1="${py(p.y).toFixed(1)}" y2="${py(p.y).toFixed(1)}" stroke="${p.color}" stroke-width="1.2"/>`)
+    .join('');
+  const marks = shown.map((p) => marker(p.marker, px(p.x), py(p.y), p.color, p.hollow ?? false)).join('');
+  const entries = [...legend.map((e) => ({ ...e, line: false, dashed: false })), ...lines.map((l) => ({ name: l.name, color: l.color, marker: undefined, hollow: false, line: true, dashed: l.dashed ?? false }))];
+  const key = entries
+    .map((e, k) => {
+      const y = T + 10 + 18 * k;
+      const sym = e.line
+        ? `<line x1="${W - R + 12}" x2="${W - R + 36}" y1="${y}" y2="${y}" stroke="${e.color}" stroke-width="1.5"${e.dashed ? ' stroke-dasharray="6 4"' : ''}/>`
+        : marker(e.marker ?? 'circle', W - R + 24, y, e.color, e.hollow ?? false);
+      return `${sym}<text x="${W - R + 42}" y="${y + 4}" font-size="11">${esc(e.name)}</text>`;
+    })
+    .join('');
+  write(
+    path,
+    W,
+    H,
+    `<defs>${clip}</defs><text x="${L}" y="24" font-size="14" font-weight="bold">${esc(title)}</text>${grid}${refs}${bars}${marks}${key}` +
+      `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle" font-size="12">${esc(xLabel)}</text>` +
+      `<text transform="translate(16 ${(T + H - Bm) / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(yLabel)}</text>`,
+  );
+}
+
 /** A line chart of y against x with axis labels. */
 export function lineChart(path: string, title: string, xs: number[], ys: number[], xLabel: string, yLabel: string): void {
   const [W, H, L, R, T, Bm] = [640, 360, 70, 20, 40, 50];

@@ -28,11 +28,10 @@ import {
 } from '../../src/index.js';
 import type { RelativeStabilityResult } from '../../src/index.js';
 import { useWasmBackend } from '../../src/backends/wasm.js';
-import { uniformGenerator } from '../../src/linalg/random.js';
 import { hasModel, loadModel, saveModel } from '../checkpoint.js';
 import { CIFAR10_CLASSES, loadCifar10 } from '../../src/data/index.js';
 import { CIFAR10_MEAN, CIFAR10_STD, exampleDataset } from '../data.js';
-import { cifarResnet } from '../models.js';
+import { cifarResnet, shuffled } from '../models.js';
 import { exampleArgs } from '../cli.js';
 import { planeFigure } from '../plane-figure.js';
 import { progressBar } from '../progress.js';
@@ -78,17 +77,6 @@ const accuracy = (model: tfl.LayersModel) =>
 // 1. R_f at initialisation, then train (or reuse the checkpoint), then R_f again.
 let model = cifarResnet(1);
 const atInit = await stability(model, 'at initialisation');
-/** 0 … n − 1 in a seeded random order (Fisher–Yates). */
-function shuffled(n: number, seed: number): Int32Array {
-  const u = uniformGenerator(seed);
-  const order = Int32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.min(i, Math.floor(u() * (i + 1)));
-    [order[i], order[j]] = [order[j] as number, order[i] as number];
-  }
-  return order;
-}
-
 const summary: Record<string, unknown> = { quick, epochs: EPOCHS, trainImages: TRAIN, testAccuracyAtInit: accuracy(model) };
 let trainSeconds: number;
 if (hasModel(CKPT) && !retrain) {
