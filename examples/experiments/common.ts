@@ -67,11 +67,13 @@ export function accuracy(model: tfl.LayersModel, x: tf.Tensor, labels: Int32Arra
 export function experimentArgs(moduleUrl: string) {
   const args = process.argv.slice(2);
   const here = dirname(fileURLToPath(moduleUrl));
+  const quick = args.includes('--quick');
   return {
-    quick: args.includes('--quick'),
+    quick,
     retrain: args.includes('--retrain'),
     dataDir: args.includes('--data') ? args[args.indexOf('--data') + 1] : undefined,
-    out: join(here, 'out'),
+    // A --quick run writes apart: its partial results must never stand in for a full run's.
+    out: quick ? join(here, 'out', 'quick') : join(here, 'out'),
   };
 }
 
