@@ -1,69 +1,156 @@
 /**
- * End-to-end test of the browser demo in headless Chromium (Debian's `chromium`, driven by
- * playwright-core): build the page with Vite, serve it, press "Walk", and check that the current
- * image changed, that a predicted label is shown and that no error was reported. Saves a screenshot
- * to examples/browser/out/screenshot.png. Exits non-zero on failure.
+ * End-to-end test of the explorer in headless Chromium (Debian's `chromium`, driven by
+ * playwright-core), on software WebGL: build the site with Vite, serve it, and check
+ *
+ * 1. after loading the bundled checkpoint: a prediction, tr G > 0, the eigenvectors of G drawn;
+ * 2. after a horizontal path of 20 steps: the current image changed, 20 steps counted;
+ * 3. after a 15 × 15 plane scan: the three maps drawn, the class map with more than one class;
+ * 4. the error panel: a model with two inputs, picked with the file input, shows infogeo's
+ *    UnsupportedModelError, and the page recovers (buttons enabled, the bundled model again);
+ * 5. the wasm backend (the .wasm files served by the site): G(x) and 5 path steps;
+ *
+ * with no page errors and no error shown (except in 4). Saves a screenshot after 1, 2 and 3 to
+ * examples/browser/out/explorer-{model,path,plane}.png (docs/images/ has copies) and one of the
+ * error panel. Exits non-zero on failure.
  *
  *   npm run test:browser        (CHROMIUM=/path/to/chromium to use another binary)
  */
-import { existsSync, mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { build, preview } from 'vite';
-import { prepareBrowserAssets } from './prepare.js';
+import '@tensorflow/tfjs-backend-cpu';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { saveModel } from '../checkpoint.js';
+import { canvasBytes, colours, fail, here, jobs, launch, serveSite, waitIdle } from './harness.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const executablePath = process.env['CHROMIUM'] ?? '/usr/bin/chromium';
-if (!existsSync(executablePath)) {
-  console.error(`Chromium not found at ${executablePath}: apt-get install chromium, or set CHROMIUM=/path/to/it.`);
-  process.exit(1);
+const t0 = Date.now();
+const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(0)} s`;
+const out = join(here, 'out');
+mkdirSync(out, { recursive: true });
+
+/** A model infogeo refuses: two image inputs (UnsupportedModelError), saved as model.json + weights.bin. */
+async function twoInputModel(dir: string): Promise<void> {
+  tf.env().set('PROD', true);
+  await tf.setBackend('cpu');
+  const a = tfl.input({ shape: [28, 28, 1], name: 'left' });
+  const b = tfl.input({ shape: [28, 28, 1], name: 'right' });
+  const flat = (x: tfl.SymbolicTensor, name: string) => tfl.layers.flatten({ name }).apply(x) as tfl.SymbolicTensor;
+  const joined = tfl.layers.concatenate({ name: 'joined' }).apply([flat(a, 'flat_left'), flat(b, 'flat_right')]) as tfl.SymbolicTensor;
+  const probs = tfl.layers.dense({ name: 'probs', units: 10, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: 1 }) }).apply(joined) as tfl.SymbolicTensor;
+  await saveModel(tfl.model({ inputs: [a, b], outputs: probs, name: 'two_inputs' }), dir);
 }
-const fail = (msg: string): never => {
-  console.error(`browser e2e: FAILED: ${msg}`);
-  process.exit(1);
-};
 
-await prepareBrowserAssets();
-await build({ configFile: join(here, 'vite.config.ts'), logLevel: 'warn' });
-const server = await preview({ configFile: join(here, 'vite.config.ts'), logLevel: 'warn', preview: { port: 0, host: '127.0.0.1' } });
-const url = server.resolvedUrls?.local[0] ?? fail('the preview server has no URL');
-const browser = await chromium.launch({
-  executablePath,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const site = await serveSite();
+console.log(`browser e2e: site built and served at ${site.url} (${elapsed()})${site.trained ? '' : ' — untrained model: run npm run demo for the checkpoint'}`);
+const browser = await launch();
 try {
-  const page = await browser.newPage();
+  const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-  await page.goto(`${url}?steps=20`); // headless Chromium renders WebGL in software: ~1 s per step
-  await page.waitForSelector('#walk:not([disabled])', { timeout: 120_000 });
-  const backend = await page.getAttribute('body', 'data-backend');
-  const pixels = () => page.evaluate(() => Array.from((document.getElementById('current') as HTMLCanvasElement).getContext('2d')!.getImageData(0, 0, 28, 28).data));
-  const before = await pixels();
-  await page.click('#walk');
-  const t0 = Date.now();
-  while ((await page.getAttribute('body', 'data-done')) !== 'true') {
-    if (Date.now() - t0 > 300_000) fail(`the walk did not finish in 5 minutes; status: ${await page.textContent('#status')}`);
-    await page.waitForTimeout(2000);
-    console.log(`  … ${await page.textContent('#status')}`);
-  }
-  const after = await pixels();
+  const noErrors = async (when: string) => {
+    if (errors.length > 0) fail(`${when}: page errors: ${errors.join('; ')}`);
+    const shown = await page.getAttribute('body', 'data-error');
+    if (shown !== null) fail(`${when}: the page shows an error: ${shown}: ${await page.textContent('#error-message')}`);
+  };
+  const attr = async (name: string) => (await page.getAttribute('body', `data-${name}`)) ?? '';
+  const screenshotUpTo = async (file: string, lastId: string) => {
+    const box = (await page.locator(`#${lastId}`).boundingBox()) ?? fail(`#${lastId} is not visible`);
+    await page.screenshot({ path: join(out, file), clip: { x: 0, y: 0, width: 1100, height: Math.ceil(box.y + box.height + 12) } });
+  };
+  const panel = (id: string, file: string) => page.locator(`#${id}`).screenshot({ path: join(out, file) });
+
+  // 1. The checkpoint, a 7, G(x).
+  await page.goto(`${site.url}?steps=20&grid=15`); // software WebGL: ~1–2 s per path step
+  await waitIdle(page, 0, 180_000, 'loading the model');
+  if ((await attr('ready')) !== 'true') fail('the page is not ready');
+  await noErrors('after loading');
+  const backend = await attr('backend');
+  if (backend !== 'webgl') fail(`expected the webgl backend, got ${backend}`);
+  const prediction = (await page.textContent('#prediction')) ?? '';
+  const trace = Number(await attr('trace'));
+  if (!/^label \d, p = \d\.\d{3}$/.test(prediction)) fail(`no prediction shown (got "${prediction}")`);
+  if (site.trained && (await attr('prediction')) !== '7') fail(`the trained CNN should call the first 7 a 7, got ${prediction}`);
+  if (!(trace > 0) || !(Number(await page.textContent('#trace')) > 0)) fail(`tr G should be > 0, got ${trace}`);
+  const eigen = await page.locator('#eigenvectors canvas').count();
+  if (eigen < 1) fail('no eigenvector of G drawn');
+  const eigenColours = await page.evaluate(() => {
+    const c = document.querySelector('#eigenvectors canvas') as HTMLCanvasElement;
+    return new Set(Array.from(c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data)).size;
+  });
+  if (eigenColours < 3) fail('the first eigenvector of G is drawn flat');
+  await screenshotUpTo('explorer-model.png', 'g-panel');
+  console.log(`browser e2e: 1. model loaded on ${backend}: "${prediction}", tr G = ${trace.toPrecision(4)}, ${eigen} eigenvectors drawn, ${await page.textContent('#tensors')} (${elapsed()})`);
+
+  // 2. A horizontal path of 20 steps towards the 1.
+  const before = await canvasBytes(page, 'path-current');
+  let n = await jobs(page);
+  await page.click('#horizontal');
+  await waitIdle(page, n, 240_000, 'the horizontal path');
+  await noErrors('after the path');
+  const after = await canvasBytes(page, 'path-current');
   const changed = after.filter((v, i) => v !== before[i]).length;
-  const label = (await page.textContent('#label')) ?? '';
-  const steps = Number(await page.getAttribute('body', 'data-steps'));
-  const status = (await page.textContent('#status')) ?? '';
-  mkdirSync(join(here, 'out'), { recursive: true });
-  await page.screenshot({ path: join(here, 'out', 'screenshot.png'), fullPage: true });
-  console.log(`browser e2e: backend ${backend}, ${steps} steps, ${changed} canvas bytes changed, "${label}", "${status}"`);
-  if (errors.length > 0) fail(`page errors: ${errors.join('; ')}`);
-  if ((await page.getAttribute('body', 'data-error')) !== null) fail('the page reported an error');
-  if (!(steps >= 10)) fail(`expected at least 10 steps, got ${steps}`);
-  if (changed === 0) fail('the current image did not change');
-  if (!/label \d, p = \d\.\d{3}/.test(label)) fail(`no predicted label shown (got "${label}")`);
-  console.log('browser e2e: passed');
+  const steps = Number(await attr('steps'));
+  const pathLabel = (await page.textContent('#path-label')) ?? '';
+  if (steps !== 20) fail(`expected 20 steps, got ${steps} (${await page.textContent('#status')})`);
+  if (changed === 0) fail('the current image of the path did not change');
+  if (!/^step 20: label \d, p = \d\.\d{3}$/.test(pathLabel)) fail(`no path label shown (got "${pathLabel}")`);
+  if ((await page.locator('#strip canvas').count()) !== 4) fail('expected 4 frames (one per call of 5 steps) in the strip');
+  await panel('path-panel', 'explorer-path.png');
+  console.log(`browser e2e: 2. horizontal path: ${steps} steps, ${changed} canvas bytes changed, "${pathLabel}", ${await attr('ms-per-step')} ms per step (${elapsed()})`);
+
+  // 3. The plane through the 7, the 1 and a 0.
+  n = await jobs(page);
+  await page.click('#scan');
+  await waitIdle(page, n, 240_000, 'the plane scan');
+  await noErrors('after the plane scan');
+  const classes = Number(await attr('plane-classes'));
+  if (!(classes > 1)) fail(`the plane should cross more than one class, got ${classes}`);
+  for (const id of ['map-class', 'map-entropy', 'map-volume']) {
+    const k = await colours(page, id);
+    if (k < 3) fail(`#${id} is not drawn (${k} colours)`);
+  }
+  await panel('plane-panel', 'explorer-plane.png');
+  console.log(`browser e2e: 3. plane 15 × 15: ${classes} classes, ${await attr('ms-per-point')} ms per point; "${await page.textContent('#plane-stats')}" (${elapsed()})`);
+
+  // 4. A model with two inputs: infogeo's UnsupportedModelError in the panel, then recovery.
+  const bad = join(out, 'two-inputs');
+  await twoInputModel(bad);
+  n = await jobs(page);
+  await page.setInputFiles('#model-files', [join(bad, 'model.json'), join(bad, 'weights.bin')]);
+  await waitIdle(page, n, 60_000, 'loading the two-input model');
+  const shown = await attr('error');
+  const panelText = (await page.textContent('#error')) ?? '';
+  if (shown !== 'UnsupportedModelError') fail(`expected UnsupportedModelError in the error panel, got "${shown}": ${panelText}`);
+  if (!(await page.isVisible('#error')) || !/infogeo UnsupportedModelError:.*2 inputs/.test(panelText)) fail(`the error panel does not show it: "${panelText}"`);
+  if (await page.isDisabled('#horizontal')) fail('the buttons stayed disabled after the error');
+  await page.screenshot({ path: join(out, 'explorer-error.png'), clip: { x: 0, y: 0, width: 1100, height: 260 } });
+  console.log(`browser e2e: 4. error panel: "${panelText.replace(/×$/, '')}" (${elapsed()})`);
+  n = await jobs(page);
+  await page.click('#bundled');
+  await waitIdle(page, n, 60_000, 'loading the bundled model again');
+  await noErrors('after loading the bundled model again');
+  if ((await attr('model')) !== 'bundled' || !(Number(await attr('trace')) > 0)) fail('the bundled model did not come back');
+
+  // 5. wasm: G(x) and 5 steps.
+  n = await jobs(page);
+  await page.selectOption('#backend', 'wasm');
+  await waitIdle(page, n, 60_000, 'switching to wasm');
+  await noErrors('after switching to wasm');
+  if ((await attr('backend')) !== 'wasm') fail(`expected the wasm backend, got ${await attr('backend')}`);
+  if (Math.abs(Number(await attr('trace')) - trace) > 1e-3 * trace) fail(`tr G on wasm (${await attr('trace')}) differs from webgl's (${trace})`);
+  await page.fill('#steps', '5');
+  n = await jobs(page);
+  await page.click('#horizontal');
+  await waitIdle(page, n, 60_000, 'the path on wasm');
+  await noErrors('after the path on wasm');
+  if (Number(await attr('steps')) !== 5) fail(`expected 5 steps on wasm, got ${await attr('steps')}`);
+  console.log(`browser e2e: 5. wasm: tr G = ${Number(await attr('trace')).toPrecision(4)}, 5 steps, ${await attr('ms-per-step')} ms per step; ${await page.textContent('#tensors')} (${elapsed()})`);
+
+  await page.screenshot({ path: join(out, 'explorer-full.png'), fullPage: true });
+  await noErrors('at the end');
+  console.log(`browser e2e: passed in ${elapsed()}; screenshots in examples/browser/out/`);
 } finally {
   await browser.close();
-  server.httpServer.close();
+  site.close();
 }
