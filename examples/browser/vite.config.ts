@@ -1,7 +1,8 @@
 import { defineConfig } from 'vite';
 
-// The page, its generated assets (public/: the model and two digits, written by prepare.ts) and the
-// build output (dist/) all live in examples/browser.
+// The explorer, its generated assets (public/: the model, 30 test digits and the wasm binaries,
+// written by prepare.ts) and the build output (dist/: a static site that runs from any folder, hence
+// base './') all live in examples/browser.
 export default defineConfig({
   root: __dirname,
   base: './',
