@@ -7,7 +7,8 @@
  * 3. after a 15 × 15 plane scan: the three maps drawn, the class map with more than one class;
  * 4. the error panel: a model with two inputs, picked with the file input, shows infogeo's
  *    UnsupportedModelError, and the page recovers (buttons enabled, the bundled model again);
- * 5. the wasm backend (the .wasm files served by the site): G(x) and 5 path steps;
+ * 5. the wasm backend (the .wasm files served by the site): G(x) and 5 path steps; an orthogonal
+ *    path stopped with Stop; a PNG of the user's (a 56 × 56 RGB 3), resized and analysed;
  *
  * with no page errors and no error shown (except in 4). Saves a screenshot after 1, 2 and 3 to
  * examples/browser/out/explorer-{model,path,plane}.png (docs/images/ has copies) and one of the
@@ -18,9 +19,11 @@
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PNG } from 'pngjs';
 import { saveModel } from '../checkpoint.js';
+import type { DigitsFile } from './prepare.js';
 import { canvasBytes, colours, fail, here, jobs, launch, serveSite, waitIdle } from './harness.js';
 
 const t0 = Date.now();
@@ -38,6 +41,19 @@ async function twoInputModel(dir: string): Promise<void> {
   const joined = tfl.layers.concatenate({ name: 'joined' }).apply([flat(a, 'flat_left'), flat(b, 'flat_right')]) as tfl.SymbolicTensor;
   const probs = tfl.layers.dense({ name: 'probs', units: 10, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: 1 }) }).apply(joined) as tfl.SymbolicTensor;
   await saveModel(tfl.model({ inputs: [a, b], outputs: probs, name: 'two_inputs' }), dir);
+}
+
+/** The first bundled 3 as a 56 × 56 RGB PNG (each pixel doubled), as a user's image would come. */
+function userPng(file: string): void {
+  const digits = JSON.parse(readFileSync(join(here, 'public', 'digits.json'), 'utf8')) as DigitsFile;
+  const three = digits.digits.find((d) => d.label === 3)!.pixels;
+  const png = new PNG({ width: 56, height: 56 });
+  for (let y = 0; y < 56; y++)
+    for (let x = 0; x < 56; x++) {
+      const g = three[(y >> 1) * 28 + (x >> 1)]!;
+      png.data.set([g, g, g, 255], 4 * (y * 56 + x));
+    }
+  writeFileSync(file, PNG.sync.write(png));
 }
 
 const site = await serveSite();
@@ -80,10 +96,12 @@ try {
   });
   if (eigenColours < 3) fail('the first eigenvector of G is drawn flat');
   await screenshotUpTo('explorer-model.png', 'g-panel');
+  const tensors = await attr('tensors'); // the model's weights: the same number after every action
   console.log(`browser e2e: 1. model loaded on ${backend}: "${prediction}", tr G = ${trace.toPrecision(4)}, ${eigen} eigenvectors drawn, ${await page.textContent('#tensors')} (${elapsed()})`);
 
   // 2. A horizontal path of 20 steps towards the 1.
   const before = await canvasBytes(page, 'path-current');
+  await page.fill('#step-size', '0.5'); // 20 steps of 0.1 barely show; 0.5 moves the 7 visibly
   let n = await jobs(page);
   await page.click('#horizontal');
   await waitIdle(page, n, 240_000, 'the horizontal path');
@@ -124,7 +142,8 @@ try {
   if (shown !== 'UnsupportedModelError') fail(`expected UnsupportedModelError in the error panel, got "${shown}": ${panelText}`);
   if (!(await page.isVisible('#error')) || !/infogeo UnsupportedModelError:.*2 inputs/.test(panelText)) fail(`the error panel does not show it: "${panelText}"`);
   if (await page.isDisabled('#horizontal')) fail('the buttons stayed disabled after the error');
-  await page.screenshot({ path: join(out, 'explorer-error.png'), clip: { x: 0, y: 0, width: 1100, height: 260 } });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: join(out, 'explorer-error.png'), clip: { x: 0, y: 0, width: 1100, height: 340 } });
   console.log(`browser e2e: 4. error panel: "${panelText.replace(/×$/, '')}" (${elapsed()})`);
   n = await jobs(page);
   await page.click('#bundled');
@@ -146,9 +165,33 @@ try {
   await noErrors('after the path on wasm');
   if (Number(await attr('steps')) !== 5) fail(`expected 5 steps on wasm, got ${await attr('steps')}`);
   console.log(`browser e2e: 5. wasm: tr G = ${Number(await attr('trace')).toPrecision(4)}, 5 steps, ${await attr('ms-per-step')} ms per step; ${await page.textContent('#tensors')} (${elapsed()})`);
+  // Stop: an orthogonal path of 1000 steps, stopped after a few calls.
+  await page.fill('#steps', '1000');
+  n = await jobs(page);
+  await page.click('#orthogonal');
+  await page.waitForFunction(() => Number(document.body.dataset['steps']) >= 10, undefined, { timeout: 60_000 });
+  await page.click('#stop');
+  await waitIdle(page, n, 30_000, 'stopping the orthogonal path');
+  await noErrors('after Stop');
+  const stopped = Number(await attr('steps'));
+  const stopStatus = (await page.textContent('#status')) ?? '';
+  if (!(stopped >= 10 && stopped < 1000) || !/stopped after/.test(stopStatus)) fail(`Stop did not stop the path: ${stopped} steps, "${stopStatus}"`);
+  if (site.trained && (await attr('path-label')) !== '7') fail(`the orthogonal path should keep the 7, got ${await attr('path-label')}`);
+  console.log(`browser e2e: 5. wasm: orthogonal path stopped: "${stopStatus}", "${await page.textContent('#path-label')}"`);
+  // A user's PNG: resized to 28 × 28, grey, normalised, analysed.
+  const png = join(out, 'user-three.png');
+  userPng(png);
+  n = await jobs(page);
+  await page.setInputFiles('#image-files', png);
+  await waitIdle(page, n, 60_000, 'analysing the PNG');
+  await noErrors('after the PNG');
+  if ((await page.locator('#gallery button').count()) !== 31) fail('the PNG was not added to the gallery');
+  if (site.trained && (await attr('prediction')) !== '3') fail(`the CNN should call the PNG a 3, got ${await page.textContent('#prediction')}`);
+  console.log(`browser e2e: 5. wasm: a 56 × 56 RGB PNG: "${await page.textContent('#prediction')}", tr G = ${Number(await attr('trace')).toPrecision(4)}; ${await page.textContent('#tensors')} (${elapsed()})`);
 
   await page.screenshot({ path: join(out, 'explorer-full.png'), fullPage: true });
   await noErrors('at the end');
+  if ((await attr('tensors')) !== tensors) fail(`tensors leaked: ${tensors} after loading, ${await attr('tensors')} at the end`);
   console.log(`browser e2e: passed in ${elapsed()}; screenshots in examples/browser/out/`);
 } finally {
   await browser.close();

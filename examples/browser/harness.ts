@@ -18,9 +18,15 @@ export const fail = (msg: string): never => {
   process.exit(1);
 };
 
-/** Headless Chromium's flags: software WebGL (SwiftShader) with `--disable-gpu`; WebGPU needs `--enable-unsafe-webgpu` and no `--disable-gpu`. */
+/**
+ * Headless Chromium's flags: software WebGL (SwiftShader) with `--disable-gpu`. WebGPU needs
+ * `--enable-unsafe-webgpu`, no `--disable-gpu`, and SwiftShader's Vulkan (the three flags of
+ * tests/browser/run.ts): tfjs reads tensors synchronously on webgpu through a WebGPU canvas, which
+ * headless Chromium composites only with them.
+ */
 export function chromiumArgs(webgpu = false): string[] {
-  return ['--headless', '--no-sandbox', ...(webgpu ? ['--enable-unsafe-webgpu'] : ['--disable-gpu']), '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+  const gpu = webgpu ? ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-angle=swiftshader'] : ['--disable-gpu'];
+  return ['--headless', '--no-sandbox', ...gpu, '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 }
 
 /** Writes public/, builds dist/ and serves it; returns the URL and a function that stops the server. */

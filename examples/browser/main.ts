@@ -162,9 +162,18 @@ async function useModel(source: ModelSource, signal: AbortSignal): Promise<void>
   $('model-name').textContent = loaded.name;
   $('model-info').textContent = `input [${inputShape.join(', ')}], ${classes ?? '?'} classes, ${m.countParams().toLocaleString('en')} weights, ${m.layers.length} layers${source.kind === 'bundled' && !state.trained ? ' — untrained: run `npm run demo` for the trained checkpoint' : ''}`;
   mark({ model: source.kind === 'bundled' ? 'bundled' : 'user' });
+  clearResults();
   setNormalisation(source.kind === 'bundled' ? state.bundledNorm : { mean: [0], std: [1] });
   drawChosen();
   await analyse(signal);
+}
+
+/** Empties every result panel (a new model makes them stale). */
+function clearResults(): void {
+  for (const id of ['prediction', 'trace', 'path-label', 'path-stats', 'plane-stats']) $(id).textContent = '–';
+  for (const id of ['eigenvalues', 'eigenvectors', 'strip', 'legend-class', 'legend-entropy', 'legend-volume']) $(id).replaceChildren();
+  for (const id of ['map-class', 'map-entropy', 'map-volume']) canvas(id).getContext('2d')!.clearRect(0, 0, canvas(id).width, canvas(id).height);
+  mark({ prediction: undefined, probability: undefined, trace: undefined, msG: undefined, steps: undefined, pathDone: undefined, planeDone: undefined, planeClasses: undefined });
 }
 
 function setNormalisation(norm: Normalisation): void {
@@ -319,10 +328,11 @@ async function walk(kind: 'horizontal' | 'orthogonal', signal: AbortSignal): Pro
       status(`${kind} path: ${done} of ${total} steps, ${steady.toFixed(0)} ms per step on ${tf.getBackend()}`);
       mark({ steps: done, msPerStep: steady.toFixed(1), pathLabel: label });
       if (p.stopReason !== 'maxSteps') {
-        status(`${kind} path: ${p.stopReason} after ${done} steps (distance ${distance.toFixed(2)})`);
+        status(`${kind} path: ${p.stopReason === 'aborted' ? 'stopped' : p.stopReason} after ${done} steps (distance ${distance.toFixed(2)})`);
         break;
       }
     }
+    if (signal.aborted) status(`${kind} path: stopped after ${done} steps`);
   } finally {
     tf.dispose([x, source, ...(target ? [target] : []), ...(direction ? [direction] : [])]);
     mark({ pathDone: 'true' });
