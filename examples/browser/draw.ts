@@ -96,33 +96,35 @@ export interface Grid {
   anchors: readonly (readonly [number, number])[];
 }
 
-/** Pixels per grid cell of the heat maps. */
-const CELL = 12;
+/** The side of the heat maps' canvases, in pixels (their CSS size). */
+const MAP_SIZE = 180;
 
 /**
  * Draws a steps × steps grid as a heat map, b increasing upwards (as in the papers' plane figures),
- * with the three anchor images marked 1, 2, 3. `colour` maps a grid index to an RGB colour.
+ * with the three anchor images marked 1, 2, 3. `colour` maps a grid index to a CSS colour.
  */
 export function drawHeatMap(canvas: HTMLCanvasElement, grid: Grid, colour: (index: number) => string): void {
   const { steps, range, anchors } = grid;
-  const size = steps * CELL;
-  const ctx = sized(canvas, size, size);
+  const ctx = sized(canvas, MAP_SIZE, MAP_SIZE);
+  const cell = MAP_SIZE / steps;
+  const edge = (k: number) => Math.round(k * cell);
   for (let j = 0; j < steps; j++)
     for (let i = 0; i < steps; i++) {
       ctx.fillStyle = colour(j * steps + i);
-      ctx.fillRect(i * CELL, (steps - 1 - j) * CELL, CELL, CELL);
+      const row = steps - 1 - j;
+      ctx.fillRect(edge(i), edge(row), edge(i + 1) - edge(i), edge(row + 1) - edge(row));
     }
   // Anchors: grid index (v − lo)/(hi − lo)·(steps − 1) is the centre of a cell.
   const [lo, hi] = range;
-  const at = (v: number) => ((v - lo) / (hi - lo)) * (steps - 1) * CELL + CELL / 2;
-  ctx.font = `bold ${CELL}px system-ui, sans-serif`;
+  const at = (v: number) => ((v - lo) / (hi - lo)) * (steps - 1) * cell + cell / 2;
+  ctx.font = 'bold 11px system-ui, sans-serif';
   ctx.textAlign = 'center';
   ctx.textBaseline = 'middle';
   anchors.forEach(([a, b], k) => {
-    const [x, y] = [at(a), size - at(b)];
+    const [x, y] = [at(a), MAP_SIZE - at(b)];
     ctx.fillStyle = 'white';
     ctx.beginPath();
-    ctx.arc(x, y, CELL * 0.7, 0, 2 * Math.PI);
+    ctx.arc(x, y, 7, 0, 2 * Math.PI);
     ctx.fill();
     ctx.strokeStyle = 'black';
     ctx.stroke();

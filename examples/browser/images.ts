@@ -91,7 +91,7 @@ export function toInput(picture: Picture, layout: Layout, inputShape: number[], 
 export function parseNormalisation(meanText: string, stdText: string, channels: number): Normalisation {
   const parse = (text: string, what: string) => {
     const values = text.split(',').map((s) => Number(s.trim()));
-    if (values.length === 0 || values.some((v) => !Number.isFinite(v) || Number.isNaN(v)) || text.trim() === '') throw new Error(`${what} must be a number or ${channels} numbers separated by commas, got "${text}"`);
+    if (values.length === 0 || values.some((v) => !Number.isFinite(v) || Number.isNaN(v)) || text.trim() === '') throw new Error(`${what} must be a number${channels > 1 ? ` or ${channels} numbers (one per channel) separated by commas` : ''}, got "${text}"`);
     if (values.length !== 1 && values.length !== channels) throw new Error(`${what} has ${values.length} values; the model's input has ${channels} channel(s)`);
     return values;
   };
