@@ -34,7 +34,7 @@ export async function useBackend(name: BackendName): Promise<string> {
   const ok = await tf.setBackend(name).catch(() => false);
   if (!ok) {
     if (previous) await tf.setBackend(previous);
-    throw new Error(`the ${name} backend did not start${name === 'webgpu' ? ` (navigator.gpu: ${'gpu' in navigator ? 'present' : 'absent'})` : ''}; still on ${tf.getBackend()}`);
+    throw new Error(`the ${name} backend did not start${name === 'webgpu' ? ` (navigator.gpu: ${'gpu' in navigator ? 'present' : 'absent: WebGPU needs a recent browser and a secure context, https or localhost'})` : ''}`);
   }
   await tf.ready();
   registerGradientKernels();

@@ -19,7 +19,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { horizontalPath, InfogeoError, localDataMatrix, orthogonalPath, planeThroughPoints, scanPlane } from '../../src/index.js';
-import type { LeafPath } from '../../src/index.js';
+import type { LeafPath, Target } from '../../src/index.js';
 import { BACKENDS, offered, useBackend } from './backend.js';
 import type { BackendName } from './backend.js';
 import { CLASS_COLOURS, classLegend, colourBar, drawHeatMap, drawInput, drawSigned, finiteRange, rgb, viridis } from './draw.js';
@@ -163,6 +163,8 @@ async function useModel(source: ModelSource, signal: AbortSignal): Promise<void>
   $('model-info').textContent = `input [${inputShape.join(', ')}], ${classes ?? '?'} classes, ${m.countParams().toLocaleString('en')} weights, ${m.layers.length} layers${source.kind === 'bundled' && !state.trained ? ' — untrained: run `npm run demo` for the trained checkpoint' : ''}`;
   mark({ model: source.kind === 'bundled' ? 'bundled' : 'user' });
   clearResults();
+  $('layers').replaceChildren(...['logits', 'logProbs', ...m.layers.map((l) => l.name)].map((value) => Object.assign(document.createElement('option'), { value })));
+  $<HTMLInputElement>('phi').value = '';
   setNormalisation(source.kind === 'bundled' ? state.bundledNorm : { mean: [0], std: [1] });
   drawChosen();
   await analyse(signal);
@@ -363,6 +365,9 @@ async function scan(signal: AbortSignal): Promise<void> {
   const steps = Math.max(2, Math.round(Number($<HTMLInputElement>('grid').value)));
   const volume = $<HTMLSelectElement>('volume').value as 'plane' | 'effective';
   const range: [number, number] = [-1, 1];
+  // Φ: blank for infogeo's default (the layer that feeds the last one), 'logits', 'logProbs' or a layer's name.
+  const phi = $<HTMLInputElement>('phi').value.trim();
+  const target: Target | undefined = phi === '' ? undefined : phi === 'logits' || phi === 'logProbs' ? phi : { layer: phi };
   const points = tf.tidy(() => {
     const [a, b, c] = [input('image'), input('target'), input('third')];
     return tf.concat([a, b, c], 0);
@@ -378,6 +383,7 @@ async function scan(signal: AbortSignal): Promise<void> {
       steps,
       range,
       volume,
+      ...(target ? { target } : {}),
       signal,
       onProgress: ({ done, total }) => {
         progress(done, total);
@@ -485,10 +491,16 @@ async function start(): Promise<void> {
   const wanted = (params.get('backend') ?? 'webgl') as BackendName;
   $<HTMLInputElement>('steps').value = params.get('steps') ?? '100';
   $<HTMLInputElement>('grid').value = params.get('grid') ?? '15';
-  await useBackend(BACKENDS.includes(wanted) ? wanted : 'webgl').catch(async (e: unknown) => {
-    console.warn(`${(e as Error).message}; using cpu`);
-    await useBackend('cpu');
-  });
+  // The backend asked for, else webgl, else cpu (which always starts); a fallback is reported below.
+  let fallback: Error | undefined;
+  for (const name of [...new Set([BACKENDS.includes(wanted) ? wanted : 'webgl', 'webgl', 'cpu'] as BackendName[])]) {
+    try {
+      await useBackend(name);
+      break;
+    } catch (e) {
+      fallback ??= e as Error;
+    }
+  }
   mark({ backend: tf.getBackend() });
   const digits = await loadDigits('./digits.json');
   state.pictures = digits.pictures;
@@ -504,6 +516,7 @@ async function start(): Promise<void> {
   drawGallery();
   wire();
   await job('load', (s) => useModel(BUNDLED, s));
+  if (fallback && !document.body.dataset['error']) showError(new Error(`${fallback.message}: the page runs on ${tf.getBackend()}`));
   mark({ ready: 'true' });
 }
 
