@@ -102,7 +102,9 @@ try {
 
   // 2. A horizontal path of 20 steps towards the 1.
   const before = await canvasBytes(page, 'path-current');
-  await page.fill('#step-size', '0.5'); // 20 steps of 0.1 barely show; 0.5 moves the 7 visibly
+  // 20 steps of 0.1 barely show; 0.5 moves the 7 visibly. The untrained CNN (CI has no checkpoint)
+  // has leaves so narrow that steps of 0.5 stall (the in-leaf part of target − x < α/2): 0.1 there.
+  await page.fill('#step-size', site.trained ? '0.5' : '0.1');
   let n = await jobs(page);
   await page.click('#horizontal');
   await waitIdle(page, n, 240_000, 'the horizontal path');
