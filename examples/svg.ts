@@ -78,12 +78,11 @@ export function imageStrip(path: string, title: string, images: { uri: string; c
   write(path, w, h, `<text x="${pad}" y="24" font-size="14" font-weight="bold">${esc(title)}</text>${parts.join('')}`);
 }
 
-/** Several series on log–log axes (positive values only), with a legend. */
-export function logLogChart(path: string, title: string, series: { name: string; xs: number[]; ys: number[]; color: string; dashed?: boolean }[], xLabel: string, yLabel: string): void {
-  const [W, H, L, R, T, Bm] = [680, 400, 70, 170, 40, 50];
-  const pts = series.flatMap((s) => s.xs.map((x, i) => [x, s.ys[i] as number] as const)).filter(([x, y]) => x > 0 && y > 0 && Number.isFinite(y));
-  const lx = pts.map(([x]) => Math.log10(x));
-  const ly = pts.map(([, y]) => Math.log10(y));
+/**
+ * Decade-aligned log–log axes for the log10 values `lx`, `ly` in a W × H figure with margins L, R,
+ * T, Bm: the maps from data to pixels and the grid with its labels.
+ */
+function logAxes(lx: number[], ly: number[], [W, H, L, R, T, Bm]: [number, number, number, number, number, number]): { px: (x: number) => number; py: (y: number) => number; grid: string } {
   const [x0, x1] = [Math.floor(Math.min(...lx)), Math.ceil(Math.max(...lx))];
   const [y0, y1] = [Math.floor(Math.min(...ly)), Math.ceil(Math.max(...ly))];
   const px = (x: number) => L + ((Math.log10(x) - x0) / (x1 - x0 || 1)) * (W - L - R);
@@ -92,6 +91,16 @@ export function logLogChart(path: string, title: string, series: { name: string;
     ...Array.from({ length: x1 - x0 + 1 }, (_, k) => `<line x1="${px(10 ** (x0 + k))}" x2="${px(10 ** (x0 + k))}" y1="${T}" y2="${H - Bm}" stroke="#eee"/><text x="${px(10 ** (x0 + k))}" y="${H - Bm + 18}" text-anchor="middle" font-size="11">1e${x0 + k}</text>`),
     ...Array.from({ length: y1 - y0 + 1 }, (_, k) => `<line x1="${L}" x2="${W - R}" y1="${py(10 ** (y0 + k))}" y2="${py(10 ** (y0 + k))}" stroke="#eee"/><text x="${L - 8}" y="${py(10 ** (y0 + k)) + 4}" text-anchor="end" font-size="11">1e${y0 + k}</text>`),
   ].join('');
+  return { px, py, grid };
+}
+
+/** Several series on log–log axes (positive values only), with a legend. */
+export function logLogChart(path: string, title: string, series: { name: string; xs: number[]; ys: number[]; color: string; dashed?: boolean }[], xLabel: string, yLabel: string): void {
+  const [W, H, L, R, T, Bm] = [680, 400, 70, 170, 40, 50];
+  const pts = series.flatMap((s) => s.xs.map((x, i) => [x, s.ys[i] as number] as const)).filter(([x, y]) => x > 0 && y > 0 && Number.isFinite(y));
+  const lx = pts.map(([x]) => Math.log10(x));
+  const ly = pts.map(([, y]) => Math.log10(y));
+  const { px, py, grid } = logAxes(lx, ly, [W, H, L, R, T, Bm]);
   const lines = series
     .map((s, k) => {
       const p = s.xs.map((x, i) => [x, s.ys[i] as number] as const).filter(([x, y]) => x > 0 && y > 0 && Number.isFinite(y));
@@ -140,14 +149,7 @@ export function logLogScatter(
   const shown = points.filter((p) => ok(p.x) && ok(p.y));
   const lx = shown.flatMap((p) => [p.x, ...(ok(p.xLo) ? [p.xLo as number] : []), ...(ok(p.xHi) ? [p.xHi as number] : [])]).map(Math.log10);
   const ly = shown.map((p) => Math.log10(p.y));
-  const [x0, x1] = [Math.floor(Math.min(...lx)), Math.ceil(Math.max(...lx))];
-  const [y0, y1] = [Math.floor(Math.min(...ly)), Math.ceil(Math.max(...ly))];
-  const px = (x: number) => L + ((Math.log10(x) - x0) / (x1 - x0 || 1)) * (W - L - R);
-  const py = (y: number) => H - Bm - ((Math.log10(y) - y0) / (y1 - y0 || 1)) * (H - T - Bm);
-  const grid = [
-    ...Array.from({ length: x1 - x0 + 1 }, (_, k) => `<line x1="${px(10 ** (x0 + k))}" x2="${px(10 ** (x0 + k))}" y1="${T}" y2="${H - Bm}" stroke="#eee"/><text x="${px(10 ** (x0 + k))}" y="${H - Bm + 18}" text-anchor="middle" font-size="11">1e${x0 + k}</text>`),
-    ...Array.from({ length: y1 - y0 + 1 }, (_, k) => `<line x1="${L}" x2="${W - R}" y1="${py(10 ** (y0 + k))}" y2="${py(10 ** (y0 + k))}" stroke="#eee"/><text x="${L - 8}" y="${py(10 ** (y0 + k)) + 4}" text-anchor="end" font-size="11">1e${y0 + k}</text>`),
-  ].join('');
+  const { px, py, grid } = logAxes(lx, ly, [W, H, L, R, T, Bm]);
   // Reference lines, clipped to the plotting area.
   const clip = `<clipPath id="area"><rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - Bm}"/></clipPath>`;
   const refs = lines
