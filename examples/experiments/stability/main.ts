@@ -198,7 +198,6 @@ for (const arch of SWEEP_ARCHS) for (const P of SWEEP) jobs.push({ id: `mnist/${
 const partialPath = join(out, 'partial.json');
 if (retrain) rmSync(partialPath, { force: true });
 const rows: Row[] = readJson<Row[]>(partialPath) ?? [];
-const t0 = performance.now();
 for (const dataset of DATASETS) {
   const todo = jobs.filter((j) => j.dataset === dataset && !rows.some((r) => r.id === j.id));
   if (todo.length === 0) continue;
@@ -251,14 +250,16 @@ const summary = {
   /** ε/√R_f per trained network: the paper's line is ε = 0.2·√R_f. */
   errorOverSqrtR: Object.fromEntries(trainedGrid.map((r) => [r.id, r.testError / Math.sqrt(r.R)])),
   initToTrained: change,
-  minutes: Math.round((performance.now() - t0) / 60000),
+  /** Training and measuring, summed over the rows (a resumed run's rows included). */
+  minutes: Math.round(rows.reduce((a, r) => a + r.seconds, 0) / 60),
 };
 writeSummary(out, summary);
 
 // Figure 1: test error against R_f (log–log), the trained grid filled, the initialisations hollow.
 const COLOR: Record<Dataset, string> = { mnist: '#1f77b4', 'fashion-mnist': '#2ca02c', cifar10: '#d62728' };
 const MARK: Record<Arch, [Marker, string]> = { fc2: ['circle', 'FC2'], fc4: ['diamond', 'FC4'], lenet: ['triangle', 'LeNet'], cnn: ['square', 'CNN'], resnet8: ['down', 'ResNet-8'] };
-const grid = rows.filter((r) => r.P === TRAIN || !r.trained);
+/** The grid's rows in the order data set, network, initialisation then trained. */
+const grid = DATASETS.flatMap((d) => ARCHS.flatMap((a) => [get(`${d}/${a}/init`), get(`${d}/${a}/P${TRAIN}`)]));
 const Rs = grid.map((r) => r.R).filter((v) => v > 0);
 const line = Array.from({ length: 50 }, (_, i) => (Math.min(...Rs) / 2) * ((4 * Math.max(...Rs)) / Math.min(...Rs)) ** (i / 49));
 logLogScatter(
@@ -284,14 +285,23 @@ seriesChart(
     const color = ['#1f77b4', '#ff7f0e'][k] as string;
     return [
       { name: `R_f ${MARK[a][1]}`, xs: SWEEP, ys: rs.map((r) => r.R), color },
-      { name: `10 × error ${MARK[a][1]}`, xs: SWEEP, ys: rs.map((r) => 10 * r.testError), color, dashed: true },
+      { name: `error % ${MARK[a][1]}`, xs: SWEEP, ys: rs.map((r) => 100 * r.testError), color, dashed: true },
     ];
   }),
   'training images P',
-  'R_f; 10 × test error',
-  { logX: true },
+  'R_f; test error in %',
+  { logX: true, zero: false },
+);
+
+// The README's tables, from the same rows.
+const fmt = (v: number) => (v >= 0.1 ? v.toFixed(2) : v.toPrecision(2));
+const tableRow = (r: Row) => `| ${TITLE[r.dataset]} | ${MARK[r.arch][1]} | ${r.trained ? r.P.toLocaleString('en-US') : 'init'} | ${(100 * r.testError).toFixed(1)} % | ${fmt(r.R)} [${fmt(r.Rlo)}, ${fmt(r.Rhi)}] | ${r.D.toExponential(2)} | ${r.G.toExponential(2)} |`;
+const head = '| data | network | trained on | test error | R_f [95 % interval] | D_f | G_f |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |';
+writeFileSync(
+  join(out, 'tables.md'),
+  `${head}\n${grid.map(tableRow).join('\n')}\n\n${head}\n${rows.filter((r) => r.dataset === 'mnist' && SWEEP_ARCHS.includes(r.arch) && SWEEP.includes(r.P)).map(tableRow).join('\n')}\n`,
 );
 
 console.log(`\nSpearman ρ(R_f, error) over the ${trainedGrid.length} trained networks: ${summary.spearman.pooled.rhoR.toFixed(2)}; ρ(D_f, error): ${summary.spearman.pooled.rhoD.toFixed(2)}`);
 for (const d of DATASETS) console.log(`  ${TITLE[d]}: ρ(R_f) ${byDataset[d]!.rhoR.toFixed(2)}, ρ(D_f) ${byDataset[d]!.rhoD.toFixed(2)}`);
-console.log(`wrote ${join(out, 'summary.json')}, error-vs-rf.svg/.png and sweep.svg/.png (${summary.minutes} min)`);
+console.log(`wrote ${join(out, 'summary.json')}, tables.md, error-vs-rf.svg/.png and sweep.svg/.png (${summary.minutes} min)`);
