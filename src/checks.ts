@@ -128,7 +128,22 @@ export function checkRunOptions(options: { onProgress?: unknown; signal?: unknow
  * not finite (which finite entries can also give, by overflow) is checked entry by entry, in
  * JavaScript.
  */
-export function allFinite(t: tf.Tensor): boolean {
+export async function allFinite(t: tf.Tensor): Promise<boolean> {
+  const sum = tf.sum(t);
+  try {
+    if (Number.isFinite((await sum.data())[0])) return true;
+  } finally {
+    sum.dispose();
+  }
+  return ((await t.data()) as ArrayLike<number> & { every(f: (v: number) => boolean): boolean }).every(Number.isFinite);
+}
+
+/**
+ * {@link allFinite}, read synchronously (`dataSync`): for the synchronous functions only
+ * (`deform`, `matchedNoise`, `planeThroughPoints`, a projector's `project`, `LowRankPSD`'s
+ * `matvec`). The asynchronous ones read asynchronously, which a GPU backend does without blocking.
+ */
+export function allFiniteSync(t: tf.Tensor): boolean {
   if (Number.isFinite(tf.tidy(() => tf.sum(t).dataSync()[0]))) return true;
   return (t.dataSync() as ArrayLike<number> & { every(f: (v: number) => boolean): boolean }).every(Number.isFinite);
 }

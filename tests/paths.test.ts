@@ -174,7 +174,11 @@ describe.skipIf(MNIST_DIR === undefined)(`paths on a CNN trained on real MNIST${
     // batch of one with the same seed take the same path; another seed does not.
     expectClose(again!.frames, a!.frames, { rtol: 1e-6, label: 'same seed' });
     expect(tf.tidy(() => tf.max(tf.abs(tf.sub(other!.frames, a!.frames))).dataSync()[0])).toBeGreaterThan(0.01);
-    tf.dispose([src, one, a!.frames, b!.frames, again!.frames, other!.frames]);
+    // The default seed (0) is a seed too: tfjs draws from Math.random for a falsy seed.
+    const [d1] = await orthogonalPath(model, one, { maxSteps: 3 });
+    const [d2] = await orthogonalPath(model, one, { maxSteps: 3 });
+    expect(Array.from(d2!.frames.dataSync())).toEqual(Array.from(d1!.frames.dataSync()));
+    tf.dispose([src, one, a!.frames, b!.frames, again!.frames, other!.frames, d1!.frames, d2!.frames]);
   });
 
   it('abort ends every path with reason "aborted"', async () => {

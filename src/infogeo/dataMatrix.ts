@@ -61,11 +61,16 @@ export interface LocalDataMatrixResult {
 export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options: LocalDataMatrixOptions = {}): Promise<LocalDataMatrixResult> {
   const fn = 'localDataMatrix';
   const clf = wrapClassifier(model, options, fn);
-  checkBatch(clf, x, fn);
+  await checkBatch(clf, x, fn);
   const { D, logits, reference } = await logitDifferences(clf, x, options, fn);
   const { factor, probs } = await multinomialFactor(D, logits, reference);
   tf.dispose([D, logits]);
-  return { G: ownedPSD(factor, fn), probs };
+  try {
+    return { G: await ownedPSD(factor, fn), probs };
+  } catch (e) {
+    probs.dispose();
+    throw e;
+  }
 }
 
 /**
@@ -143,7 +148,7 @@ export interface DistributionProjectorOptions extends LocalDataMatrixOptions, Ra
 export async function distributionProjector(model: LayersModel, x: tf.Tensor, options: DistributionProjectorOptions = {}): Promise<RowSpaceProjector> {
   const fn = 'distributionProjector';
   const clf = wrapClassifier(model, options, fn);
-  checkBatch(clf, x, fn);
+  await checkBatch(clf, x, fn);
   const { bases, dim } = await leafGeometry(clf, x, options, fn);
   return new RowSpaceProjector(bases, dim);
 }

@@ -50,18 +50,23 @@ export interface LocalFisherResult {
  * S_b (e_c − e_k), so that S is applied on the C logits, never on the d-wide rows.
  */
 async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions, fn: string) {
-  const cotangents = (logits: tf.Tensor2D) =>
-    tf.tidy(() => {
-      const [B, C] = logits.shape;
-      const values = logits.dataSync();
-      const reference = referenceClasses(values, B, C);
-      return tf.matMul(multinomialSqrts(probabilities64(values, B, C), reference, C), referenceDifferenceRows(reference, C)) as tf.Tensor3D;
-    });
+  const cotangents = async (logits: tf.Tensor2D) => {
+    const [B, C] = logits.shape;
+    const values = await logits.data();
+    const reference = referenceClasses(values, B, C);
+    return tf.tidy(() => tf.matMul(multinomialSqrts(probabilities64(values, B, C), reference, C), referenceDifferenceRows(reference, C)) as tf.Tensor3D);
+  };
   const { jacobian: factor, slices, logits } = await weightRows(model, x, options, (C) => C - 1, cotangents, fn);
   const [B, C] = logits.shape;
-  const probs = tf.tensor2d(Float32Array.from(probabilities64(logits.dataSync(), B, C)), [B, C]);
-  logits.dispose();
-  return { factor, probs, slices };
+  try {
+    const probs = tf.tensor2d(Float32Array.from(probabilities64(await logits.data(), B, C)), [B, C]);
+    return { factor, probs, slices };
+  } catch (e) {
+    factor.dispose();
+    throw e;
+  } finally {
+    logits.dispose();
+  }
 }
 
 /**
@@ -89,7 +94,12 @@ async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFish
  */
 export async function localFisher(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions = {}): Promise<LocalFisherResult> {
   const { factor, probs, slices } = await fisherFactor(model, x, options, 'localFisher');
-  return { F: ownedPSD(factor, 'localFisher'), probs, slices };
+  try {
+    return { F: await ownedPSD(factor, 'localFisher'), probs, slices };
+  } catch (e) {
+    probs.dispose();
+    throw e;
+  }
 }
 
 /** Options of {@link datasetFisher}. */
@@ -191,7 +201,7 @@ export async function datasetFisher(
       const stacked = tf.concat(parts.map((p) => tf.reshape(p, [-1, p.shape[2]])));
       return tf.expandDims(tf.mul(stacked, 1 / Math.sqrt(count)), 0) as tf.Tensor3D;
     });
-    return { F: ownedPSD(factor, fn), count, slices };
+    return { F: await ownedPSD(factor, fn), count, slices };
   } finally {
     tf.dispose(parts);
   }

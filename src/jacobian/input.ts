@@ -194,7 +194,7 @@ async function jacobianOfChunk(
 export async function inputJacobian(model: LayersModel, x: tf.Tensor, options: InputJacobianOptions = {}): Promise<tf.Tensor> {
   const fn = 'inputJacobian';
   const clf = wrapClassifier(model, options, fn);
-  checkBatch(clf, x, fn);
+  await checkBatch(clf, x, fn);
   const target = options.target ?? 'logProbs';
   if (options.flatten !== undefined && typeof options.flatten !== 'boolean') throw new ValueError(`${fn}: flatten must be a boolean, got ${describe(options.flatten)}.`);
   const plan = planInputJacobian(clf, x.shape[0] as number, options, fn);
@@ -232,11 +232,11 @@ export async function logitDifferences(
   const reference = new Int32Array(B);
   const chunk = linearChunk(clf, 'logits', C - 1, options, fn);
   try {
-    const [D, logits] = await runChunks(x, chunk, options, (xc, start) => {
+    const [D, logits] = await runChunks(x, chunk, options, async (xc, start) => {
       const b = xc.shape[0] as number;
       const lin = linearize(clf, xc, 'logits');
       try {
-        const k = referenceClasses(lin.output.dataSync(), b, C);
+        const k = referenceClasses(await lin.output.data(), b, C);
         reference.set(k, start);
         return tf.tidy(() => [lin.vjp(referenceDifferenceRows(k, C)), tf.clone(lin.output)]); // [b, C−1, n], [b, C]
       } finally {

@@ -40,7 +40,7 @@ export interface VjpOptions extends ClassifierOptions, RunOptions {
 export async function vjp(model: LayersModel, x: tf.Tensor, cotangent: tf.Tensor, options: VjpOptions = {}): Promise<tf.Tensor> {
   const fn = 'vjp';
   const clf = wrapClassifier(model, options, fn);
-  checkBatch(clf, x, fn);
+  await checkBatch(clf, x, fn);
   const target = options.target ?? 'logProbs';
   const { width } = clf.target(target);
   const B = x.shape[0] as number;
@@ -51,7 +51,7 @@ export async function vjp(model: LayersModel, x: tf.Tensor, cotangent: tf.Tensor
     );
   }
   if (cotangent.dtype !== 'float32') throw new ShapeError(`${fn}: argument 'cotangent' must be float32, got ${cotangent.dtype}.`);
-  assertFinite(cotangent, fn, 'cotangent');
+  await assertFinite(cotangent, fn, 'cotangent');
   const chunk = linearChunk(clf, target, 1, options, fn);
   try {
     const [g] = await runChunks(x, chunk, options, (xc, start) => {
@@ -72,14 +72,14 @@ export async function vjp(model: LayersModel, x: tf.Tensor, cotangent: tf.Tensor
  * Checks tangents for `B` samples: `[B, ...inputShape]` (one per sample) or `[B, k, ...inputShape]`
  * (k per sample), float32 and finite. Returns k (0 for one per sample).
  */
-function checkTangents(t: unknown, B: number, inShape: readonly number[], fn: string, name: string): number {
+async function checkTangents(t: unknown, B: number, inShape: readonly number[], fn: string, name: string): Promise<number> {
   checkTensor(t, fn, name);
   const k = t.rank === inShape.length + 2 ? (t.shape[1] as number) : 0;
   const extra = t.rank - 1 - inShape.length;
   const fits = t.shape[0] === B && (extra === 0 || (extra === 1 && k > 0)) && t.shape.slice(1 + extra).every((d, i) => d === inShape[i]);
   if (!fits) throw new ShapeError(`${fn}: argument '${name}' must have shape ${fmtShape([B, ...inShape])} or ${fmtShape([B, null, ...inShape])}, got ${fmtShape(t.shape)}.`);
   if (t.dtype !== 'float32') throw new ShapeError(`${fn}: argument '${name}' must be float32, got ${t.dtype}.`);
-  assertFinite(t, fn, name);
+  await assertFinite(t, fn, name);
   return k;
 }
 
@@ -125,12 +125,12 @@ export interface JvpOptions extends VjpOptions {
 export async function jvp(model: LayersModel, x: tf.Tensor, tangent: tf.Tensor, options: JvpOptions = {}): Promise<tf.Tensor> {
   const fn = 'jvp';
   const clf = wrapClassifier(model, options, fn);
-  checkBatch(clf, x, fn);
+  await checkBatch(clf, x, fn);
   const target = options.target ?? 'logProbs';
   const { fn: f, width } = clf.target(target);
   const B = x.shape[0] as number;
   const inShape = clf.inputShape;
-  const k = checkTangents(tangent, B, inShape, fn, 'tangent');
+  const k = await checkTangents(tangent, B, inShape, fn, 'tangent');
   const strategy = checkChoice(options.strategy, fn, 'strategy', ['auto', 'central'] as const, 'auto');
   const eps = checkNumber(options.eps, fn, 'eps', { above: 0 }, 1e-4);
   const reps = Math.max(k, 1);
@@ -198,15 +198,15 @@ export interface SecondDerivativeOptions extends ClassifierOptions, RunOptions {
 export async function secondDerivative(model: LayersModel, x: tf.Tensor, u: tf.Tensor, v: tf.Tensor, options: SecondDerivativeOptions = {}): Promise<tf.Tensor> {
   const fn = 'secondDerivative';
   const clf = wrapClassifier(model, options, fn);
-  checkBatch(clf, x, fn);
+  await checkBatch(clf, x, fn);
   const target = options.target ?? 'logProbs';
   const { width } = clf.target(target);
   const B = x.shape[0] as number;
   const inShape = clf.inputShape;
-  const k = checkTangents(u, B, inShape, fn, 'u');
+  const k = await checkTangents(u, B, inShape, fn, 'u');
   checkTensor(v, fn, 'v');
   if (v.rank !== u.rank || v.shape.some((d, i) => d !== u.shape[i])) throw new ShapeError(`${fn}: argument 'v' must have the shape of 'u', ${fmtShape(u.shape)}, got ${fmtShape(v.shape)}.`);
-  checkTangents(v, B, inShape, fn, 'v');
+  await checkTangents(v, B, inShape, fn, 'v');
   const graph = graphFor(clf, target);
   if ('reason' in graph) throw new UnsupportedModelError(`${fn}: second derivatives come from infogeo's own graph, which does not cover ${graph.reason}.`);
   const reps = Math.max(k, 1);

@@ -98,7 +98,7 @@ function selectWeights(model: LayersModel, layers: string[] | undefined, fn: str
  * The cotangents on the logits whose rows a weight-space function wants, per sample, from the
  * chunk's logits: `[b, R, C]` (rows of log-probabilities: e_c − p; of a Fisher factor: S(e_c − e_k)).
  */
-export type LogitCotangents = (logits: tf.Tensor2D) => tf.Tensor3D;
+export type LogitCotangents = (logits: tf.Tensor2D) => tf.Tensor3D | Promise<tf.Tensor3D>;
 
 /** Rows [R, d] of one sample with tf.variableGrads: one backward pass per cotangent row of U [R, C]. */
 function variableGradRows(clf: Classifier, xi: tf.Tensor, U: tf.Tensor2D, vars: tf.Variable[]): tf.Tensor2D {
@@ -125,7 +125,12 @@ async function rowsOfChunk(clf: Classifier, x: tf.Tensor, engine: Engine, cotang
     let blocks: tf.Tensor3D[];
     let logits: tf.Tensor;
     try {
-      blocks = tf.tidy(() => tape.weightBlocks(rowMajor(cotangents(tape.output))));
+      const U = await cotangents(tape.output);
+      try {
+        blocks = tf.tidy(() => tape.weightBlocks(rowMajor(U)));
+      } finally {
+        U.dispose();
+      }
       logits = tf.clone(tape.output);
     } finally {
       tape.dispose(); // before the blocks are joined: the join is the chunk's peak (its rows twice)
@@ -144,7 +149,7 @@ async function rowsOfChunk(clf: Classifier, x: tf.Tensor, engine: Engine, cotang
   let U: tf.Tensor3D | undefined;
   let per: tf.Tensor[] = [];
   try {
-    U = cotangents(logits);
+    U = await cotangents(logits);
     const Us = U;
     per = await tidySteps(x.shape[0] as number, signal, (i) => {
       if (i > 0) sampleDone(i - 1);
@@ -193,7 +198,7 @@ export async function weightRows(
   fn: string,
 ): Promise<WeightJacobianResult & { logits: tf.Tensor2D }> {
   const clf = wrapClassifier(model, options, fn);
-  checkBatch(clf, x, fn);
+  await checkBatch(clf, x, fn);
   checkRunOptions(options, fn);
   const strategy = checkChoice(options.strategy, fn, 'strategy', ['auto', 'graph', 'loop'] as const, 'auto');
   const { slices, variables, numWeights } = selectWeights(model, options.layers, fn);

@@ -5,7 +5,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { allFinite, checkFloatTensor, checkNumber, checkOptions, describe } from '../checks.js';
+import { allFinite, allFiniteSync, checkFloatTensor, checkNumber, checkOptions, describe } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import { DEFAULT_RTOL, eigFromBasis, orthonormalRows } from './rows.js';
 import type { RowBasis64 } from './rows.js';
@@ -39,7 +39,7 @@ function asColumns(v: tf.Tensor, B: number, n: number, fn: string): tf.Tensor3D 
         `got ${fmtShape(v.shape)}.`,
     );
   }
-  if (!allFinite(v)) throw new ValueError(`${fn}: argument 'v' contains NaN or Infinity.`);
+  if (!allFiniteSync(v)) throw new ValueError(`${fn}: argument 'v' contains NaN or Infinity.`);
   return tf.reshape(v, [B, n, 1]);
 }
 
@@ -81,10 +81,25 @@ export class RowSpaceProjector {
     return tf.tidy(() => tf.sub(v, this.projectAs(v, 'projectKernel')));
   }
 
+  /**
+   * P v (or v − P v with `kernel`) of a `v` infogeo made itself, of the right shape and finite: no
+   * checks, so no synchronous read (a path's steps). @internal
+   */
+  projectTrusted(v: tf.Tensor, kernel = false): tf.Tensor {
+    return tf.tidy(() => {
+      const p = this.projectColumns(v, tf.reshape(v, [this.rank.length, this.dim, 1]));
+      return kernel ? tf.sub(v, p) : p;
+    });
+  }
+
   /** P v, checked with the public method's name. Call inside a tidy. */
   private projectAs(v: tf.Tensor, fn: string): tf.Tensor {
     this.assertLive(fn);
-    const col = asColumns(v, this.rank.length, this.dim, fn);
+    return this.projectColumns(v, asColumns(v, this.rank.length, this.dim, fn));
+  }
+
+  /** P v from v as columns `[B, n, 1]`, in the shape of `v`. */
+  private projectColumns(v: tf.Tensor, col: tf.Tensor): tf.Tensor {
     const coeff = tf.matMul(this.basis, col); // [B, k, 1]
     return tf.reshape(tf.matMul(this.basis, coeff, true), v.shape);
   }
@@ -122,7 +137,7 @@ export class LowRankPSD {
     if (factor.rank !== 3 || factor.shape.some((d) => d < 1)) {
       throw new ShapeError(`LowRankPSD: the factor must be a float32 [B, r, n] tensor with B, r, n >= 1, got ${fmtShape(factor.shape)}.`);
     }
-    if (!trusted && !allFinite(factor)) throw new ValueError('LowRankPSD: argument \'factor\' contains NaN or Infinity.');
+    if (!trusted && !allFiniteSync(factor)) throw new ValueError('LowRankPSD: argument \'factor\' contains NaN or Infinity.');
     this.factor = factor;
   }
 
@@ -258,8 +273,8 @@ export class LowRankPSD {
  * A {@link LowRankPSD} of a factor infogeo computed for `fn`, which it takes over: a factor that is
  * not finite (a model whose outputs overflow) is released and reported in `fn`'s name. @internal
  */
-export function ownedPSD(factor: tf.Tensor3D, fn: string): LowRankPSD {
-  if (!allFinite(factor)) {
+export async function ownedPSD(factor: tf.Tensor3D, fn: string): Promise<LowRankPSD> {
+  if (!(await allFinite(factor))) {
     factor.dispose();
     throw new ValueError(`${fn}: the result contains NaN or Infinity (does the model overflow at these inputs?).`);
   }

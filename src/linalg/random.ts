@@ -4,6 +4,16 @@
  *
  * @module
  */
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * `tf.randomNormal(shape)` (float32, N(0, 1)) from `seed`, 0 included: tfjs draws from
+ * `Math.random` for a falsy seed, and reads any other seed as its string, so 0 goes as `'0'`.
+ * A path's default direction comes from here (its default seed is 0).
+ */
+export function seededNormal(shape: number[], seed: number): tf.Tensor {
+  return tf.randomNormal(shape, 0, 1, 'float32', (seed === 0 ? '0' : seed) as number);
+}
 
 /** mulberry32: a seeded generator of uniform numbers in [0, 1). */
 export function uniformGenerator(seed: number): () => number {

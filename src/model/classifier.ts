@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { model as functionalModel } from '@tensorflow/tfjs-layers';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
-import { allFinite, checkChoice, checkFloatTensor, checkModel, checkOptions, checkRunOptions } from '../checks.js';
+import { allFinite, allFiniteSync, checkChoice, checkFloatTensor, checkModel, checkOptions, checkRunOptions } from '../checks.js';
 import { fmtShape, LayerNotFoundError, ShapeError, UnsupportedModelError, ValueError } from '../errors.js';
 import type { RunOptions } from '../jacobian/chunks.js';
 
@@ -275,11 +275,17 @@ export function wrapClassifier(model: LayersModel, options: ClassifierOptions = 
 
 /**
  * Checks that `x` is a float32 batch `[B, ...inputShape]` of finite numbers for this classifier.
- * Reads the data once (for the finiteness check).
+ * Reads the data once, asynchronously (for the finiteness check).
  *
  * @throws {@link ShapeError} for a wrong rank, shape or dtype; {@link ValueError} for NaN or ±Infinity.
  */
-export function checkBatch(clf: Classifier, x: tf.Tensor, fn: string, argName = 'x'): void {
+export async function checkBatch(clf: Classifier, x: tf.Tensor, fn: string, argName = 'x'): Promise<void> {
+  checkBatchShape(clf, x, fn, argName);
+  await assertFinite(x, fn, argName);
+}
+
+/** The shape and dtype checks of {@link checkBatch}, without reading the data. */
+export function checkBatchShape(clf: Classifier, x: tf.Tensor, fn: string, argName = 'x'): void {
   checkFloatTensor(x, fn, argName);
   const want = [null, ...clf.inputShape];
   if (x.rank !== want.length) {
@@ -290,10 +296,14 @@ export function checkBatch(clf: Classifier, x: tf.Tensor, fn: string, argName = 
   if (x.shape.slice(1).some((d, i) => d !== clf.inputShape[i]) || (x.shape[0] as number) < 1) {
     throw new ShapeError(`${fn}: argument '${argName}' must have shape ${fmtShape(want)} with B >= 1, but got ${fmtShape(x.shape)}.`);
   }
-  assertFinite(x, fn, argName);
 }
 
-/** @throws {@link ValueError} if `t` contains NaN or ±Infinity (reads the data once). */
-export function assertFinite(t: tf.Tensor, fn: string, argName: string): void {
-  if (!allFinite(t)) throw new ValueError(`${fn}: argument '${argName}' contains NaN or Infinity.`);
+/** @throws {@link ValueError} if `t` contains NaN or ±Infinity (reads the data once, asynchronously). */
+export async function assertFinite(t: tf.Tensor, fn: string, argName: string): Promise<void> {
+  if (!(await allFinite(t))) throw new ValueError(`${fn}: argument '${argName}' contains NaN or Infinity.`);
+}
+
+/** {@link assertFinite} for the synchronous functions (reads with `dataSync`). */
+export function assertFiniteSync(t: tf.Tensor, fn: string, argName: string): void {
+  if (!allFiniteSync(t)) throw new ValueError(`${fn}: argument '${argName}' contains NaN or Infinity.`);
 }

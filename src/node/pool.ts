@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { InfogeoError, LayerNotFoundError, ShapeError, UnsupportedModelError, ValueError } from '../errors.js';
 import { checkNumber, checkOptions, checkTensor } from '../checks.js';
+import { seededNormal } from '../linalg/random.js';
 import { planInputJacobian } from '../jacobian/input.js';
 import type { InputJacobianOptions } from '../jacobian/input.js';
 import type { Progress } from '../jacobian/chunks.js';
@@ -26,7 +27,7 @@ import type { Plane, PlaneScan, ScanPlaneOptions } from '../pullback/plane.js';
 import { planStability, stabilityFromOutputs } from '../stability/stability.js';
 import type { RelativeStabilityOptions, RelativeStabilityResult } from '../stability/stability.js';
 import { LowRankPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
-import { checkBatch, wrapClassifier } from '../model/classifier.js';
+import { assertFiniteSync, checkBatchShape, wrapClassifier } from '../model/classifier.js';
 import type { ClassifierOptions } from '../model/classifier.js';
 import { concatPortable, decode, encode } from './protocol.js';
 import type { PoolFunction, PoolRequest, PoolResponse, PoolWorkerData, Portable } from './protocol.js';
@@ -491,7 +492,8 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     accept(call, opts);
     if ((opts as { onStep?: unknown }).onStep !== undefined) throw new ValueError(`${call}: onStep cannot run in the pool's threads; pass onProgress (per share of paths), or call ${fn} in this thread.`);
     const clf = wrapClassifier(model, opts as ClassifierOptions, call);
-    checkBatch(clf, x, call);
+    checkBatchShape(clf, x, call);
+    assertFiniteSync(x, call, 'x');
     const B = x.shape[0] as number;
     const { onProgress, signal, ...rest } = opts;
     const share: Share = (b0, b1) => {
@@ -514,7 +516,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     // Without a direction, the one the function would draw (same seed, same shape), drawn here
     // and split: each thread drawing its own would give other paths than one thread does.
     const seed = checkNumber(opts.seed, `JacobianPool.${fn}`, 'seed', {}, 0);
-    const drawn = opts.direction === undefined && source instanceof tf.Tensor && !source.isDisposed ? tf.randomNormal(source.shape, 0, 1, 'float32', seed) : undefined;
+    const drawn = opts.direction === undefined && source instanceof tf.Tensor && !source.isDisposed ? seededNormal(source.shape, seed) : undefined;
     try {
       const o = drawn ? { ...opts, direction: drawn } : opts;
       return await go(fn, perSample(fn, source, o, 'concat', (key, v) => key === 'direction' && v.rank === source.rank));
@@ -572,7 +574,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     async scanPlane(plane, opts = {}) {
       const call = 'JacobianPool.scanPlane';
       accept(call, opts);
-      const scan = planScan(model, plane, opts, call);
+      const scan = await planScan(model, plane, opts, call);
       const { onProgress, signal, ...rest } = opts;
       const share: Share = (b0, b1) => ({ args: [{ origin: plane.origin, axes: plane.axes, anchors: plane.anchors }, rest, b0, b1], owned: [] });
       const merge = (parts: Portable[]): Portable => {
@@ -584,7 +586,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     async relativeStability(images, opts = {}) {
       const call = 'JacobianPool.relativeStability';
       accept(call, opts);
-      const plan = planStability(model, images, opts, call);
+      const plan = await planStability(model, images, opts, call);
       const { onProgress, signal, ...rest } = opts;
       const share: Share = (b0, b1) => {
         const x = tf.slice(images, b0, b1 - b0);

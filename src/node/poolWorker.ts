@@ -42,14 +42,14 @@ const FUNCTIONS: Record<PoolFunction, (model: LayersModel, ...args: never[]) => 
   scalarCurvature,
   // A share of the grid, points first … end − 1: the value arrays of a PlaneScan.
   async scanPlane(model: LayersModel, plane: Plane, options: ScanPlaneOptions, first: number, end: number) {
-    const scan = await scanPoints(planScan(model, plane, options, 'scanPlane'), plane, options, first, end);
+    const scan = await scanPoints(await planScan(model, plane, options, 'scanPlane'), plane, options, first, end);
     const { predicted, probability, entropy, logVolume, rank, curvature } = scan;
     return { predicted, probability, entropy, logVolume, rank, ...(curvature ? { curvature } : {}) };
   },
   // A share of the probing images, from image `offset` on: f of the images, then of the deformed and
   // the noisy images for each (temperature, draw). The calling thread aggregates.
   async relativeStability(model: LayersModel, images: tf.Tensor, options: RelativeStabilityOptions, offset: number) {
-    const plan = planStability(model, images, options, 'relativeStability', 1);
+    const plan = await planStability(model, images, options, 'relativeStability', 1);
     const out: { f0?: Float32Array; ft: Float32Array[]; fNoise: Float32Array[] } = { ft: [], fNoise: [] };
     await stabilityOutputs(plan, images, offset, undefined, {
       reference: (f0) => (out.f0 = f0),

@@ -9,10 +9,11 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { checkFloatTensor, checkNumber, describe } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import type { Classifier, ClassifierOptions } from '../model/classifier.js';
-import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
+import { assertFinite, checkBatch, checkBatchShape, wrapClassifier } from '../model/classifier.js';
 import { pause } from '../jacobian/chunks.js';
 import { leafGeometry } from '../infogeo/dataMatrix.js';
 import { RowSpaceProjector } from '../linalg/lowRankPSD.js';
+import { seededNormal } from '../linalg/random.js';
 
 /** Why a path stopped. */
 export type StopReason = 'reached' | 'maxSteps' | 'stalled' | 'aborted';
@@ -114,15 +115,18 @@ function positive(v: number, name: string, fn: string, integer = false): number 
 }
 
 /** ‖a_b − b_b‖ per sample, in float64 (disposes nothing it was given). */
-function distances64(a: tf.Tensor, b: tf.Tensor): Float64Array {
+async function distances64(a: tf.Tensor, b: tf.Tensor): Promise<Float64Array> {
   const d = tf.sub(a, b);
-  const out = norm64(d);
-  d.dispose();
-  return out;
+  try {
+    return await norm64(d);
+  } finally {
+    d.dispose();
+  }
 }
 
-function norm64(t: tf.Tensor): Float64Array {
-  const d = t.dataSync();
+/** ‖t_b‖ per sample, in float64. */
+async function norm64(t: tf.Tensor): Promise<Float64Array> {
+  const d = await t.data();
   const per = d.length / (t.shape[0] as number);
   return Float64Array.from({ length: t.shape[0] as number }, (_, b) => {
     let s = 0;
@@ -141,7 +145,7 @@ async function walk(
   fn: string,
   options: PathOptions,
   maxStepsDefault: number,
-  distance: (x: tf.Tensor, idx: number[]) => Float64Array,
+  distance: (x: tf.Tensor, idx: number[]) => Promise<Float64Array>,
   displace: (x: tf.Tensor, idx: number[], P: RowSpaceProjector) => tf.Tensor,
   stopBefore: (dist: number) => StopReason | undefined,
   stallTolerance: number,
@@ -180,22 +184,25 @@ async function walk(
       if (options.signal?.aborted) {
         // Aborted (before the first step too): the current states are the last frames, without G.
         const xa = tf.concat(idx.map((b) => (tracks[b] as Track).x));
-        const dist = distance(xa, idx);
         const p = tf.tidy(() => clf.probs(xa));
-        const pd = p.dataSync();
-        const C = clf.numClasses;
-        idx.forEach((b, i) => {
-          const t = tracks[b] as Track;
-          t.distances.push(dist[i] as number);
-          t.stop = 'aborted';
-          record(t, step, pd.subarray(i * C, (i + 1) * C), NaN);
-        });
-        tf.dispose([xa, p]);
+        try {
+          const dist = await distance(xa, idx);
+          const pd = (await p.data()) as Float32Array;
+          const C = clf.numClasses;
+          idx.forEach((b, i) => {
+            const t = tracks[b] as Track;
+            t.distances.push(dist[i] as number);
+            t.stop = 'aborted';
+            record(t, step, pd.subarray(i * C, (i + 1) * C), NaN);
+          });
+        } finally {
+          tf.dispose([xa, p]);
+        }
         break;
       }
       const xa = tf.concat(idx.map((b) => (tracks[b] as Track).x));
       try {
-        const dist = distance(xa, idx);
+        const dist = await distance(xa, idx);
         // The walk answers an abort itself, between steps (the geometry of a step is not cut short).
         const geo = await leafGeometry(clf, xa, { ...options, signal: undefined }, fn);
         const C = geo.numClasses;
@@ -203,7 +210,7 @@ async function walk(
         let moved: tf.Tensor | undefined;
         try {
           const d = displace(xa, idx, P);
-          const dn = norm64(d);
+          const dn = await norm64(d);
           const live: number[] = [];
           idx.forEach((b, i) => {
             const t = tracks[b] as Track;
@@ -254,13 +261,13 @@ async function walk(
 }
 
 /** Checks the source and its partner tensor (a target or a direction) for the classifier. */
-function checkPair(clf: Classifier, source: tf.Tensor, other: tf.Tensor, otherName: string, fn: string): void {
-  checkBatch(clf, source, fn, 'source');
+async function checkPair(clf: Classifier, source: tf.Tensor, other: tf.Tensor, otherName: string, fn: string): Promise<void> {
+  await checkBatch(clf, source, fn, 'source');
   checkFloatTensor(other, fn, otherName);
   if (other.shape.length !== source.shape.length || other.shape.some((d, i) => d !== source.shape[i])) {
     throw new ShapeError(`${fn}: argument '${otherName}' must have the shape of 'source', ${fmtShape(source.shape)}, got ${fmtShape(other.shape)}.`);
   }
-  assertFinite(other, fn, otherName);
+  await assertFinite(other, fn, otherName);
 }
 
 /** The stopping distances of a path towards a target: `threshold` and `stallTolerance`, checked. */
@@ -300,7 +307,7 @@ function targetStops(options: HorizontalPathOptions, fn: string): { threshold: n
  * ```
  */
 export async function horizontalPath(model: LayersModel, source: tf.Tensor, target: tf.Tensor, options: HorizontalPathOptions = {}): Promise<LeafPath[]> {
-  return targetPath(model, source, target, options, 'horizontalPath', (P, d) => P.project(d));
+  return targetPath(model, source, target, options, 'horizontalPath', (P, d) => P.projectTrusted(d));
 }
 
 /** A walk towards `target`, of whose displacement target − x `part` keeps a projection at each step. */
@@ -313,7 +320,7 @@ async function targetPath(
   part: (P: RowSpaceProjector, d: tf.Tensor) => tf.Tensor,
 ): Promise<LeafPath[]> {
   const clf = wrapClassifier(model, options, fn);
-  checkPair(clf, source, target, 'target', fn);
+  await checkPair(clf, source, target, 'target', fn);
   const { threshold, stall } = targetStops(options, fn);
   const targets = (idx: number[]) => tf.gather(target, idx);
   return walk(
@@ -322,11 +329,13 @@ async function targetPath(
     fn,
     options,
     5000,
-    (x, idx) => {
+    async (x, idx) => {
       const t = targets(idx);
-      const out = distances64(t, x);
-      t.dispose();
-      return out;
+      try {
+        return await distances64(t, x);
+      } finally {
+        t.dispose();
+      }
     },
     (x, idx, P) => tf.tidy(() => part(P, tf.sub(targets(idx), x))),
     (dist) => (dist <= threshold ? 'reached' : undefined),
@@ -358,7 +367,7 @@ async function targetPath(
  * ```
  */
 export async function orthogonalPath(model: LayersModel, source: tf.Tensor, options: OrthogonalPathOptions = {}): Promise<LeafPath[]> {
-  return directionPath(model, source, options, 'orthogonalPath', (P, r) => P.projectKernel(r));
+  return directionPath(model, source, options, 'orthogonalPath', (P, r) => P.projectTrusted(r, true));
 }
 
 /** A walk along one fixed direction r (given, or drawn with `seed`), of which `part` keeps a projection at each step. */
@@ -370,22 +379,24 @@ async function directionPath(
   part: (P: RowSpaceProjector, r: tf.Tensor) => tf.Tensor,
 ): Promise<LeafPath[]> {
   const clf = wrapClassifier(model, options, fn);
-  checkBatch(clf, source, fn, 'source');
+  checkBatchShape(clf, source, fn, 'source'); // its data is checked with the direction's
   const seed = checkNumber(options.seed, fn, 'seed', {}, 0);
-  const direction = options.direction ?? tf.randomNormal(source.shape, 0, 1, 'float32', seed);
+  const direction = options.direction ?? seededNormal(source.shape, seed);
   try {
-    checkPair(clf, source, direction, 'direction', fn);
+    await checkPair(clf, source, direction, 'direction', fn);
     return await walk(
       clf,
       source,
       fn,
       options,
       1000,
-      (x, idx) => {
+      async (x, idx) => {
         const s0 = tf.gather(source, idx);
-        const out = distances64(x, s0);
-        s0.dispose();
-        return out;
+        try {
+          return await distances64(x, s0);
+        } finally {
+          s0.dispose();
+        }
       },
       (_x, idx, P) => tf.tidy(() => part(P, tf.gather(direction, idx))),
       () => undefined,
@@ -428,7 +439,7 @@ export type KernelPathOptions = HorizontalPathOptions;
  * ```
  */
 export async function kernelPath(model: LayersModel, source: tf.Tensor, target: tf.Tensor, options: KernelPathOptions = {}): Promise<LeafPath[]> {
-  return targetPath(model, source, target, options, 'kernelPath', (P, d) => P.projectKernel(d));
+  return targetPath(model, source, target, options, 'kernelPath', (P, d) => P.projectTrusted(d, true));
 }
 
 /**
@@ -449,5 +460,5 @@ export async function kernelPath(model: LayersModel, source: tf.Tensor, target: 
  * @throws {@link ShapeError} for a direction of the wrong shape; {@link ValueError} for bad options.
  */
 export async function tangentPath(model: LayersModel, source: tf.Tensor, options: OrthogonalPathOptions = {}): Promise<LeafPath[]> {
-  return directionPath(model, source, options, 'tangentPath', (P, r) => P.project(r));
+  return directionPath(model, source, options, 'tangentPath', (P, r) => P.projectTrusted(r));
 }

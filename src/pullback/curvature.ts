@@ -135,7 +135,7 @@ export function curvatureSupport(clf: Classifier, target: Target, fn: string): U
 
 /** {@link scalarCurvature} for a wrapped classifier, its errors named after `fn` (a plane scan's too). @internal */
 export async function curvatureOf(clf: Classifier, x: tf.Tensor, options: ScalarCurvatureOptions, fn: string): Promise<ScalarCurvatureResult> {
-  checkBatch(clf, x, fn);
+  await checkBatch(clf, x, fn);
   const { target, width: m } = featureTarget(clf, options, fn);
   const normalization = checkChoice(options.normalization, fn, 'normalization', ['none', 'width'] as const, 'none');
   const convention = checkChoice(options.convention, fn, 'convention', ['standard', 'reference'] as const, 'standard');
@@ -144,7 +144,7 @@ export async function curvatureOf(clf: Classifier, x: tf.Tensor, options: Scalar
   if (options.subspace === undefined && n > MAX_CURVATURE_DIM) {
     throw new ValueError(`${fn}: the input has n = ${n} dimensions (at most ${MAX_CURVATURE_DIM} without a subspace); pass options.subspace, e.g. the axes of planeThroughPoints.`);
   }
-  const E = options.subspace === undefined ? undefined : subspaceBasis(options.subspace, B, clf.inputShape, fn);
+  const E = options.subspace === undefined ? undefined : await subspaceBasis(options.subspace, B, clf.inputShape, fn);
   try {
     const k = E === undefined ? n : (E.shape[1] as number);
     if (k < 2 || k > MAX_CURVATURE_DIM) {

@@ -77,7 +77,7 @@ export function defaultFeatureLayer(model: LayersModel, fn = 'defaultFeatureLaye
 }
 
 /** `subspace` checked: `[k, ...inputShape]` (shared) or `[B, k, ...inputShape]`, float32, finite. Returns k. @internal */
-export function checkSubspace(E: unknown, B: number, inputShape: readonly number[], fn: string): number {
+export async function checkSubspace(E: unknown, B: number, inputShape: readonly number[], fn: string): Promise<number> {
   checkFloatTensor(E, fn, 'options.subspace');
   const shared = E.rank === inputShape.length + 1;
   const batched = E.rank === inputShape.length + 2 && E.shape[0] === B;
@@ -85,13 +85,13 @@ export function checkSubspace(E: unknown, B: number, inputShape: readonly number
   if (!(shared || batched) || tail.some((d, i) => d !== inputShape[i]) || (E.shape[shared ? 0 : 1] as number) < 1) {
     throw new ShapeError(`${fn}: options.subspace must have shape ${fmtShape([null, ...inputShape])} or ${fmtShape([B, null, ...inputShape])}, got ${fmtShape(E.shape)}.`);
   }
-  assertFinite(E, fn, 'options.subspace');
+  await assertFinite(E, fn, 'options.subspace');
   return E.shape[shared ? 0 : 1] as number;
 }
 
 /** `subspace` as `[B, k, ...inputShape]` (a new tensor), checked. @internal */
-export function subspaceBasis(E: tf.Tensor, B: number, inputShape: readonly number[], fn: string): tf.Tensor {
-  checkSubspace(E, B, inputShape, fn);
+export async function subspaceBasis(E: tf.Tensor, B: number, inputShape: readonly number[], fn: string): Promise<tf.Tensor> {
+  await checkSubspace(E, B, inputShape, fn);
   const shared = E.rank === inputShape.length + 1;
   return tf.tidy(() => (shared ? tf.tile(tf.expandDims(E, 0), [B, ...E.shape.map(() => 1)]) : tf.clone(E)));
 }
@@ -132,13 +132,13 @@ export function featureTarget(clf: Classifier, options: PullbackMetricOptions, f
 }
 
 async function computeMetric(clf: Classifier, x: tf.Tensor, options: PullbackMetricOptions, fn: string) {
-  checkBatch(clf, x, fn);
+  await checkBatch(clf, x, fn);
   const { target, width: m } = featureTarget(clf, options, fn);
   const normalization = checkChoice(options.normalization, fn, 'normalization', ['none', 'width'] as const, 'none');
   const strategy = checkChoice(options.strategy, fn, 'strategy', ['auto', 'rows', 'columns'] as const, 'auto');
   const B = x.shape[0] as number;
   const n = clf.inputSize;
-  const E = options.subspace === undefined ? undefined : subspaceBasis(options.subspace, B, clf.inputShape, fn);
+  const E = options.subspace === undefined ? undefined : await subspaceBasis(options.subspace, B, clf.inputShape, fn);
   try {
     const k = E === undefined ? n : (E.shape[1] as number);
     const columns = strategy === 'columns' || (strategy === 'auto' && k < m);
@@ -163,7 +163,7 @@ async function computeMetric(clf: Classifier, x: tf.Tensor, options: PullbackMet
         lin.dispose();
       }
     });
-    return { metric: ownedPSD(factor as tf.Tensor3D, fn), dim: k, target, width: m };
+    return { metric: await ownedPSD(factor as tf.Tensor3D, fn), dim: k, target, width: m };
   } catch (e) {
     return rethrowKernelError(e, fn);
   } finally {
@@ -258,8 +258,8 @@ export async function volumeOf(clf: Classifier, x: tf.Tensor, options: VolumeEle
     );
   }
   if (mode === 'subspace') {
-    checkBatch(clf, x, fn);
-    const k = checkSubspace(options.subspace, x.shape[0] as number, clf.inputShape, fn);
+    await checkBatch(clf, x, fn);
+    const k = await checkSubspace(options.subspace, x.shape[0] as number, clf.inputShape, fn);
     if (k > m) throw new ValueError(`${fn}: the subspace has ${k} directions but ${name} only m = ${m} features; g_E is singular.`);
   }
   let k = n;

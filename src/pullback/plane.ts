@@ -11,7 +11,7 @@ import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import { pause } from '../jacobian/chunks.js';
 import type { Progress } from '../jacobian/chunks.js';
 import { dot } from '../linalg/rows.js';
-import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
+import { assertFinite, assertFiniteSync, checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
 import { curvatureOf, curvatureSupport } from './curvature.js';
 import { featureTarget, volumeOf } from './metric.js';
@@ -55,7 +55,7 @@ export function planeThroughPoints(points: tf.Tensor): Plane {
   if (points.rank < 2 || points.shape[0] !== 3 || points.size === 0) {
     throw new ShapeError(`${fn}: points must have shape [3, ...inputShape], got ${fmtShape(points.shape)}.`);
   }
-  assertFinite(points, fn, 'points');
+  assertFiniteSync(points, fn, 'points');
   const [origin, axes] = tf.tidy(() => {
     const [x1, x2] = tf.split(points, [1, 1, 1], 0) as [tf.Tensor, tf.Tensor, tf.Tensor];
     const o = tf.mean(points, 0, true);
@@ -80,7 +80,7 @@ export function planeThroughPoints(points: tf.Tensor): Plane {
   };
 }
 
-/** Checks that `plane` is a live {@link Plane}: origin `[1, ...]`, axes `[2, ...]` of the same input shape, finite. */
+/** Checks that `plane` is a live {@link Plane}: origin `[1, ...]`, axes `[2, ...]` of the same input shape (the callers check that they are finite). */
 function checkPlane(plane: unknown, fn: string): asserts plane is Plane {
   const p = plane as Partial<Plane> | null;
   if (p === null || typeof p !== 'object' || !(p.origin instanceof tf.Tensor) || !(p.axes instanceof tf.Tensor)) {
@@ -91,14 +91,14 @@ function checkPlane(plane: unknown, fn: string): asserts plane is Plane {
   if (p.origin.shape[0] !== 1 || p.axes.shape[0] !== 2 || !tf.util.arraysEqual(p.axes.shape.slice(1), inner) || p.axes.dtype !== 'float32' || p.origin.dtype !== 'float32') {
     throw new ShapeError(`${fn}: a plane's origin must be float32 [1, ...inputShape] and its axes [2, ...inputShape], got ${fmtShape(p.origin.shape)} and ${fmtShape(p.axes.shape)}.`);
   }
-  assertFinite(p.axes, fn, 'plane.axes');
-  assertFinite(p.origin, fn, 'plane.origin');
 }
 
 /** The inputs o + a·r + b·u at the given plane coordinates `[[a, b], …]`: `[P, ...inputShape]`, caller owns. */
 export function planePoints(plane: Plane, coords: readonly (readonly [number, number])[]): tf.Tensor {
   const fn = 'planePoints';
   checkPlane(plane, fn);
+  assertFiniteSync(plane.axes, fn, 'plane.axes');
+  assertFiniteSync(plane.origin, fn, 'plane.origin');
   const pair = (c: unknown) => Array.isArray(c) && c.length === 2 && c.every((v) => typeof v === 'number' && Number.isFinite(v));
   if (!Array.isArray(coords) || coords.length === 0 || !coords.every(pair)) {
     throw new ValueError(`${fn}: coords must be a non-empty array of [a, b] pairs of finite numbers, got ${describe(coords)}.`);
@@ -202,7 +202,7 @@ export interface PlaneScan {
  * ```
  */
 export async function scanPlane(model: LayersModel, plane: Plane, options: ScanPlaneOptions = {}): Promise<PlaneScan> {
-  const scan = planScan(model, plane, options, 'scanPlane');
+  const scan = await planScan(model, plane, options, 'scanPlane');
   return scanPoints(scan, plane, options, 0, scan.P, options.onProgress);
 }
 
@@ -221,7 +221,7 @@ export interface ScanPlan {
 }
 
 /** Checks a scan's arguments (errors name `fn`) and lays out its grid. @internal */
-export function planScan(model: LayersModel, plane: Plane, options: ScanPlaneOptions, fn: string): ScanPlan {
+export async function planScan(model: LayersModel, plane: Plane, options: ScanPlaneOptions, fn: string): Promise<ScanPlan> {
   const clf = wrapClassifier(model, options, fn);
   const steps = checkNumber(options.steps, fn, 'steps', { integer: true, min: 2 }, 60);
   const range = options.range ?? [-1, 1];
@@ -235,7 +235,8 @@ export function planScan(model: LayersModel, plane: Plane, options: ScanPlaneOpt
   if (options.curvature !== undefined && typeof options.curvature !== 'boolean') throw new ValueError(`${fn}: curvature must be true or false, got ${describe(options.curvature)}.`);
   const curvature = options.curvature ?? false;
   checkPlane(plane, fn);
-  checkBatch(clf, plane.origin, fn, 'plane.origin');
+  await assertFinite(plane.axes, fn, 'plane.axes');
+  await checkBatch(clf, plane.origin, fn, 'plane.origin');
   if (curvature) {
     const unsupported = curvatureSupport(clf, featureTarget(clf, options, fn).target, fn);
     if (unsupported) throw unsupported;
@@ -278,7 +279,13 @@ export async function scanPoints(scan: ScanPlan, plane: Plane, options: ScanPlan
     const pairs = Array.from({ length: count }, (_, i) => [coords[2 * (at + i)], coords[2 * (at + i) + 1]] as [number, number]);
     const x = pointsOn(plane, pairs); // the plane was checked once, in planScan
     try {
-      const logp = tf.tidy(() => clf.logProbs(x).dataSync());
+      const lp = tf.tidy(() => clf.logProbs(x));
+      let logp: Float32Array;
+      try {
+        logp = (await lp.data()) as Float32Array;
+      } finally {
+        lp.dispose();
+      }
       for (let i = 0; i < count; i++) {
         let best = 0;
         let h = 0;

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { checkChoice, checkFloatTensor, checkNumber, checkOptions, requireNumber } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import { betaGenerator, normalGenerator } from '../linalg/random.js';
-import { assertFinite } from '../model/classifier.js';
+import { assertFiniteSync } from '../model/classifier.js';
 
 /** Checks the cutoff: c ≥ 2 (ln c = 0 at c = 1) and, with n, c < 2n/π (else T_min ≥ T_max). @internal */
 export function checkCut(n: number, c: number, fn: string): void {
@@ -294,7 +294,7 @@ function checkImages(images: tf.Tensor, fn: string): [number, number, number] {
   }
   const [B, h, w, C] = images.shape as [number, number, number, number];
   if (h !== w) throw new ShapeError(`${fn}: images must be square (n × n), got ${h} × ${w} (shape ${fmtShape(images.shape)}; NHWC layout expected).`);
-  assertFinite(images, fn, 'images');
+  assertFiniteSync(images, fn, 'images');
   return [B, h, C];
 }
 
@@ -320,7 +320,7 @@ export function deform(images: tf.Tensor, field: tf.Tensor, options?: { interpol
   if (field.rank !== 4 || field.shape[0] !== B || field.shape[1] !== n || field.shape[2] !== n || field.shape[3] !== 2) {
     throw new ShapeError(`${fn}: field must have shape [${B},${n},${n},2] (dx, dy per pixel), got ${fmtShape(field.shape)}.`);
   }
-  assertFinite(field, fn, 'field');
+  assertFiniteSync(field, fn, 'field');
   const interpolation = checkChoice(checkOptions(options, fn).interpolation, fn, 'interpolation', ['bilinear', 'nearest', 'gaussian'] as const, 'bilinear');
   return remap(images, field, B, n, C, interpolation);
 }
@@ -406,36 +406,40 @@ export function matchedNoise(images: tf.Tensor, deformed: tf.Tensor, seed = 0): 
   if (images.rank < 2 || images.shape[0] === 0 || !tf.util.arraysEqual(images.shape, deformed.shape)) {
     throw new ShapeError(`${fn}: images and deformed must be tensors of the same shape [B, ...] (B >= 1), got ${fmtShape(images.shape)} and ${fmtShape(deformed.shape)}.`);
   }
-  assertFinite(images, fn, 'images');
-  assertFinite(deformed, fn, 'deformed');
+  assertFiniteSync(images, fn, 'images');
+  assertFiniteSync(deformed, fn, 'deformed');
   checkNumber(seed, fn, 'seed', {});
   const rand = normalGenerator(seed);
-  return noise(images, deformed, Array.from({ length: images.shape[0] as number }, () => rand));
+  return noise(images.dataSync(), deformed.dataSync(), images.shape, Array.from({ length: images.shape[0] as number }, () => rand));
 }
 
 /**
  * {@link matchedNoise} with image b's noise drawn from its own seed `seeds[b]` (see
  * {@link imageFields}); with a number instead of `deformed`, noise of that norm per image. @internal
  */
-export function imageNoise(images: tf.Tensor, deformed: tf.Tensor | number, seeds: readonly number[]): tf.Tensor {
-  return noise(images, deformed, seeds.map((seed) => normalGenerator(seed)));
+export async function imageNoise(images: tf.Tensor, deformed: tf.Tensor | number, seeds: readonly number[]): Promise<tf.Tensor> {
+  const rands = seeds.map((seed) => normalGenerator(seed));
+  if (typeof deformed === 'number') return noise(undefined, deformed, images.shape, rands);
+  return noise(await images.data(), await deformed.data(), images.shape, rands);
 }
 
-/** Gaussian noise per image, of the norm of `deformed − images` per image, or of the given norm. */
-function noise(images: tf.Tensor, deformed: tf.Tensor | number, rands: (() => number)[]): tf.Tensor {
-  const B = images.shape[0] as number;
-  const per = images.size / B;
-  const fixed = typeof deformed === 'number' ? deformed * deformed : undefined;
-  const x = fixed === undefined ? images.dataSync() : undefined;
-  const tx = typeof deformed === 'number' ? undefined : deformed.dataSync();
-  const eta = new Float32Array(images.size);
+/**
+ * Gaussian noise per image (`shape` `[B, ...]`), of the norm of `tx − x` per image (their data), or
+ * of the given norm.
+ */
+function noise(x: ArrayLike<number> | undefined, tx: ArrayLike<number> | number, shape: number[], rands: (() => number)[]): tf.Tensor {
+  const B = shape[0] as number;
+  const size = shape.reduce((a, b) => a * b, 1);
+  const per = size / B;
+  const fixed = typeof tx === 'number' ? tx * tx : undefined;
+  const eta = new Float32Array(size);
   const xi = new Float64Array(per);
   for (let b = 0; b < B; b++) {
     const rand = rands[b] as () => number;
     let target = fixed ?? 0;
     let norm = 0;
     for (let i = 0; i < per; i++) {
-      if (tx !== undefined && x !== undefined) {
+      if (typeof tx !== 'number' && x !== undefined) {
         const d = (tx[b * per + i] as number) - (x[b * per + i] as number);
         target += d * d;
       }
@@ -446,5 +450,5 @@ function noise(images: tf.Tensor, deformed: tf.Tensor | number, rands: (() => nu
     const s = target > 0 ? Math.sqrt(target / norm) : 0;
     for (let i = 0; i < per; i++) eta[b * per + i] = s * (xi[i] as number);
   }
-  return tf.tensor(eta, images.shape);
+  return tf.tensor(eta, shape);
 }

@@ -12,7 +12,7 @@ import { budgetBytes, bytesPerSamplePass, pause } from '../jacobian/chunks.js';
 import type { Progress, RunOptions } from '../jacobian/chunks.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { ClassifierOptions } from '../model/classifier.js';
-import { checkCut, deform, imageFields, imageNoise, temperatureForDisplacement, temperatureGrid, typicalDisplacement } from './diffeo.js';
+import { checkCut, imageFields, imageNoise, remap, temperatureForDisplacement, temperatureGrid, typicalDisplacement } from './diffeo.js';
 import type { Interpolation } from './diffeo.js';
 
 /** Options of {@link relativeStability}. */
@@ -178,7 +178,7 @@ const std = (a: number[]) => {
  * ```
  */
 export async function relativeStability(model: LayersModel, images: tf.Tensor, options: RelativeStabilityOptions = {}): Promise<RelativeStabilityResult> {
-  const plan = planStability(model, images, options, 'relativeStability');
+  const plan = await planStability(model, images, options, 'relativeStability');
   const total = plan.temps.length * plan.draws;
   let acc: ReturnType<typeof aggregate> | undefined;
   await stabilityOutputs(plan, images, 0, options.signal, {
@@ -210,9 +210,9 @@ export interface StabilityPlan {
 }
 
 /** Checks relativeStability's arguments (errors name `fn`); a pool's thread takes shares of one image. @internal */
-export function planStability(model: LayersModel, images: tf.Tensor, options: RelativeStabilityOptions, fn: string, minImages = 2): StabilityPlan {
+export async function planStability(model: LayersModel, images: tf.Tensor, options: RelativeStabilityOptions, fn: string, minImages = 2): Promise<StabilityPlan> {
   const clf = wrapClassifier(model, options, fn);
-  checkBatch(clf, images, fn, 'images');
+  await checkBatch(clf, images, fn, 'images');
   if (clf.inputShape.length !== 3 || clf.inputShape[0] !== clf.inputShape[1]) {
     throw new ValueError(`${fn}: the model must take square NHWC images [n, n, channels]; its input shape is [${clf.inputShape.join(', ')}].`);
   }
@@ -263,6 +263,7 @@ export async function stabilityOutputs(
   on: { reference: (f0: Float32Array) => void; draw: (k: number, ft: Float32Array, fNoise: Float32Array) => void },
 ): Promise<void> {
   const { f, n, c, temps, draws, batchSize, interpolation, seed, noiseMagnitude } = plan;
+  const channels = images.shape[3] as number;
   const P = images.shape[0] as number;
 
   /**
@@ -271,11 +272,23 @@ export async function stabilityOutputs(
    * (default: the chunk itself). Chunking bounds the memory of the deformations (ImageNet-sized
    * probes).
    */
-  const evaluate = async (x: tf.Tensor, inputs: (xc: tf.Tensor, start: number) => tf.Tensor[] = (xc) => [xc]): Promise<Float32Array[]> => {
+  const evaluate = async (x: tf.Tensor, inputs: (xc: tf.Tensor, start: number) => Promise<tf.Tensor[]> = async (xc) => [xc]): Promise<Float32Array[]> => {
     const parts: Float32Array[][] = [];
     for (let s = 0; s < P; s += batchSize) {
-      // Everything but the outputs is released here, also when a layer or a deformation throws.
-      const ys = tf.tidy(() => inputs(tf.slice(x, s, Math.min(batchSize, P - s)), offset + s).map((t) => f(t)));
+      // Everything but the outputs is released here, also when a layer throws (`inputs` releases
+      // what it made when it throws itself).
+      const xc = tf.slice(x, s, Math.min(batchSize, P - s));
+      let ys: tf.Tensor[];
+      try {
+        const made = await inputs(xc, offset + s);
+        try {
+          ys = tf.tidy(() => made.map((t) => f(t)));
+        } finally {
+          tf.dispose(made.filter((t) => t !== xc));
+        }
+      } finally {
+        xc.dispose();
+      }
       try {
         parts.push(await Promise.all(ys.map(async (y) => (await y.data()) as Float32Array)));
       } finally {
@@ -302,7 +315,7 @@ export async function stabilityOutputs(
           const parts: tf.Tensor[] = [];
           for (let s = 0; s < P; s += batchSize) {
             const xc = tf.slice(images, s, Math.min(batchSize, P - s));
-            parts.push(deform(xc, tf.zeros([xc.shape[0] as number, n, n, 2]), { interpolation }));
+            parts.push(remap(xc, tf.zeros([xc.shape[0] as number, n, n, 2]), xc.shape[0] as number, n, channels, interpolation));
           }
           return tf.concat(parts);
         })
@@ -316,11 +329,23 @@ export async function stabilityOutputs(
         // One field and one noise draw per image, each from its own seed, which depends on the
         // (temperature, draw) and the image's index only: not on the chunks or a pool's shares.
         const s = seed + 7919 * (ti * draws + d);
-        const [ft, fNoise] = await evaluate(images, (xc, start) => {
-          const at = Array.from({ length: xc.shape[0] as number }, (_, i) => s + 104729 * (start + i));
-          const tx = deform(xc, imageFields(n, c, T, at), { interpolation });
-          const ref = reference === images ? xc : tf.slice(reference, start - offset, xc.shape[0] as number);
-          return [tx, tf.add(ref, imageNoise(ref, noiseMagnitude ?? tx, at.map((v) => v + 1)))];
+        const [ft, fNoise] = await evaluate(images, async (xc, start) => {
+          const b = xc.shape[0] as number;
+          const at = Array.from({ length: b }, (_, i) => s + 104729 * (start + i));
+          // The images were checked once, and the fields are finite: remap, not deform, which checks (and reads) both.
+          const tx = tf.tidy(() => remap(xc, imageFields(n, c, T, at), b, n, channels, interpolation));
+          const ref = reference === images ? xc : tf.slice(reference, start - offset, b);
+          try {
+            const eta = await imageNoise(ref, noiseMagnitude ?? tx, at.map((v) => v + 1));
+            const noisy = tf.add(ref, eta);
+            eta.dispose();
+            return [tx, noisy];
+          } catch (e) {
+            tx.dispose();
+            throw e;
+          } finally {
+            if (ref !== xc) ref.dispose();
+          }
         });
         on.draw(ti * draws + d, ft!, fNoise!);
       }
