@@ -22,6 +22,16 @@ export function offered(name: BackendName): boolean {
 // which the site serves next to index.html.
 setWasmPaths(new URL('./wasm/', document.baseURI).href);
 
+let starting = 0;
+
+/**
+ * Whether a backend is starting: until it is ready, tfjs throws on `tf.memory()` and on every op
+ * ("Backend 'wasm' has not yet been initialized"), so the page's periodic tensor count waits.
+ */
+export function backendStarting(): boolean {
+  return starting > 0;
+}
+
 /**
  * Makes `name` the active backend and waits until it is ready; throws (and leaves the previous
  * backend active) if it cannot start. Then registers infogeo's gradient kernels: idempotent, and it
@@ -31,12 +41,17 @@ setWasmPaths(new URL('./wasm/', document.baseURI).href);
  */
 export async function useBackend(name: BackendName): Promise<string> {
   const previous = tf.getBackend();
-  const ok = await tf.setBackend(name).catch(() => false);
-  if (!ok) {
-    if (previous) await tf.setBackend(previous);
-    throw new Error(`the ${name} backend did not start${name === 'webgpu' ? ` (navigator.gpu: ${'gpu' in navigator ? 'present' : 'absent: WebGPU needs a recent browser and a secure context, https or localhost'})` : ''}`);
+  starting++;
+  try {
+    const ok = await tf.setBackend(name).catch(() => false);
+    if (!ok) {
+      if (previous) await tf.setBackend(previous);
+      throw new Error(`the ${name} backend did not start${name === 'webgpu' ? ` (navigator.gpu: ${'gpu' in navigator ? 'present' : 'absent: WebGPU needs a recent browser and a secure context, https or localhost'})` : ''}`);
+    }
+    await tf.ready();
+  } finally {
+    starting--;
   }
-  await tf.ready();
   registerGradientKernels();
   return tf.getBackend();
 }

@@ -20,7 +20,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { horizontalPath, InfogeoError, localDataMatrix, orthogonalPath, planeThroughPoints, scanPlane } from '../../src/index.js';
 import type { LeafPath, Target } from '../../src/index.js';
-import { BACKENDS, offered, useBackend } from './backend.js';
+import { BACKENDS, backendStarting, offered, useBackend } from './backend.js';
 import type { BackendName } from './backend.js';
 import { CLASS_COLOURS, classLegend, colourBar, drawHeatMap, drawInput, drawSigned, finiteRange, rgb, viridis } from './draw.js';
 import type { Normalisation } from './draw.js';
@@ -72,6 +72,7 @@ function progress(done: number, total: number): void {
   bar.value = done;
 }
 function showTensors(): void {
+  if (backendStarting()) return; // tf.memory() throws until the new backend is ready
   $('tensors').textContent = `tensors: ${tf.memory().numTensors}`;
   mark({ tensors: tf.memory().numTensors });
 }
