@@ -135,7 +135,7 @@ export async function allFinite(t: tf.Tensor): Promise<boolean> {
   } finally {
     sum.dispose();
   }
-  return ((await t.data()) as ArrayLike<number> & { every(f: (v: number) => boolean): boolean }).every(Number.isFinite);
+  return everyFinite(await t.data());
 }
 
 /**
@@ -145,5 +145,11 @@ export async function allFinite(t: tf.Tensor): Promise<boolean> {
  */
 export function allFiniteSync(t: tf.Tensor): boolean {
   if (Number.isFinite(tf.tidy(() => tf.sum(t).dataSync()[0]))) return true;
-  return (t.dataSync() as ArrayLike<number> & { every(f: (v: number) => boolean): boolean }).every(Number.isFinite);
+  return everyFinite(t.dataSync());
+}
+
+/** The entry-by-entry check of {@link allFinite} and {@link allFiniteSync}, on a tensor's data. */
+function everyFinite(values: ArrayLike<number>): boolean {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return false;
+  return true;
 }

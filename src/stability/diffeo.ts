@@ -315,28 +315,29 @@ function checkImages(images: tf.Tensor, fn: string): [number, number, number] {
  */
 export function deform(images: tf.Tensor, field: tf.Tensor, options?: { interpolation?: Interpolation }): tf.Tensor4D {
   const fn = 'deform';
-  const [B, n, C] = checkImages(images, fn);
+  const [B, n] = checkImages(images, fn);
   checkFloatTensor(field, fn, 'field');
   if (field.rank !== 4 || field.shape[0] !== B || field.shape[1] !== n || field.shape[2] !== n || field.shape[3] !== 2) {
     throw new ShapeError(`${fn}: field must have shape [${B},${n},${n},2] (dx, dy per pixel), got ${fmtShape(field.shape)}.`);
   }
   assertFiniteSync(field, fn, 'field');
   const interpolation = checkChoice(checkOptions(options, fn).interpolation, fn, 'interpolation', ['bilinear', 'nearest', 'gaussian'] as const, 'bilinear');
-  return remap(images, field, B, n, C, interpolation);
+  return remap(images, field, interpolation);
 }
 
 /**
  * {@link deform} of checked arguments; a batch whose pixel indices reach `indexLimit` (2²⁴, the
  * float32 integers) goes in parts. @internal
  */
-export function remap(images: tf.Tensor, field: tf.Tensor, B: number, n: number, C: number, interpolation: Interpolation, indexLimit = 2 ** 24): tf.Tensor4D {
+export function remap(images: tf.Tensor, field: tf.Tensor, interpolation: Interpolation, indexLimit = 2 ** 24): tf.Tensor4D {
+  const [B, n, , C] = images.shape as [number, number, number, number];
   const most = Math.max(1, Math.floor(indexLimit / (n * n)));
   if (B > most) {
     return tf.tidy(() => {
       const parts: tf.Tensor4D[] = [];
       for (let b = 0; b < B; b += most) {
         const k = Math.min(most, B - b);
-        parts.push(remap(tf.slice(images, b, k), tf.slice(field, b, k), k, n, C, interpolation, indexLimit));
+        parts.push(remap(tf.slice(images, b, k), tf.slice(field, b, k), interpolation, indexLimit));
       }
       return tf.concat(parts) as tf.Tensor4D;
     });

@@ -263,7 +263,6 @@ export async function stabilityOutputs(
   on: { reference: (f0: Float32Array) => void; draw: (k: number, ft: Float32Array, fNoise: Float32Array) => void },
 ): Promise<void> {
   const { f, n, c, temps, draws, batchSize, interpolation, seed, noiseMagnitude } = plan;
-  const channels = images.shape[3] as number;
   const P = images.shape[0] as number;
 
   /**
@@ -315,7 +314,7 @@ export async function stabilityOutputs(
           const parts: tf.Tensor[] = [];
           for (let s = 0; s < P; s += batchSize) {
             const xc = tf.slice(images, s, Math.min(batchSize, P - s));
-            parts.push(remap(xc, tf.zeros([xc.shape[0] as number, n, n, 2]), xc.shape[0] as number, n, channels, interpolation));
+            parts.push(remap(xc, tf.zeros([xc.shape[0] as number, n, n, 2]), interpolation));
           }
           return tf.concat(parts);
         })
@@ -333,7 +332,7 @@ export async function stabilityOutputs(
           const b = xc.shape[0] as number;
           const at = Array.from({ length: b }, (_, i) => s + 104729 * (start + i));
           // The images were checked once, and the fields are finite: remap, not deform, which checks (and reads) both.
-          const tx = tf.tidy(() => remap(xc, imageFields(n, c, T, at), b, n, channels, interpolation));
+          const tx = tf.tidy(() => remap(xc, imageFields(n, c, T, at), interpolation));
           const ref = reference === images ? xc : tf.slice(reference, start - offset, b);
           try {
             const eta = await imageNoise(ref, noiseMagnitude ?? tx, at.map((v) => v + 1));
