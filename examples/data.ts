@@ -32,6 +32,11 @@ export const MNIST_BOX: [number, number] = [-MNIST_MEAN / MNIST_STD, (1 - MNIST_
 export const CIFAR10_MEAN = [0.4914, 0.4822, 0.4465] as const;
 export const CIFAR10_STD = [0.2023, 0.1994, 0.201] as const;
 
+/** `n` CIFAR-10 images (pixels in [0, 1], NHWC) normalised per channel, `[n, 32, 32, 3]`. */
+export function normaliseCifar10(px: Float32Array, n: number): tf.Tensor4D {
+  return tf.tidy(() => tf.div(tf.sub(tf.tensor4d(px, [n, 32, 32, 3]), tf.tensor1d([...CIFAR10_MEAN])), tf.tensor1d([...CIFAR10_STD])));
+}
+
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** The data sets' folder that the repository's tests and examples share (never committed). */
 export const SHARED_DATASETS = resolve(REPO, '..', 'shared', 'datasets');

@@ -30,7 +30,7 @@ import type { RelativeStabilityResult } from '../../src/index.js';
 import { useWasmBackend } from '../../src/backends/wasm.js';
 import { hasModel, loadModel, saveModel } from '../checkpoint.js';
 import { CIFAR10_CLASSES, loadCifar10 } from '../../src/data/index.js';
-import { CIFAR10_MEAN, CIFAR10_STD, exampleDataset } from '../data.js';
+import { CIFAR10_MEAN, CIFAR10_STD, exampleDataset, normaliseCifar10 } from '../data.js';
 import { cifarResnet, shuffled } from '../models.js';
 import { exampleArgs } from '../cli.js';
 import { planeFigure } from '../plane-figure.js';
@@ -54,12 +54,10 @@ tf.env().set('PROD', true);
 await useWasmBackend();
 registerGradientKernels();
 
-const normalise = (px: Float32Array, n: number) =>
-  tf.tidy(() => tf.div(tf.sub(tf.tensor4d(px, [n, 32, 32, 3]), tf.tensor1d([...CIFAR10_MEAN])), tf.tensor1d([...CIFAR10_STD])));
 const cifar = exampleDataset('cifar10', dataDir);
 const train = loadCifar10('train', { dir: cifar, limit: TRAIN });
 const test = loadCifar10('test', { dir: cifar, limit: 1000 });
-const xTest = normalise(test.images, test.count);
+const xTest = normaliseCifar10(test.images, test.count);
 const probe = tf.slice(xTest, 0, PROBE);
 const c = 3;
 const temperatures = temperatureGrid(32, c, { count: TEMPS });
@@ -86,7 +84,7 @@ if (hasModel(CKPT) && !retrain) {
 } else {
   const t0 = performance.now();
   const optimizer = tf.train.adam(1e-3);
-  const xs = normalise(train.images, train.count);
+  const xs = normaliseCifar10(train.images, train.count);
   const ys = tf.oneHot(tf.tensor1d(Array.from(train.labels), 'int32'), 10);
   const steps = Math.floor(train.count / BATCH);
   const bar = progressBar('training', EPOCHS * steps);

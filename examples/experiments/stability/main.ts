@@ -31,13 +31,13 @@ import type { DatasetName } from '../../../src/data/index.js';
 import { uniformGenerator } from '../../../src/linalg/random.js';
 import { hasModel, loadModel, saveModel } from '../../checkpoint.js';
 import { exitOnError } from '../../cli.js';
-import { CIFAR10_MEAN, CIFAR10_STD, exampleDataset, MNIST_MEAN, MNIST_STD } from '../../data.js';
+import { exampleDataset, normaliseCifar10, normaliseMnist } from '../../data.js';
 import { cifarResnet, fullyConnected, lenet, mnistCnn, shuffled } from '../../models.js';
 import { progressBar } from '../../progress.js';
 import { mean, quantile, spearman } from '../../stats.js';
 import { logLogScatter, seriesChart } from '../../svg.js';
 import type { Marker } from '../../svg.js';
-import { experimentArgs, readJson, writeSummary } from '../common.js';
+import { accuracy, experimentArgs, readJson, writeSummary } from '../common.js';
 
 exitOnError();
 const { quick, retrain, dataDir, out } = experimentArgs(import.meta.url);
@@ -70,20 +70,15 @@ tf.env().set('PROD', true);
 await useWasmBackend();
 registerGradientKernels();
 
-/** Fashion-MNIST's pixel mean and standard deviation (training set). */
-const FASHION_MEAN = 0.286;
-const FASHION_STD = 0.353;
+/** Fashion-MNIST images normalised with its pixel mean and standard deviation (training set). */
+const fashion = (px: Float32Array, n: number) => tf.tidy(() => tf.div(tf.sub(tf.tensor4d(px, [n, 28, 28, 1]), 0.286), 0.353) as tf.Tensor4D);
 const TITLE: Record<Dataset, string> = { mnist: 'MNIST', 'fashion-mnist': 'Fashion-MNIST', cifar10: 'CIFAR-10' };
 
 /** Normalised images `[n, h, w, c]` and labels of a split. */
 function load(dataset: Dataset, split: 'train' | 'test', limit: number): { x: tf.Tensor4D; labels: Int32Array } {
   const dir = exampleDataset(dataset, dataset === 'mnist' ? dataDir : undefined);
   const set = dataset === 'mnist' ? loadMnist(split, { dir, limit }) : dataset === 'fashion-mnist' ? loadFashionMnist(split, { dir, limit }) : loadCifar10(split, { dir, limit });
-  const x = tf.tidy(() => {
-    if (dataset === 'cifar10') return tf.div(tf.sub(tf.tensor4d(set.images, [set.count, 32, 32, 3]), tf.tensor1d([...CIFAR10_MEAN])), tf.tensor1d([...CIFAR10_STD])) as tf.Tensor4D;
-    const [m, s] = dataset === 'mnist' ? [MNIST_MEAN, MNIST_STD] : [FASHION_MEAN, FASHION_STD];
-    return tf.div(tf.sub(tf.tensor4d(set.images, [set.count, 28, 28, 1]), m), s) as tf.Tensor4D;
-  });
+  const x = dataset === 'cifar10' ? normaliseCifar10(set.images, set.count) : dataset === 'mnist' ? normaliseMnist(set.images, set.count) : fashion(set.images, set.count);
   return { x, labels: Int32Array.from(set.labels) };
 }
 
@@ -126,12 +121,6 @@ async function train(model: tfl.LayersModel, x: tf.Tensor4D, labels: Int32Array,
   }
   optimizer.dispose();
   ys.dispose();
-}
-
-/** Test error of a model. */
-function testError(model: tfl.LayersModel, x: tf.Tensor, labels: Int32Array): number {
-  const pred = tf.tidy(() => tf.argMax(model.predict(x) as tf.Tensor, 1).dataSync());
-  return labels.filter((l, i) => l !== pred[i]).length / labels.length;
 }
 
 /** One measured network. */
@@ -218,7 +207,7 @@ for (const dataset of DATASETS) {
       if (x !== trainSet!.x) x.dispose();
       await saveModel(model, dir);
     }
-    const row: Row = { ...job, steps: job.trained ? STEPS[job.arch] : 0, testError: testError(model, test.x, test.labels), ...(await stability(model, probe, job.id)), seconds: 0 };
+    const row: Row = { ...job, steps: job.trained ? STEPS[job.arch] : 0, testError: 1 - accuracy(model, test.x, test.labels), ...(await stability(model, probe, job.id)), seconds: 0 };
     row.seconds = Math.round((performance.now() - started) / 1000);
     model.dispose();
     rows.push(row);
