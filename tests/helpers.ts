@@ -61,3 +61,39 @@ export async function onCpu<T>(fn: () => T | Promise<T>): Promise<T> {
     await tf.setBackend(backend);
   }
 }
+
+/**
+ * Runs fn and measures the peak of live tensor bytes it added, by data buffer: tfjs's own count
+ * (`tf.memory().numBytes`, `tf.profile`) adds each tensor's bytes, so an aliasing reshape counts
+ * its buffer twice, which no memory holds. Bytes alive before fn are not in `peak`.
+ */
+export async function peakBufferBytes<T>(fn: () => Promise<T>): Promise<{ result: T; peak: number }> {
+  const engine = tf.engine() as unknown as { trackTensor(t: tf.Tensor, b: unknown): void; disposeTensor(t: tf.Tensor): void };
+  const [track, untrack] = [engine.trackTensor, engine.disposeTensor];
+  const live = new Map<object, { refs: number; bytes: number }>();
+  let bytes = 0;
+  let peak = 0;
+  engine.trackTensor = function (t, b) {
+    const e = live.get(t.dataId);
+    if (e) e.refs++;
+    else {
+      live.set(t.dataId, { refs: 1, bytes: t.size * 4 });
+      peak = Math.max(peak, (bytes += t.size * 4));
+    }
+    return track.call(this, t, b);
+  };
+  engine.disposeTensor = function (t) {
+    const e = live.get(t.dataId);
+    if (e && !t.isDisposed && --e.refs === 0) {
+      live.delete(t.dataId);
+      bytes -= e.bytes;
+    }
+    return untrack.call(this, t);
+  };
+  try {
+    return { result: await fn(), peak };
+  } finally {
+    engine.trackTensor = track;
+    engine.disposeTensor = untrack;
+  }
+}

@@ -13,6 +13,8 @@ import { pause } from '../jacobian/chunks.js';
 import type { WeightJacobianStrategy, WeightSlice } from '../jacobian/weight.js';
 import { referenceClasses, referenceDifferenceRows } from '../jacobian/rows.js';
 import { weightRows } from '../jacobian/weight.js';
+import { rowsAssembler } from '../jacobian/assemble.js';
+import type { RowsAssembler } from '../jacobian/assemble.js';
 import { LowRankPSD, ownedPSD } from '../linalg/lowRankPSD.js';
 import { multinomialSqrts, probabilities64 } from './dataMatrix.js';
 
@@ -28,8 +30,10 @@ export interface LocalFisherOptions extends ClassifierOptions, RunOptions {
   signal?: AbortSignal;
   /**
    * Upper bound, in MiB, on what one chunk of samples holds besides its share of the factor (the
-   * weights' blocks of its rows before they are joined, and the forward pass); the factor itself
-   * is `B·(C−1)·d·4` bytes. @defaultValue 256
+   * weights' blocks of its rows until they are copied into the factor, and the forward pass); the
+   * factor itself is `B·(C−1)·d·4` bytes. On `cpu` and `wasm` the factor is written in place and a chunk
+   * holds at most half the batch, so the peak stays below 1.5 × the factor plus the forward pass;
+   * on the GPU backends the blocks are joined with `tf.concat` (2 ×). @defaultValue 256
    */
   memoryBudgetMB?: number;
 }
@@ -49,12 +53,16 @@ export interface LocalFisherResult {
  * class, S the covariance square root, as G's): one pass of weight-space rows with the cotangents
  * S_b (e_c − e_k), so that S is applied on the C logits, never on the d-wide rows.
  */
-async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions, fn: string) {
+async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions, fn: string, scale = 1) {
+  // The rows are linear in the cotangents: a scale of the factor is applied to these C numbers.
   const cotangents = async (logits: tf.Tensor2D) => {
     const [B, C] = logits.shape;
     const values = await logits.data();
     const reference = referenceClasses(values, B, C);
-    return tf.tidy(() => tf.matMul(multinomialSqrts(probabilities64(values, B, C), reference, C), referenceDifferenceRows(reference, C)) as tf.Tensor3D);
+    return tf.tidy(() => {
+      const S = multinomialSqrts(probabilities64(values, B, C), reference, C);
+      return tf.matMul(scale === 1 ? S : tf.mul(S, scale), referenceDifferenceRows(reference, C)) as tf.Tensor3D;
+    });
   };
   const { jacobian: factor, slices, logits } = await weightRows(model, x, options, (C) => C - 1, cotangents, fn);
   const [B, C] = logits.shape;
@@ -108,7 +116,9 @@ export interface DatasetFisherOptions extends LocalFisherOptions {
   batchSize?: number;
   /**
    * Upper bound on the stacked factor (N·(C−1)·d float32 numbers), in MiB; past it the call throws
-   * instead of exhausting memory. Choose fewer samples or `layers` for large models.
+   * instead of exhausting memory (for a tensor, after its first batch, before the factor is
+   * allocated; a tensor's factor is written in place on `cpu` and `wasm`, so the peak is the
+   * factor and one batch's rows). Choose fewer samples or `layers` for large models.
    * @defaultValue 1024
    */
   maxFactorMB?: number;
@@ -179,30 +189,49 @@ export async function datasetFisher(
       yield* data as AsyncIterable<tf.Tensor>;
     }
   };
+  // A tensor's size is known: each batch's rows are scaled by 1/√N as they are made (on the
+  // cotangents) and, on cpu and wasm, written in place, so the peak is the factor and one batch's
+  // rows, not the parts and their joined copy.
+  const scale = total === undefined ? 1 : 1 / Math.sqrt(total);
+  let out: RowsAssembler | undefined;
   try {
     for await (const batch of batches()) {
-      const { factor, probs, slices: s } = await fisherFactor(model, batch, { ...options, onProgress: undefined }, fn);
+      const { factor, probs, slices: s } = await fisherFactor(model, batch, { ...options, onProgress: undefined }, fn, scale);
       probs.dispose();
-      parts.push(factor);
+      const [b, R, d] = factor.shape;
       slices = s;
-      count += batch.shape[0] as number;
+      count += b;
       bytes += factor.size * 4;
-      if (bytes > maxBytes) {
+      const projected = total === undefined ? bytes : total * R * d * 4;
+      if (projected > maxBytes) {
+        factor.dispose();
         throw new ValueError(
-          `${fn}: the stacked factor passed maxFactorMB = ${options.maxFactorMB ?? 1024} after ${count} samples ` +
-            `(${factor.shape[1]} rows × ${factor.shape[2]} weights each); use fewer samples or the 'layers' option.`,
+          `${fn}: the stacked factor ${total === undefined ? `passed maxFactorMB = ${options.maxFactorMB ?? 1024} after ${count} samples` : `of ${total} samples would pass maxFactorMB = ${options.maxFactorMB ?? 1024}`} ` +
+            `(${R} rows × ${d} weights each); use fewer samples or the 'layers' option.`,
         );
+      }
+      if (total !== undefined && count === b) out = await rowsAssembler([1, total * R, d]);
+      if (out === undefined) parts.push(factor);
+      else {
+        try {
+          await out.write(factor, (count - b) * R, 0);
+        } finally {
+          factor.dispose();
+        }
       }
       options.onProgress?.({ done: count, total: total ?? count });
       await pause(options.signal);
     }
     if (count === 0) throw new ValueError(`${fn}: no samples in 'data'.`);
-    const factor = tf.tidy(() => {
-      const stacked = tf.concat(parts.map((p) => tf.reshape(p, [-1, p.shape[2]])));
-      return tf.expandDims(tf.mul(stacked, 1 / Math.sqrt(count)), 0) as tf.Tensor3D;
-    });
+    const factor =
+      out?.finish() ??
+      tf.tidy(() => {
+        const stacked = tf.concat(parts.map((p) => tf.reshape(p, [-1, p.shape[2]])));
+        return tf.expandDims(scale === 1 ? tf.mul(stacked, 1 / Math.sqrt(count)) : stacked, 0) as tf.Tensor3D;
+      });
     return { F: await ownedPSD(factor, fn), count, slices };
   } finally {
+    out?.dispose();
     tf.dispose(parts);
   }
 }

@@ -15,6 +15,7 @@ import type { RunOptions } from './chunks.js';
 import type { CompiledGraph, WeightPlan } from './graph/compile.js';
 import { weightGraphFor } from './linearize.js';
 import { rowMajor } from './rows.js';
+import { rowsAssembler } from './assemble.js';
 
 /** Where one weight tensor sits in a row of the weight Jacobian. */
 export interface WeightSlice {
@@ -53,8 +54,10 @@ export interface WeightJacobianOptions extends ClassifierOptions, RunOptions {
   strategy?: WeightJacobianStrategy;
   /**
    * Upper bound, in MiB, on what one chunk of samples holds besides its share of the result (the
-   * weights' blocks of its rows before they are joined, and the forward pass); the result itself
-   * is `B·R·d·4` bytes. @defaultValue 256
+   * weights' blocks of its rows until they are copied into the result, and the forward pass); the
+   * result itself is `B·R·d·4` bytes. On `cpu` and `wasm` the result is written in place and a chunk
+   * holds at most half the batch, so the peak stays below 1.5 × the result plus the forward pass;
+   * on the GPU backends the blocks are joined with `tf.concat` (2 ×). @defaultValue 256
    */
   memoryBudgetMB?: number;
 }
@@ -118,33 +121,28 @@ function variableGradRows(clf: Classifier, xi: tf.Tensor, U: tf.Tensor2D, vars: 
   });
 }
 
-/** The rows of one chunk `[b, R, d]` and its logits `[b, C]`, through the graph or per sample through tf.variableGrads. */
-async function rowsOfChunk(clf: Classifier, x: tf.Tensor, engine: Engine, cotangents: LogitCotangents, signal: AbortSignal | undefined, sampleDone: (i: number) => void): Promise<tf.Tensor[]> {
+/**
+ * The rows of one chunk as column blocks `[b, R, size]` (end to end they make `[b, R, d]`) and its
+ * logits `[b, C]`: through the graph (one block per weight), or per sample through
+ * tf.variableGrads (one block).
+ */
+async function rowsOfChunk(clf: Classifier, x: tf.Tensor, engine: Engine, cotangents: LogitCotangents, signal: AbortSignal | undefined, sampleDone: (i: number) => void): Promise<{ blocks: tf.Tensor3D[]; logits: tf.Tensor2D }> {
   if (engine.graph !== undefined) {
     const tape = engine.graph.forward(x, engine.plan);
-    let blocks: tf.Tensor3D[];
-    let logits: tf.Tensor;
     try {
       const U = await cotangents(tape.output);
+      let blocks: tf.Tensor3D[];
       try {
         blocks = tf.tidy(() => tape.weightBlocks(rowMajor(U)));
       } finally {
         U.dispose();
       }
-      logits = tf.clone(tape.output);
+      return { blocks, logits: tf.clone(tape.output) as tf.Tensor2D };
     } finally {
-      tape.dispose(); // before the blocks are joined: the join is the chunk's peak (its rows twice)
-    }
-    try {
-      return [blocks.length === 1 ? (blocks[0] as tf.Tensor3D) : tf.concat(blocks, 2), logits];
-    } catch (e) {
-      logits.dispose();
-      throw e;
-    } finally {
-      if (blocks.length > 1) tf.dispose(blocks);
+      tape.dispose(); // before the blocks are written or joined
     }
   }
-  const logits = tf.tidy(() => clf.logits(x));
+  const logits = tf.tidy(() => clf.logits(x)) as tf.Tensor2D;
   const vars = engine.variables.map((w) => w.read() as tf.Variable);
   let U: tf.Tensor3D | undefined;
   let per: tf.Tensor[] = [];
@@ -156,7 +154,7 @@ async function rowsOfChunk(clf: Classifier, x: tf.Tensor, engine: Engine, cotang
       return variableGradRows(clf, tf.slice(x, i, 1), tf.squeeze(tf.slice(Us, i, 1), [0]) as tf.Tensor2D, vars);
     });
     sampleDone((x.shape[0] as number) - 1);
-    return [tf.stack(per), logits];
+    return { blocks: [tf.stack(per) as tf.Tensor3D], logits };
   } catch (e) {
     logits.dispose();
     throw e;
@@ -203,21 +201,60 @@ export async function weightRows(
   const strategy = checkChoice(options.strategy, fn, 'strategy', ['auto', 'graph', 'loop'] as const, 'auto');
   const { slices, variables, numWeights } = selectWeights(model, options.layers, fn);
   const engine = chooseEngine(clf, variables, strategy, fn);
-  // Transient per sample: the weights' blocks of its rows until they are joined into its share of
-  // the result (which, as every result, is not counted), and the forward pass's tape.
+  // Transient per sample: the weights' blocks of its rows until they are written (or joined) into
+  // its share of the result (which, as every result, is not counted), and the forward pass's tape.
   const R = rows(clf.numClasses);
+  const B = x.shape[0] as number;
   const perSample = R * numWeights * 4 + (engine.graph ? engine.graph.tapeBytesPerSample + R * engine.graph.bytesPerRow : bytesPerSamplePass(model));
-  const chunk = Math.max(1, Math.floor(budgetBytes(options, fn) / perSample));
+  let chunk = Math.max(1, Math.floor(budgetBytes(options, fn) / perSample));
+  // Progress after each chunk of the graph, after each sample of the loop (C backward passes each).
+  const { onProgress, ...rest } = options;
+  const sampleDone = (start: number) => (i: number) => {
+    if (!engine.graph) onProgress?.({ done: start + i + 1, total: B });
+  };
   try {
-    // Progress after each chunk of the graph, after each sample of the loop (C backward passes each).
-    const { onProgress, ...rest } = options;
-    const B = x.shape[0] as number;
-    const [J, logits] = await runChunks(x, chunk, engine.graph ? options : rest, (xc, start) =>
-      rowsOfChunk(clf, xc, engine, cotangents, options.signal, (i) => {
-        if (!engine.graph) onProgress?.({ done: start + i + 1, total: B });
-      }),
-    );
-    return { jacobian: J as tf.Tensor3D, slices, numWeights, logits: logits as tf.Tensor2D };
+    const out = await rowsAssembler([B, R, numWeights]);
+    if (out === undefined) {
+      // GPU backends: each chunk's blocks joined, then the chunks (the result and its parts at once).
+      const [J, logits] = await runChunks(x, chunk, engine.graph ? options : rest, async (xc, start) => {
+        const { blocks, logits } = await rowsOfChunk(clf, xc, engine, cotangents, options.signal, sampleDone(start));
+        if (blocks.length === 1) return [blocks[0] as tf.Tensor3D, logits];
+        try {
+          return [tf.concat(blocks, 2), logits];
+        } catch (e) {
+          logits.dispose();
+          throw e;
+        } finally {
+          tf.dispose(blocks);
+        }
+      });
+      return { jacobian: J as tf.Tensor3D, slices, numWeights, logits: logits as tf.Tensor2D };
+    }
+    // Written in place: a chunk's blocks are the only transient copy of its rows, so chunks of at
+    // most half the batch keep the peak at 1.5 × the result (plus the tape), not 2 ×.
+    if (B > 1) chunk = Math.min(chunk, Math.ceil(B / 2));
+    try {
+      const [L] = await runChunks(x, chunk, engine.graph ? options : rest, async (xc, start) => {
+        const { blocks, logits } = await rowsOfChunk(clf, xc, engine, cotangents, options.signal, sampleDone(start));
+        try {
+          let column = 0;
+          for (const block of blocks) {
+            await out.write(block, start * R, column);
+            column += block.shape[2];
+            block.dispose();
+          }
+          return [logits];
+        } catch (e) {
+          logits.dispose();
+          throw e;
+        } finally {
+          tf.dispose(blocks);
+        }
+      });
+      return { jacobian: out.finish(), slices, numWeights, logits: L as tf.Tensor2D };
+    } finally {
+      out.dispose();
+    }
   } catch (e) {
     return rethrowKernelError(e, fn);
   }

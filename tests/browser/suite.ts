@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { distributionProjector, horizontalPath, inputJacobian, jvp, localDataMatrix, secondDerivative, ValueError } from '../../src/index.js';
+import { distributionProjector, horizontalPath, inputJacobian, jvp, localDataMatrix, secondDerivative, ValueError, weightJacobian } from '../../src/index.js';
 import { mnistCnn } from '../../examples/models.js';
 import { activationNet, twoBranchCnn } from '../zoo/models.js';
 
@@ -54,6 +54,9 @@ export async function runSuite(): Promise<SuiteResult> {
     const w = tf.randomNormal([B, ...shape], 0, 1, 'float32', 13);
     await record(`${name}/inputJacobian`, async () => take(await inputJacobian(model, x)));
     await record(`${name}/jvp`, async () => take(await jvp(model, x, v)));
+    // Weight space: on the GPU backends the weights' blocks are joined by tf.concat (cpu and wasm
+    // write them in place), so this compares the two ways of assembling the rows.
+    await record(`${name}/weightJacobian`, async () => take((await weightJacobian(model, x)).jacobian));
     await record(`${name}/trG`, async () => {
       const { G, probs } = await localDataMatrix(model, x);
       const tr = Array.from(await G.trace());

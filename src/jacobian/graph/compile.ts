@@ -395,11 +395,14 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
         },
         weightBlocks(dy) {
           if (plan === undefined) throw new Error('weightBlocks: the tape was made without a weight plan');
-          return tf.tidy(() => {
-            const K = (dy.shape[0] as number) / B;
-            // Kept across the backward pass's scopes, so released here on every path.
-            const blocks: (tf.Tensor3D | undefined)[] = plan.entries.map(() => undefined);
-            try {
+          const K = (dy.shape[0] as number) / B;
+          // Kept across the backward pass's scopes and handed to the caller as they are (an
+          // aliasing reshape would do, but tfjs counts bytes per tensor, not per buffer, so the
+          // largest block would count twice); released here on failure.
+          const blocks: (tf.Tensor3D | undefined)[] = plan.entries.map(() => undefined);
+          let done = false;
+          try {
+            tf.tidy(() => {
               runBackward(p, saved, tf.reshape(dy, [K * B, ...outShape]), {
                 need: plan.need,
                 visit(k, g) {
@@ -418,12 +421,12 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
                   });
                 },
               });
-              // Handed out of the tidy as its result (a reshape is the same data, no copy).
-              return blocks.map((t) => tf.reshape(t as tf.Tensor3D, (t as tf.Tensor3D).shape) as tf.Tensor3D);
-            } finally {
-              tf.dispose(blocks.filter((t): t is tf.Tensor3D => t !== undefined));
-            }
-          });
+            });
+            done = true;
+            return blocks as tf.Tensor3D[];
+          } finally {
+            if (!done) tf.dispose(blocks.filter((t): t is tf.Tensor3D => t !== undefined));
+          }
         },
         dispose() {
           tf.dispose(kept);
