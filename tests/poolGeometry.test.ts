@@ -5,7 +5,7 @@
  * reject with the reason, and typed errors that name the pool's call.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type * as tfl from '@tensorflow/tfjs-layers';
+import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   datasetFisher,
@@ -28,6 +28,7 @@ import {
   weightJacobian,
 } from '../src/index.js';
 import { createJacobianPool } from '../src/node/pool.js';
+import { decode, Outbox } from '../src/node/protocol.js';
 import type { JacobianPool } from '../src/node/pool.js';
 import { mnistCnn } from '../examples/models.js';
 import { expectClose, expectNoLeak, randn } from './helpers.js';
@@ -250,5 +251,52 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
     target.dispose();
     plane.dispose();
     three.dispose();
+  }, 60_000);
+});
+
+describe("large results cross through the workers' shared buffers (reused once copied out)", () => {
+  it('an outbox buffer is reused only after the pool copied the result out of it', () => {
+    const box = new Outbox();
+    const a = box.take(1000, 'float32');
+    const b = box.take(1000, 'float32');
+    expect(b.buffer).not.toBe(a.buffer); // a is not copied out yet
+    a.set(Float32Array.from({ length: 1000 }, (_, i) => i));
+    const t = decode({ __tensor: { data: a, shape: [10, 100], dtype: 'float32' } }) as tf.Tensor;
+    const c = box.take(600, 'float32'); // a is free again: the smallest idle buffer that fits
+    expect(c.buffer).toBe(a.buffer);
+    c.fill(-1);
+    expect(Array.from(t.dataSync()).slice(0, 3).concat(t.dataSync()[999] as number)).toEqual([0, 1, 2, 999]); // the tensor is a copy
+    t.dispose();
+  });
+
+  it('results of several MB: equal to one thread, call after call, after an aborted call, no tensors left behind', async () => {
+    // d = 22,538 weights: 2 samples' rows of 10 logits are 1.8 MB, past the 1 MiB threshold.
+    const model = tfl.sequential();
+    model.add(tfl.layers.dense({ inputShape: [32], units: 512, activation: 'tanh', kernelInitializer: tfl.initializers.glorotNormal({ seed: 51 }) }));
+    model.add(tfl.layers.dense({ units: 10, kernelInitializer: tfl.initializers.glorotNormal({ seed: 52 }) }));
+    const pool = await createJacobianPool(model, { threads: 2, backend: tf.getBackend() as 'wasm' | 'cpu' });
+    try {
+      const xs = [0, 1, 2, 3].map((k) => randn([4, 32], 60 + k));
+      const before = tf.memory().numTensors;
+      // An aborted call leaves its buffers busy (its results are dropped): the next calls use others.
+      const ctrl = new AbortController();
+      const dropped = pool.weightJacobian(xs[0] as tf.Tensor, { signal: ctrl.signal });
+      ctrl.abort(new Error('stop'));
+      await expect(dropped).rejects.toThrow('stop');
+      // Kept while later calls run in the same threads, so a buffer written again would show here.
+      const pooledRows: tf.Tensor[] = [];
+      for (const x of xs) pooledRows.push((await pool.weightJacobian(x)).jacobian);
+      for (const [k, x] of xs.entries()) {
+        const one = await weightJacobian(model, x);
+        expectClose(pooledRows[k] as tf.Tensor, one.jacobian, { rtol: 1e-5, label: `call ${k}` });
+        one.jacobian.dispose();
+      }
+      tf.dispose(pooledRows);
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose(xs);
+    } finally {
+      await pool.close();
+      model.dispose();
+    }
   }, 60_000);
 });

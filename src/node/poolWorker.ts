@@ -22,7 +22,7 @@ import { planScan, scanPoints } from '../pullback/plane.js';
 import type { Plane, ScanPlaneOptions } from '../pullback/plane.js';
 import { planStability, stabilityOutputs } from '../stability/stability.js';
 import type { RelativeStabilityOptions } from '../stability/stability.js';
-import { decode, encode, tensorsIn } from './protocol.js';
+import { decode, encode, Outbox, tensorsIn } from './protocol.js';
 import type { PoolFunction, PoolRequest, PoolResponse, PoolWorkerData } from './protocol.js';
 
 /** The functions a pool calls, each with the model first. */
@@ -75,6 +75,9 @@ async function start(): Promise<LayersModel> {
   return tfl.loadLayersModel(tf.io.fromMemory(init.artifacts));
 }
 
+/** Shared buffers for large results, reused from call to call (see Outbox). */
+const outbox = new Outbox();
+
 function reply(msg: PoolResponse, transfer: ArrayBuffer[] = []): void {
   port?.postMessage(msg, transfer);
 }
@@ -95,7 +98,7 @@ async function handle(model: LayersModel, msg: PoolRequest): Promise<void> {
   try {
     result = await (FUNCTIONS[msg.fn] as (model: LayersModel, ...a: unknown[]) => Promise<unknown>)(model, ...args);
     const transfer: ArrayBuffer[] = [];
-    const value = encode(result, transfer);
+    const value = encode(result, transfer, outbox);
     reply({ type: 'result', id: msg.id, value }, transfer);
   } finally {
     tf.dispose([...tensorsIn(args), ...tensorsIn(result)]);
