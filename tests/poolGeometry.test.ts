@@ -267,6 +267,13 @@ describe("large results cross through the workers' shared buffers (reused once c
     c.fill(-1);
     expect(Array.from(t.dataSync()).slice(0, 3).concat(t.dataSync()[999] as number)).toEqual([0, 1, 2, 999]); // the tensor is a copy
     t.dispose();
+    // A larger result while b is busy and c idle again: a new buffer; the idle smaller one (c's)
+    // is forgotten, the busy one (b's) kept until the pool copies it out.
+    (decode({ __tensor: { data: c, shape: [600], dtype: 'float32' } }) as tf.Tensor).dispose();
+    const big = box.take(5000, 'float32');
+    expect([a.buffer, b.buffer]).not.toContain(big.buffer);
+    (decode({ __tensor: { data: big, shape: [5000], dtype: 'float32' } }) as tf.Tensor).dispose();
+    expect(box.take(800, 'float32').buffer).toBe(big.buffer); // the smallest idle one that fits: a's is gone
   });
 
   it('results of several MB: equal to one thread, call after call, after an aborted call, no tensors left behind', async () => {

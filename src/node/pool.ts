@@ -55,7 +55,9 @@ export interface JacobianPoolOptions {
  * (training), they are copied to the threads first. `onProgress` fires as each thread's share
  * completes; `signal` rejects the call at once (the threads finish their share and it is dropped).
  * Errors are the single-thread function's, named after the pool's call
- * (`JacobianPool.localFisher: ...`).
+ * (`JacobianPool.localFisher: ...`). Results of 1 MiB and more (weight Jacobians, Fisher factors)
+ * come back through a shared buffer that each thread keeps for its next result: besides its heap,
+ * a thread holds about its share of the largest result it has returned.
  *
  * A thread that exited (killed, out of memory...) is replaced by a fresh one, with the current
  * weights, before a call uses it. A call in progress when its thread exits, or when `close` is

@@ -91,6 +91,9 @@ export class Outbox {
     let buffer = idle.sort((a, b) => a.byteLength - b.byteLength)[0];
     if (buffer === undefined) {
       buffer = new SharedArrayBuffer(bytes);
+      // Idle buffers too small for this result are forgotten (this one serves their sizes too), so
+      // what a thread keeps is its largest result and the buffers the pool has not copied out yet.
+      this.slots = this.slots.filter((b) => Atomics.load(new Int32Array(b, 0, 1), 0) !== 0 || b.byteLength > bytes);
       this.slots.push(buffer);
       if (this.slots.length > OUTBOX_SLOTS) this.slots.shift();
     }
