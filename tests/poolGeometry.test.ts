@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   datasetFisher,
   distributionProjector,
@@ -276,7 +276,7 @@ describe("large results cross through the workers' shared buffers (reused once c
     expect(box.take(800, 'float32').buffer).toBe(big.buffer); // the smallest idle one that fits: a's is gone
   });
 
-  it('results of several MB: equal to one thread, call after call, after an aborted call, no tensors left behind', async () => {
+  it('results of several MB: equal to one thread; every shared buffer released once, also for a call aborted with a share in flight; no tensors left behind', async () => {
     // d = 22,538 weights: 2 samples' rows of 10 logits are 1.8 MB, past the 1 MiB threshold.
     const model = tfl.sequential();
     model.add(tfl.layers.dense({ inputShape: [32], units: 512, activation: 'tanh', kernelInitializer: tfl.initializers.glorotNormal({ seed: 51 }) }));
@@ -285,14 +285,24 @@ describe("large results cross through the workers' shared buffers (reused once c
     try {
       const xs = [0, 1, 2, 3].map((k) => randn([4, 32], 60 + k));
       const before = tf.memory().numTensors;
-      // An aborted call leaves its buffers busy (its results are dropped): the next calls use others.
-      const ctrl = new AbortController();
-      const dropped = pool.weightJacobian(xs[0] as tf.Tensor, { signal: ctrl.signal });
-      ctrl.abort(new Error('stop'));
-      await expect(dropped).rejects.toThrow('stop');
-      // Kept while later calls run in the same threads, so a buffer written again would show here.
+      // Every result's shared buffers go back to their thread: once copied out, or when the call
+      // drops the result. Counted as the pool thread's stores of 0 into a shared buffer's flag.
+      const store = vi.spyOn(Atomics, 'store');
+      const releases = () => store.mock.calls.filter(([flag, , value]) => flag.buffer instanceof SharedArrayBuffer && Number(value) === 0).length;
       const pooledRows: tf.Tensor[] = [];
-      for (const x of xs) pooledRows.push((await pool.weightJacobian(x)).jacobian);
+      try {
+        // Aborted once the first share is back: that result is dropped when the call ends, the
+        // other when it arrives.
+        const ctrl = new AbortController();
+        const dropped = pool.weightJacobian(xs[0] as tf.Tensor, { signal: ctrl.signal, onProgress: () => ctrl.abort(new Error('stop')) });
+        await expect(dropped).rejects.toThrow('stop');
+        for (let wait = 0; wait < 100 && releases() < 2; wait++) await new Promise((r) => setTimeout(r, 50));
+        expect(releases()).toBe(2);
+        for (const x of xs) pooledRows.push((await pool.weightJacobian(x)).jacobian);
+        expect(releases()).toBe(2 + 2 * xs.length); // one buffer per thread and call, released once
+      } finally {
+        store.mockRestore();
+      }
       for (const [k, x] of xs.entries()) {
         const one = await weightJacobian(model, x);
         expectClose(pooledRows[k] as tf.Tensor, one.jacobian, { rtol: 1e-5, label: `call ${k}` });

@@ -29,7 +29,7 @@ import type { RelativeStabilityOptions, RelativeStabilityResult } from '../stabi
 import { LowRankPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
 import { assertFiniteSync, checkBatchShape, wrapClassifier } from '../model/classifier.js';
 import type { ClassifierOptions } from '../model/classifier.js';
-import { concatPortable, decode, encode } from './protocol.js';
+import { concatPortable, decode, encode, releasePortable } from './protocol.js';
 import type { PoolFunction, PoolRequest, PoolResponse, PoolWorkerData, Portable } from './protocol.js';
 
 /** Options of {@link createJacobianPool}. */
@@ -448,6 +448,9 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     onClose.add(onClosed);
     const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, stopped]);
     let over = false;
+    // The threads' results so far: their shared buffers are released when they are decoded, and
+    // otherwise (the call stopped or failed) when the call ends, or on arrival after it.
+    const arrived: Portable[] = [];
     try {
       const used = bounds.length - 1;
       const threadsUsed = await guard(Promise.all(Array.from({ length: used }, (_, k) => ensure(k, call))));
@@ -467,16 +470,19 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
         const r = await send(thread, { type: 'call', id: nextId++, fn, args }, call, transfer);
         if (r.type === 'error') throw rethrown(r, fn, call, layerNames);
         if (r.type !== 'result') throw new InfogeoError(`${call}: unexpected reply '${r.type}' from a worker thread.`);
+        if (over) releasePortable(r.value);
+        else arrived.push(r.value);
         done += b1 - b0;
         if (!over) onProgress?.({ done, total: B });
         return r.value;
       });
-      // The parts stay plain arrays until they are joined: one tensor per result, nothing to
+      // The parts stay plain arrays until they are joined: one tensor per result, no tensor to
       // release when the call stops early.
       const results = await guard(Promise.all(parts));
       return decode(typeof how === 'function' ? how(results) : join(results, how, call));
     } finally {
       over = true;
+      arrived.forEach(releasePortable);
       signal?.removeEventListener('abort', onAbort);
       onClose.delete(onClosed);
     }

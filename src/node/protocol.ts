@@ -78,8 +78,9 @@ const OUTBOX_SLOTS = 4;
  * Fisher factor of the MNIST CNN at B = 4, about half the time of computing it); a buffer written
  * before costs only the copy (~30 ms). Each buffer starts with an int32 flag: 1 while the pool
  * has not yet copied the result out (see {@link decode}), so a buffer is reused only once it is
- * released; a result the pool drops (an aborted call) keeps its buffer, which is then forgotten
- * here and collected. A worker keeps at most {@link OUTBOX_SLOTS} buffers between calls.
+ * released — after the copy, or when the pool drops the result (an aborted or failed call, a
+ * reply after the call stopped: {@link releasePortable}). A worker keeps at most
+ * {@link OUTBOX_SLOTS} buffers between calls.
  */
 export class Outbox {
   private slots: SharedArrayBuffer[] = [];
@@ -102,9 +103,30 @@ export class Outbox {
   }
 }
 
-/** Marks a result's outbox buffers as copied out (the worker may write them again). */
+/** The outbox views already released: a view is released once, or a worker's next result in the same buffer could be marked free before it is copied. */
+const released = new WeakSet<object>();
+
+/** Marks a result's outbox buffers as copied out or dropped (the worker may write them again). */
 function release(pieces: (Float32Array | Int32Array)[]): void {
-  for (const p of pieces) if (p.buffer instanceof SharedArrayBuffer) Atomics.store(new Int32Array(p.buffer, 0, 1), 0, 0);
+  for (const p of pieces) {
+    if (!(p.buffer instanceof SharedArrayBuffer) || released.has(p)) continue;
+    released.add(p);
+    Atomics.store(new Int32Array(p.buffer, 0, 1), 0, 0);
+  }
+}
+
+/**
+ * Releases the outbox buffers of a worker's result that will not be decoded (an aborted or failed
+ * call, a reply after the call stopped); a no-op for those {@link decode} already released.
+ */
+export function releasePortable(p: Portable): void {
+  if (p === null || typeof p !== 'object' || ArrayBuffer.isView(p)) return;
+  if (Array.isArray(p)) return p.forEach(releasePortable);
+  if ('__tensor' in p) {
+    const t = p.__tensor as PortableTensor;
+    return release(t.parts ?? (t.data === undefined ? [] : [t.data]));
+  }
+  Object.values(p).forEach((e) => releasePortable(e as Portable));
 }
 
 /** What reading a wasm tensor as a view of the heap needs of the backend. */
