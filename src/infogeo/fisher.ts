@@ -8,13 +8,15 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { checkNumber, checkOptions, checkRunOptions, checkTensor, describe } from '../checks.js';
 import { ShapeError, ValueError } from '../errors.js';
 import type { ClassifierOptions } from '../model/classifier.js';
+import { wrapClassifier } from '../model/classifier.js';
 import type { Progress, RunOptions } from '../jacobian/chunks.js';
 import { pause } from '../jacobian/chunks.js';
 import type { WeightJacobianStrategy, WeightSlice } from '../jacobian/weight.js';
 import { referenceClasses, referenceDifferenceRows } from '../jacobian/rows.js';
-import { weightRows } from '../jacobian/weight.js';
-import { rowsAssembler } from '../jacobian/assemble.js';
+import { selectWeights, weightRows } from '../jacobian/weight.js';
+import type { RowsTarget } from '../jacobian/weight.js';
 import type { RowsAssembler } from '../jacobian/assemble.js';
+import { rowsAssembler } from '../jacobian/assemble.js';
 import { LowRankPSD, ownedPSD } from '../linalg/lowRankPSD.js';
 import { multinomialSqrts, probabilities64 } from './dataMatrix.js';
 
@@ -31,9 +33,10 @@ export interface LocalFisherOptions extends ClassifierOptions, RunOptions {
   /**
    * Upper bound, in MiB, on what one chunk of samples holds besides its share of the factor (the
    * weights' blocks of its rows until they are copied into the factor, and the forward pass); the
-   * factor itself is `B·(C−1)·d·4` bytes. On `cpu` and `wasm` the factor is written in place and a chunk
-   * holds at most half the batch, so the peak stays below 1.5 × the factor plus the forward pass;
-   * on the GPU backends the blocks are joined with `tf.concat` (2 ×). @defaultValue 256
+   * factor itself is `B·(C−1)·d·4` bytes. On `cpu` and `wasm` the factor is written in place and a
+   * chunk holds at most half the batch (one sample: its rows in two backward passes), so the peak
+   * stays below 1.5 × the factor plus the forward pass; on the GPU backends the blocks are joined
+   * with `tf.concat` (2 ×). @defaultValue 256
    */
   memoryBudgetMB?: number;
 }
@@ -53,7 +56,7 @@ export interface LocalFisherResult {
  * class, S the covariance square root, as G's): one pass of weight-space rows with the cotangents
  * S_b (e_c − e_k), so that S is applied on the C logits, never on the d-wide rows.
  */
-async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions, fn: string, scale = 1) {
+async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions, fn: string, scale = 1, into?: RowsTarget) {
   // The rows are linear in the cotangents: a scale of the factor is applied to these C numbers.
   const cotangents = async (logits: tf.Tensor2D) => {
     const [B, C] = logits.shape;
@@ -64,13 +67,13 @@ async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFish
       return tf.matMul(scale === 1 ? S : tf.mul(S, scale), referenceDifferenceRows(reference, C)) as tf.Tensor3D;
     });
   };
-  const { jacobian: factor, slices, logits } = await weightRows(model, x, options, (C) => C - 1, cotangents, fn);
+  const { jacobian: factor, slices, logits } = await weightRows(model, x, options, (C) => C - 1, cotangents, fn, into);
   const [B, C] = logits.shape;
   try {
     const probs = tf.tensor2d(Float32Array.from(probabilities64(await logits.data(), B, C)), [B, C]);
     return { factor, probs, slices };
   } catch (e) {
-    factor.dispose();
+    factor?.dispose();
     throw e;
   } finally {
     logits.dispose();
@@ -103,7 +106,7 @@ async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFish
 export async function localFisher(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions = {}): Promise<LocalFisherResult> {
   const { factor, probs, slices } = await fisherFactor(model, x, options, 'localFisher');
   try {
-    return { F: await ownedPSD(factor, 'localFisher'), probs, slices };
+    return { F: await ownedPSD(factor as tf.Tensor3D, 'localFisher'), probs, slices };
   } catch (e) {
     probs.dispose();
     throw e;
@@ -116,9 +119,9 @@ export interface DatasetFisherOptions extends LocalFisherOptions {
   batchSize?: number;
   /**
    * Upper bound on the stacked factor (N·(C−1)·d float32 numbers), in MiB; past it the call throws
-   * instead of exhausting memory (for a tensor, after its first batch, before the factor is
-   * allocated; a tensor's factor is written in place on `cpu` and `wasm`, so the peak is the
-   * factor and one batch's rows). Choose fewer samples or `layers` for large models.
+   * instead of exhausting memory (for a tensor, before anything is computed; a tensor's factor is
+   * written in place on `cpu` and `wasm`, so the peak is the factor and the rows of half a batch).
+   * Choose fewer samples or `layers` for large models.
    * @defaultValue 1024
    */
   maxFactorMB?: number;
@@ -189,34 +192,36 @@ export async function datasetFisher(
       yield* data as AsyncIterable<tf.Tensor>;
     }
   };
-  // A tensor's size is known: each batch's rows are scaled by 1/√N as they are made (on the
-  // cotangents) and, on cpu and wasm, written in place, so the peak is the factor and one batch's
-  // rows, not the parts and their joined copy.
+  // A tensor's size is known: the factor is refused before anything large is allocated, each
+  // batch's rows are scaled by 1/√N as they are made (on the cotangents) and, on cpu and wasm,
+  // written straight into it, so the peak is the factor and the blocks of half a batch, not the
+  // parts and their joined copy.
   const scale = total === undefined ? 1 : 1 / Math.sqrt(total);
   let out: RowsAssembler | undefined;
+  let R = 0;
+  if (total !== undefined && total > 0) {
+    R = wrapClassifier(model, options, fn).numClasses - 1;
+    const d = selectWeights(model, options.layers, fn).numWeights;
+    if (total * R * d * 4 > maxBytes) {
+      throw new ValueError(`${fn}: the stacked factor of ${total} samples would pass maxFactorMB = ${options.maxFactorMB ?? 1024} (${R} rows × ${d} weights each); use fewer samples or the 'layers' option.`);
+    }
+    out = await rowsAssembler([1, total * R, d]);
+  }
   try {
     for await (const batch of batches()) {
-      const { factor, probs, slices: s } = await fisherFactor(model, batch, { ...options, onProgress: undefined }, fn, scale);
+      const into = out === undefined ? undefined : { out, row: count * R };
+      const { factor, probs, slices: s } = await fisherFactor(model, batch, { ...options, onProgress: undefined }, fn, scale, into);
       probs.dispose();
-      const [b, R, d] = factor.shape;
       slices = s;
-      count += b;
-      bytes += factor.size * 4;
-      const projected = total === undefined ? bytes : total * R * d * 4;
-      if (projected > maxBytes) {
-        factor.dispose();
-        throw new ValueError(
-          `${fn}: the stacked factor ${total === undefined ? `passed maxFactorMB = ${options.maxFactorMB ?? 1024} after ${count} samples` : `of ${total} samples would pass maxFactorMB = ${options.maxFactorMB ?? 1024}`} ` +
-            `(${R} rows × ${d} weights each); use fewer samples or the 'layers' option.`,
-        );
-      }
-      if (total !== undefined && count === b) out = await rowsAssembler([1, total * R, d]);
-      if (out === undefined) parts.push(factor);
-      else {
-        try {
-          await out.write(factor, (count - b) * R, 0);
-        } finally {
-          factor.dispose();
+      count += batch.shape[0] as number;
+      if (factor !== undefined) {
+        parts.push(factor);
+        bytes += factor.size * 4;
+        if (bytes > maxBytes) {
+          throw new ValueError(
+            `${fn}: the stacked factor passed maxFactorMB = ${options.maxFactorMB ?? 1024} after ${count} samples ` +
+              `(${factor.shape[1]} rows × ${factor.shape[2]} weights each); use fewer samples or the 'layers' option.`,
+          );
         }
       }
       options.onProgress?.({ done: count, total: total ?? count });

@@ -16,6 +16,7 @@ import type { CompiledGraph, WeightPlan } from './graph/compile.js';
 import { weightGraphFor } from './linearize.js';
 import { rowMajor } from './rows.js';
 import { rowsAssembler } from './assemble.js';
+import type { RowsAssembler } from './assemble.js';
 
 /** Where one weight tensor sits in a row of the weight Jacobian. */
 export interface WeightSlice {
@@ -55,9 +56,10 @@ export interface WeightJacobianOptions extends ClassifierOptions, RunOptions {
   /**
    * Upper bound, in MiB, on what one chunk of samples holds besides its share of the result (the
    * weights' blocks of its rows until they are copied into the result, and the forward pass); the
-   * result itself is `B·R·d·4` bytes. On `cpu` and `wasm` the result is written in place and a chunk
-   * holds at most half the batch, so the peak stays below 1.5 × the result plus the forward pass;
-   * on the GPU backends the blocks are joined with `tf.concat` (2 ×). @defaultValue 256
+   * result itself is `B·R·d·4` bytes. On `cpu` and `wasm` the result is written in place and a
+   * chunk holds at most half the batch (one sample: its rows in two backward passes), so the peak
+   * stays below 1.5 × the result plus the forward pass; on the GPU backends the blocks are joined
+   * with `tf.concat` (2 ×). @defaultValue 256
    */
   memoryBudgetMB?: number;
 }
@@ -72,7 +74,8 @@ export interface WeightJacobianResult {
   numWeights: number;
 }
 
-function selectWeights(model: LayersModel, layers: string[] | undefined, fn: string) {
+/** The chosen layers' trainable weights, their column slices and their count d (errors name `fn`). @internal */
+export function selectWeights(model: LayersModel, layers: string[] | undefined, fn: string) {
   const names = model.layers.map((l) => l.name);
   if (layers !== undefined && !(Array.isArray(layers) && layers.every((n) => typeof n === 'string'))) {
     throw new ValueError(`${fn}: layers must be an array of layer names, got ${describe(layers)}.`);
@@ -122,24 +125,47 @@ function variableGradRows(clf: Classifier, xi: tf.Tensor, U: tf.Tensor2D, vars: 
 }
 
 /**
- * The rows of one chunk as column blocks `[b, R, size]` (end to end they make `[b, R, d]`) and its
- * logits `[b, C]`: through the graph (one block per weight), or per sample through
- * tf.variableGrads (one block).
+ * The rows of one chunk, handed to `consume` as column blocks `[b, r, size]` (end to end they make
+ * `[b, r, d]`; rows `firstRow … firstRow + r − 1` of each sample) and released after it returns;
+ * returns the chunk's logits `[b, C]`. Through the graph, one block per weight, the rows in
+ * `rowParts` backward passes of one forward pass (a chunk of one sample only); through
+ * tf.variableGrads, per sample, one block of all rows.
  */
-async function rowsOfChunk(clf: Classifier, x: tf.Tensor, engine: Engine, cotangents: LogitCotangents, signal: AbortSignal | undefined, sampleDone: (i: number) => void): Promise<{ blocks: tf.Tensor3D[]; logits: tf.Tensor2D }> {
+async function rowsOfChunk(
+  clf: Classifier,
+  x: tf.Tensor,
+  engine: Engine,
+  cotangents: LogitCotangents,
+  signal: AbortSignal | undefined,
+  sampleDone: (i: number) => void,
+  consume: (blocks: tf.Tensor3D[], firstRow: number) => Promise<void>,
+  rowParts = 1,
+): Promise<tf.Tensor2D> {
+  const pass = async (make: () => tf.Tensor3D[], firstRow: number) => {
+    const blocks = make();
+    try {
+      await consume(blocks, firstRow);
+    } finally {
+      tf.dispose(blocks);
+    }
+  };
   if (engine.graph !== undefined) {
     const tape = engine.graph.forward(x, engine.plan);
     try {
       const U = await cotangents(tape.output);
-      let blocks: tf.Tensor3D[];
       try {
-        blocks = tf.tidy(() => tape.weightBlocks(rowMajor(U)));
+        const R = U.shape[1];
+        const step = Math.ceil(R / rowParts);
+        for (let r0 = 0; r0 < R; r0 += step) {
+          const part = (): tf.Tensor3D => (step === R ? U : (tf.slice(U, [0, r0, 0], [-1, Math.min(step, R - r0), -1]) as tf.Tensor3D));
+          await pass(() => tf.tidy(() => tape.weightBlocks(rowMajor(part()))), r0);
+        }
       } finally {
         U.dispose();
       }
-      return { blocks, logits: tf.clone(tape.output) as tf.Tensor2D };
+      return tf.clone(tape.output) as tf.Tensor2D;
     } finally {
-      tape.dispose(); // before the blocks are written or joined
+      tape.dispose();
     }
   }
   const logits = tf.tidy(() => clf.logits(x)) as tf.Tensor2D;
@@ -154,7 +180,9 @@ async function rowsOfChunk(clf: Classifier, x: tf.Tensor, engine: Engine, cotang
       return variableGradRows(clf, tf.slice(x, i, 1), tf.squeeze(tf.slice(Us, i, 1), [0]) as tf.Tensor2D, vars);
     });
     sampleDone((x.shape[0] as number) - 1);
-    return { blocks: [tf.stack(per) as tf.Tensor3D], logits };
+    const stacked = per;
+    await pass(() => [tf.stack(stacked) as tf.Tensor3D], 0);
+    return logits;
   } catch (e) {
     logits.dispose();
     throw e;
@@ -182,10 +210,18 @@ function chooseEngine(clf: Classifier, variables: LayerVariable[], strategy: Wei
   return { variables };
 }
 
+/** Where {@link weightRows} writes its rows instead of a result of its own: a larger result, from a row on. @internal */
+export interface RowsTarget {
+  out: RowsAssembler;
+  /** The result's row (seen as `[B·R, d]`) of the first sample's first row. */
+  row: number;
+}
+
 /**
  * The weight-space rows of `cotangents` for each sample of `x`, in chunks that fit the memory
- * budget: `{ jacobian: [B, R, d], logits: [B, C] }` (both the caller's) and the weight slices. The
- * one path of {@link weightJacobian}, {@link localFisher} and {@link datasetFisher}. @internal
+ * budget: `{ jacobian: [B, R, d], logits: [B, C] }` (both the caller's) and the weight slices; with
+ * `into`, the rows are written there and `jacobian` is undefined. The one path of
+ * {@link weightJacobian}, {@link localFisher} and {@link datasetFisher}. @internal
  */
 export async function weightRows(
   model: LayersModel,
@@ -194,7 +230,8 @@ export async function weightRows(
   rows: (C: number) => number,
   cotangents: LogitCotangents,
   fn: string,
-): Promise<WeightJacobianResult & { logits: tf.Tensor2D }> {
+  into?: RowsTarget,
+): Promise<Omit<WeightJacobianResult, 'jacobian'> & { jacobian: tf.Tensor3D | undefined; logits: tf.Tensor2D }> {
   const clf = wrapClassifier(model, options, fn);
   await checkBatch(clf, x, fn);
   checkRunOptions(options, fn);
@@ -213,47 +250,51 @@ export async function weightRows(
     if (!engine.graph) onProgress?.({ done: start + i + 1, total: B });
   };
   try {
-    const out = await rowsAssembler([B, R, numWeights]);
-    if (out === undefined) {
-      // GPU backends: each chunk's blocks joined, then the chunks (the result and its parts at once).
+    const target = into ?? (await rowsAssembler([B, R, numWeights]).then((out) => (out === undefined ? undefined : { out, row: 0 })));
+    if (target === undefined) {
+      // GPU backends: each chunk's blocks joined once the tape is released, then the chunks (the
+      // result and its parts at once).
       const [J, logits] = await runChunks(x, chunk, engine.graph ? options : rest, async (xc, start) => {
-        const { blocks, logits } = await rowsOfChunk(clf, xc, engine, cotangents, options.signal, sampleDone(start));
-        if (blocks.length === 1) return [blocks[0] as tf.Tensor3D, logits];
+        let blocks: tf.Tensor3D[] = [];
+        let logits: tf.Tensor2D;
         try {
-          return [tf.concat(blocks, 2), logits];
+          logits = await rowsOfChunk(clf, xc, engine, cotangents, options.signal, sampleDone(start), async (b) => {
+            blocks = b.map((t) => tf.clone(t)); // the same data, kept past the pass
+          });
+        } catch (e) {
+          tf.dispose(blocks);
+          throw e;
+        }
+        try {
+          return [blocks.length === 1 ? (blocks[0] as tf.Tensor3D) : tf.concat(blocks, 2), logits];
         } catch (e) {
           logits.dispose();
           throw e;
         } finally {
-          tf.dispose(blocks);
+          if (blocks.length > 1) tf.dispose(blocks);
         }
       });
       return { jacobian: J as tf.Tensor3D, slices, numWeights, logits: logits as tf.Tensor2D };
     }
     // Written in place: a chunk's blocks are the only transient copy of its rows, so chunks of at
-    // most half the batch keep the peak at 1.5 × the result (plus the tape), not 2 ×.
-    if (B > 1) chunk = Math.min(chunk, Math.ceil(B / 2));
+    // most half the batch (one sample: its rows in two passes) keep the peak at 1.5 × the result
+    // (plus the tape), not 2 ×.
+    if (B > 1) chunk = Math.min(chunk, Math.floor(B / 2));
+    const rowParts = B === 1 && R > 1 ? 2 : 1;
     try {
-      const [L] = await runChunks(x, chunk, engine.graph ? options : rest, async (xc, start) => {
-        const { blocks, logits } = await rowsOfChunk(clf, xc, engine, cotangents, options.signal, sampleDone(start));
-        try {
+      const [L] = await runChunks(x, chunk, engine.graph ? options : rest, async (xc, start) => [
+        await rowsOfChunk(clf, xc, engine, cotangents, options.signal, sampleDone(start), async (blocks, firstRow) => {
           let column = 0;
           for (const block of blocks) {
-            await out.write(block, start * R, column);
+            await target.out.write(block, target.row + start * R + firstRow, column);
             column += block.shape[2];
             block.dispose();
           }
-          return [logits];
-        } catch (e) {
-          logits.dispose();
-          throw e;
-        } finally {
-          tf.dispose(blocks);
-        }
-      });
-      return { jacobian: out.finish(), slices, numWeights, logits: L as tf.Tensor2D };
+        }, rowParts),
+      ]);
+      return { jacobian: into === undefined ? target.out.finish() : undefined, slices, numWeights, logits: L as tf.Tensor2D };
     } finally {
-      out.dispose();
+      if (into === undefined) target.out.dispose();
     }
   } catch (e) {
     return rethrowKernelError(e, fn);
@@ -306,5 +347,5 @@ export async function weightJacobian(
     });
   const { jacobian, slices, numWeights, logits } = await weightRows(model, x, options, (C) => C, cotangents, fn);
   logits.dispose();
-  return { jacobian, slices, numWeights };
+  return { jacobian: jacobian as tf.Tensor3D, slices, numWeights };
 }
