@@ -34,9 +34,10 @@ export interface LocalFisherOptions extends ClassifierOptions, RunOptions {
    * Upper bound, in MiB, on what one chunk of samples holds besides its share of the factor (the
    * weights' blocks of its rows until they are copied into the factor, and the forward pass); the
    * factor itself is `B·(C−1)·d·4` bytes. On `cpu` and `wasm` the factor is written in place and a
-   * chunk holds at most half the batch (one sample: its rows in two backward passes), so the peak
-   * stays below 1.5 × the factor plus the forward pass; on the GPU backends the blocks are joined
-   * with `tf.concat` (2 ×). @defaultValue 256
+   * chunk holds at most half the batch (one sample whose rows alone exceed the budget: its rows in
+   * as many backward passes as fit), so for B ≥ 2 the peak stays below 1.5 × the factor plus the
+   * forward pass; on the GPU backends the blocks are joined with `tf.concat` (2 ×).
+   * @defaultValue 256
    */
   memoryBudgetMB?: number;
 }

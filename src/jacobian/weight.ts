@@ -57,9 +57,10 @@ export interface WeightJacobianOptions extends ClassifierOptions, RunOptions {
    * Upper bound, in MiB, on what one chunk of samples holds besides its share of the result (the
    * weights' blocks of its rows until they are copied into the result, and the forward pass); the
    * result itself is `B·R·d·4` bytes. On `cpu` and `wasm` the result is written in place and a
-   * chunk holds at most half the batch (one sample: its rows in two backward passes), so the peak
-   * stays below 1.5 × the result plus the forward pass; on the GPU backends the blocks are joined
-   * with `tf.concat` (2 ×). @defaultValue 256
+   * chunk holds at most half the batch (one sample whose rows alone exceed the budget: its rows in
+   * as many backward passes as fit), so for B ≥ 2 the peak stays below 1.5 × the result plus the
+   * forward pass; on the GPU backends the blocks are joined with `tf.concat` (2 ×).
+   * @defaultValue 256
    */
   memoryBudgetMB?: number;
 }
@@ -277,10 +278,11 @@ export async function weightRows(
       return { jacobian: J as tf.Tensor3D, slices, numWeights, logits: logits as tf.Tensor2D };
     }
     // Written in place: a chunk's blocks are the only transient copy of its rows, so chunks of at
-    // most half the batch (one sample: its rows in two passes) keep the peak at 1.5 × the result
-    // (plus the tape), not 2 ×.
+    // most half the batch keep the peak at 1.5 × the result (plus the tape), not 2 ×. A chunk of
+    // one sample whose rows alone exceed the budget takes them in as many passes as fit.
+    const budget = budgetBytes(options, fn);
     if (B > 1) chunk = Math.min(chunk, Math.floor(B / 2));
-    const rowParts = B === 1 && R > 1 ? 2 : 1;
+    const rowParts = chunk === 1 ? Math.min(R, Math.ceil((R * numWeights * 4) / budget)) : 1;
     try {
       const [L] = await runChunks(x, chunk, engine.graph ? options : rest, async (xc, start) => [
         await rowsOfChunk(clf, xc, engine, cotangents, options.signal, sampleDone(start), async (blocks, firstRow) => {
