@@ -200,21 +200,23 @@ describe('strategy graph: conventions and limits', () => {
 
   it("falls back to tf.grad for a layer it does not cover, and 'graph' says which", async () => {
     const m = tfl.sequential();
-    // A softmax inside a Dense layer in the middle of the network (not elementwise, not covered).
-    m.add(tfl.layers.dense({ inputShape: [5], units: 4, activation: 'softmax', kernelInitializer: init(12) }));
+    // A RepeatVector layer (not covered by the graph; tf.grad differentiates it).
+    m.add(tfl.layers.dense({ inputShape: [5], units: 4, activation: 'tanh', kernelInitializer: init(12) }));
+    m.add(tfl.layers.repeatVector({ n: 2 }));
+    m.add(tfl.layers.flatten());
     m.add(tfl.layers.dense({ units: 3, kernelInitializer: init(13) }));
     const x = randn([2, 5], 11);
     const plan = planInputJacobian(wrapClassifier(m), 2, {});
     expect(plan.strategy).toBe('softmax-chain');
-    expect(plan.graphUnavailable).toMatch(/softmax/);
+    expect(plan.graphUnavailable).toMatch(/RepeatVector/);
     await expect(inputJacobian(m, x, { strategy: 'graph' })).rejects.toThrow(UnsupportedModelError);
-    await expect(inputJacobian(m, x, { strategy: 'graph' })).rejects.toThrow(/softmax/);
+    await expect(inputJacobian(m, x, { strategy: 'graph' })).rejects.toThrow(/RepeatVector/);
     const J = await inputJacobian(m, x); // auto: tf.grad
     expect(J.shape).toEqual([2, 3, 5]);
     tf.dispose([x, J]);
   });
 
-  it('does not cover logits read as log-probabilities, nor a softmax taken as logits', async () => {
+  it('does not cover logits read as log-probabilities; a softmax taken as logits is differentiated as it is', async () => {
     const linear = tfl.sequential();
     linear.add(tfl.layers.dense({ inputShape: [4], units: 3, kernelInitializer: init(14) }));
     // modelOutput 'probabilities' without a softmax to skip: the logits are log(max(p, 1e-30)).
@@ -223,10 +225,15 @@ describe('strategy graph: conventions and limits', () => {
     expect(asProbs.graphUnavailable).toMatch(/log-probabilities/);
     const soft = tfl.sequential();
     soft.add(tfl.layers.dense({ inputShape: [4], units: 3, activation: 'softmax', kernelInitializer: init(15) }));
-    // modelOutput 'logits' on a softmax output: the softmax is part of the function, not covered.
+    // modelOutput 'logits' on a softmax output: the softmax is part of the function, and the graph
+    // differentiates it as it is (the rule of a softmax inside a network), as tf.grad does.
     const asLogits = planInputJacobian(wrapClassifier(soft, { modelOutput: 'logits' }), 1, {});
-    expect(asLogits.strategy).toBe('softmax-chain');
-    expect(asLogits.graphUnavailable).toMatch(/softmax/);
+    expect(asLogits.strategy).toBe('graph');
+    const x = randn([2, 4], 16);
+    const J = await inputJacobian(soft, x, { modelOutput: 'logits' });
+    const ref = await inputJacobian(soft, x, { modelOutput: 'logits', strategy: 'loop' });
+    expectClose(J, ref, { rtol: 1e-5, label: 'softmax taken as logits' });
+    tf.dispose([x, J, ref]);
   });
 
   it("never disposes the caller's x, even when a layer saves the model input (a Multiply reading it)", async () => {

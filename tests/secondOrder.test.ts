@@ -205,9 +205,11 @@ describe('secondDerivative (the public function)', () => {
     expectClose(one, tf.reshape(rp.uv, [3, 3]), { rtol: 1e-6, label: 'log-probabilities, chunked' });
     await expect(secondDerivative(model, x, u, u0)).rejects.toThrow(/^secondDerivative: argument 'v' must have the shape of 'u'/);
     await expect(secondDerivative(model, x, tf.zeros([3, 5]), tf.zeros([3, 5]))).rejects.toThrow(/^secondDerivative: argument 'u' must have shape/);
-    // A layer the graph does not cover (a softmax inside a Dense layer): no fallback.
+    // A layer the graph does not cover (RepeatVector): no fallback.
     const soft = tflayers.sequential();
-    soft.add(tflayers.layers.dense({ inputShape: [4], units: 4, activation: 'softmax' }));
+    soft.add(tflayers.layers.dense({ inputShape: [4], units: 4, activation: 'tanh' }));
+    soft.add(tflayers.layers.repeatVector({ n: 2 }));
+    soft.add(tflayers.layers.flatten());
     soft.add(tflayers.layers.dense({ units: 3 }));
     await expect(secondDerivative(soft, x, u, v)).rejects.toThrow(UnsupportedModelError);
     lin.dispose();

@@ -83,7 +83,8 @@ export function dilatedCnn(): tfl.LayersModel {
 
 /**
  * The activation functions of tfjs-layers 4.22 (`ActivationIdentifier`; its activations.js registers
- * exactly these, plus 'softmax' and 'logSoftmax', tested as layers in the middle of a network).
+ * exactly these, plus 'softmax' and 'logSoftmax', tested as layers and as a Dense layer's activation
+ * in the middle of a network).
  */
 export const ACTIVATIONS = ['linear', 'relu', 'relu6', 'elu', 'selu', 'softplus', 'softsign', 'tanh', 'sigmoid', 'hardSigmoid', 'swish', 'mish', 'gelu', 'gelu_new'] as const;
 export type ActivationName = (typeof ACTIVATIONS)[number];
@@ -193,6 +194,13 @@ export const ZOO: ZooEntry[] = [
   { name: 'nested Sequential and functional sub-models', build: nestedNet, inputShape: [5], hidden: 'hidden' },
   { name: 'resampling CNN (ZeroPadding2D, Cropping2D, SeparableConv2D, UpSampling2D, Conv2DTranspose, Minimum)', build: resamplingCnn, inputShape: [7, 7, 2], hidden: 'hidden' },
   { name: 'sequence net (Conv1D, Permute, Reshape, Multiply, Average, Maximum)', build: sequenceNet, inputShape: [10, 3], hidden: 'mix' },
+  // A softmax as a Dense layer's own activation inside the network (not elementwise: its own rule).
+  ...(['softmax', 'logSoftmax'] as const).map((a, i): ZooEntry => ({
+    name: `Dense(activation: '${a}') inside the network`,
+    build: () => activationNet(a as unknown as ActivationName, 980 + 10 * i),
+    inputShape: [VEC],
+    hidden: 'act',
+  })),
 ];
 
 // ---------------------------------------------------------------------------------------------

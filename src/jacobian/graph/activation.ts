@@ -250,29 +250,38 @@ function preluRule(layer: Layer): Rule {
 }
 
 /**
- * Softmax and log-softmax over the last axis. Their Jacobians per position are diag(p) − ppᵀ
- * (symmetric: the same map both ways) and I − 1pᵀ (transpose: I − p1ᵀ).
+ * Softmax and log-softmax over the last axis, of the input or (a Dense layer with this activation)
+ * of its linear part. Their Jacobians per position are diag(p) − ppᵀ (symmetric: the same map both
+ * ways) and I − 1pᵀ (transpose: I − p1ᵀ).
  */
-function softmaxRule(layer: Layer, kind: 'softmax' | 'logSoftmax', axis: unknown, rank: number): Rule {
+export function softmaxRule(layer: Layer, kind: 'softmax' | 'logSoftmax', axis: unknown, rank: number, linear?: LinearPart): Rule {
   if (axis != null && axis !== -1 && axis !== rank - 1) throw new NotCompilable(`${kind} over axis ${String(axis)} in layer '${layer.name}'`);
   const sumLast = (t: tf.Tensor) => tf.sum(t, -1, true);
+  const phi = linear === undefined ? undefined : activationOf(layer);
+  // saved: the linear part's tensors, then p.
+  const pOf = (saved: tf.Tensor[]) => saved[saved.length - 1] as tf.Tensor;
+  const outerGrad = (dy: tf.Tensor, P: tf.Tensor) =>
+    kind === 'softmax' ? mulPerSample(tf.sub(dy, sumLast(mulPerSample(dy, P))), P) : tf.sub(dy, mulPerSample(tf.mul(sumLast(dy), tf.onesLike(dy)), P));
+  const inner = (dx: tf.Tensor, saved: tf.Tensor[]) => (linear ? linear.map(dx, saved) : dx);
+  const linearGrads = linear?.weightGrads;
   return {
+    ...(linearGrads ? { weightGrads: (dy: tf.Tensor, inputs: tf.Tensor[], saved: tf.Tensor[]) => linearGrads(outerGrad(dy, pOf(saved)), inputs[0] as tf.Tensor, saved) } : {}),
     forward(inputs) {
-      const y = apply(layer, inputs);
-      return { y, saved: [kind === 'softmax' ? y : tf.exp(y)] };
+      const prepared = linear?.prepare() ?? [];
+      const y = linear && phi ? phi(linear.pre(inputs[0] as tf.Tensor)) : apply(layer, inputs);
+      return { y, saved: [...prepared, kind === 'softmax' ? y : tf.exp(y)] };
     },
-    backward(dy, [p]) {
-      const P = p as tf.Tensor;
-      if (kind === 'softmax') return [mulPerSample(tf.sub(dy, sumLast(mulPerSample(dy, P))), P)];
-      return [tf.sub(dy, mulPerSample(tf.mul(sumLast(dy), tf.onesLike(dy)), P))];
+    backward(dy, saved) {
+      const g = outerGrad(dy, pOf(saved));
+      return [linear ? linear.transpose(g, saved) : g];
     },
-    tangent([dx], [p]) {
-      const t = dx as tf.Tensor;
-      const P = p as tf.Tensor;
+    tangent([dx], saved) {
+      const t = inner(dx as tf.Tensor, saved);
+      const P = pOf(saved);
       const mean = sumLast(mulPerSample(t, P));
       return kind === 'softmax' ? mulPerSample(tf.sub(t, mean), P) : tf.sub(t, mean);
     },
-    jet: ([dx], [p]) => softmaxJet(kind, dx as tf.Tensor, p as tf.Tensor),
+    jet: ([dx], saved) => softmaxJet(kind, inner(dx as tf.Tensor, saved), pOf(saved)),
   };
 }
 

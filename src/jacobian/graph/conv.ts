@@ -7,7 +7,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { activationRule } from './activation.js';
+import { activationRule, softmaxRule } from './activation.js';
 import type { LinearPart } from './activation.js';
 import { convPhases, livePhases, materialize, phaseFilterData } from './phases.js';
 import { channelsLast, config, derivedFromWeights, NotCompilable, pair, single, tail, weight } from './rule.js';
@@ -256,5 +256,8 @@ export function linearLayerRule({ layer, inShapes, outShape, linearHead }: RuleC
   }
   // The classifier's trailing softmax: differentiate the logits, the Dense layer without it.
   if (linearHead) return activationRule(layer, 'linear', {}, part, true);
-  return activationRule(layer, String(c['activation'] ?? 'linear'), {}, part);
+  const activation = String(c['activation'] ?? 'linear');
+  // A softmax inside the network (an attention-like Dense layer): not elementwise.
+  if (activation === 'softmax' || activation === 'logSoftmax') return softmaxRule(layer, activation, -1, outShape.length, part);
+  return activationRule(layer, activation, {}, part);
 }
