@@ -201,7 +201,18 @@ export const ZOO: ZooEntry[] = [
     inputShape: [VEC],
     hidden: 'act',
   })),
+  { name: "Conv2D(activation: 'softmax') inside the network (over the channels)", build: softmaxConvNet, inputShape: [6, 6, 2], hidden: 'act' },
 ];
+
+/** 6×6×2 → Conv2D(3 channels, softmax over them) ('act') → tanh Dense(5) → 3 linear logits. */
+function softmaxConvNet(): tfl.LayersModel {
+  const m = tfl.sequential();
+  m.add(tfl.layers.conv2d({ name: 'act', inputShape: [6, 6, 2], filters: 3, kernelSize: 3, activation: 'softmax', kernelInitializer: init(1001), biasInitializer: biasInit(1002) }));
+  m.add(tfl.layers.flatten());
+  m.add(tfl.layers.dense({ units: 5, activation: 'tanh', kernelInitializer: init(1003) }));
+  m.add(tfl.layers.dense({ units: 3, kernelInitializer: init(1004) }));
+  return m;
+}
 
 // ---------------------------------------------------------------------------------------------
 // The twin: the same function, with layers tf.grad can differentiate on tfjs's stock cpu kernels.
