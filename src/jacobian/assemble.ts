@@ -10,10 +10,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-/** What writing straight into the wasm heap needs of the backend. */
-interface HeapBackend {
+/** What writing into and reading from the wasm heap needs of the backend (tfjs-backend-wasm's own methods). @internal */
+export interface HeapBackend {
   makeOutput(shape: number[], dtype: string): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array;
 }
 
 /** A result being written in place. Dispose it if the work fails; `finish` hands the tensor over. */
@@ -44,8 +44,8 @@ export async function rowsAssembler(shape: [number, number, number]): Promise<Ro
     const heap = tf.backend() as unknown as HeapBackend;
     out = tf.engine().makeTensorFromTensorInfo(heap.makeOutput(shape, 'float32')) as tf.Tensor3D;
     // Views are taken at each write, with no allocation in between: growing the heap detaches them.
-    target = () => heap.typedArrayFromHeap(out);
-    view = (block) => heap.typedArrayFromHeap(block);
+    target = () => heap.typedArrayFromHeap(out) as Float32Array;
+    view = (block) => heap.typedArrayFromHeap(block) as Float32Array;
   } else if (name === 'cpu') {
     // The cpu backend hands out its own array of a tensor (not a copy); checked, not assumed.
     out = tf.zeros(shape);

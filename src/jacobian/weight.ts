@@ -244,7 +244,8 @@ export async function weightRows(
   const R = rows(clf.numClasses);
   const B = x.shape[0] as number;
   const perSample = R * numWeights * 4 + (engine.graph ? engine.graph.tapeBytesPerSample + R * engine.graph.bytesPerRow : bytesPerSamplePass(model));
-  let chunk = Math.max(1, Math.floor(budgetBytes(options, fn) / perSample));
+  const budget = budgetBytes(options, fn);
+  let chunk = Math.max(1, Math.floor(budget / perSample));
   // Progress after each chunk of the graph, after each sample of the loop (C backward passes each).
   const { onProgress, ...rest } = options;
   const sampleDone = (start: number) => (i: number) => {
@@ -280,7 +281,6 @@ export async function weightRows(
     // Written in place: a chunk's blocks are the only transient copy of its rows, so chunks of at
     // most half the batch keep the peak at 1.5 × the result (plus the tape), not 2 ×. A chunk of
     // one sample whose rows alone exceed the budget takes them in as many passes as fit.
-    const budget = budgetBytes(options, fn);
     if (B > 1) chunk = Math.min(chunk, Math.floor(B / 2));
     const rowParts = chunk === 1 ? Math.min(R, Math.ceil((R * numWeights * 4) / budget)) : 1;
     try {

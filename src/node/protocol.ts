@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { io } from '@tensorflow/tfjs-core';
 import { LowRankPSD, RowSpaceProjector, trustedPSD } from '../linalg/lowRankPSD.js';
 import type { RowBasis64 } from '../linalg/rows.js';
+import type { HeapBackend } from '../jacobian/assemble.js';
 
 /** What a worker starts from. */
 export interface PoolWorkerData {
@@ -88,20 +89,24 @@ export class Outbox {
   /** A view of `length` entries in an idle buffer (or a new one), marked busy. */
   take(length: number, dtype: 'float32' | 'int32'): Float32Array | Int32Array {
     const bytes = 8 + 4 * length;
-    const idle = this.slots.filter((b) => b.byteLength >= bytes && Atomics.load(new Int32Array(b, 0, 1), 0) === 0);
+    const idle = this.slots.filter((b) => b.byteLength >= bytes && !busy(b));
     let buffer = idle.sort((a, b) => a.byteLength - b.byteLength)[0];
     if (buffer === undefined) {
       buffer = new SharedArrayBuffer(bytes);
       // Idle buffers too small for this result are forgotten (this one serves their sizes too), so
       // what a thread keeps is its largest result and the buffers the pool has not copied out yet.
-      this.slots = this.slots.filter((b) => Atomics.load(new Int32Array(b, 0, 1), 0) !== 0 || b.byteLength > bytes);
+      this.slots = this.slots.filter((b) => busy(b) || b.byteLength > bytes);
       this.slots.push(buffer);
       if (this.slots.length > OUTBOX_SLOTS) this.slots.shift();
     }
-    Atomics.store(new Int32Array(buffer, 0, 1), 0, 1);
+    setBusy(buffer, true);
     return dtype === 'int32' ? new Int32Array(buffer, 8, length) : new Float32Array(buffer, 8, length);
   }
 }
+
+/** An outbox buffer's flag (its first int32): 1 while the result in it is not copied out. */
+const busy = (b: SharedArrayBuffer) => Atomics.load(new Int32Array(b, 0, 1), 0) !== 0;
+const setBusy = (b: SharedArrayBuffer, on: boolean) => Atomics.store(new Int32Array(b, 0, 1), 0, on ? 1 : 0);
 
 /** The outbox views already released: a view is released once, or a worker's next result in the same buffer could be marked free before it is copied. */
 const released = new WeakSet<object>();
@@ -111,7 +116,7 @@ function release(pieces: (Float32Array | Int32Array)[]): void {
   for (const p of pieces) {
     if (!(p.buffer instanceof SharedArrayBuffer) || released.has(p)) continue;
     released.add(p);
-    Atomics.store(new Int32Array(p.buffer, 0, 1), 0, 0);
+    setBusy(p.buffer, false);
   }
 }
 
@@ -127,11 +132,6 @@ export function releasePortable(p: Portable): void {
     return release(t.parts ?? (t.data === undefined ? [] : [t.data]));
   }
   Object.values(p).forEach((e) => releasePortable(e as Portable));
-}
-
-/** What reading a wasm tensor as a view of the heap needs of the backend. */
-interface HeapView {
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array;
 }
 
 /**
@@ -151,7 +151,7 @@ export function encode(v: unknown, transfer: ArrayBuffer[] = [], outbox?: Outbox
     if (outbox !== undefined && v.size * 4 >= OUTBOX_MIN_BYTES) {
       const data = outbox.take(v.size, dtype);
       // A view of the heap on wasm (no copy out first), the cpu backend's own array otherwise.
-      data.set(onWasm ? (wasm as HeapView).typedArrayFromHeap(v) : (v.dataSync() as Float32Array | Int32Array));
+      data.set(onWasm ? (wasm as HeapBackend).typedArrayFromHeap(v) : (v.dataSync() as Float32Array | Int32Array));
       return { __tensor: { data, shape: v.shape, dtype } };
     }
     // A tensor on wasm reads back as a copy out of the heap (ours to transfer); other backends
@@ -212,12 +212,6 @@ export function tensorsIn(v: unknown): tf.Tensor[] {
 
 /** A tensor's values: one array, or (joined parts) several, end to end. */
 type PortableTensor = { data?: Float32Array | Int32Array; parts?: (Float32Array | Int32Array)[]; shape: number[]; dtype: 'float32' | 'int32' };
-
-/** What writing a tensor straight into the wasm heap needs of the backend. */
-interface HeapBackend {
-  makeOutput(shape: number[], dtype: string): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array;
-}
 
 /**
  * One tensor from its parts: on wasm written straight into the heap (one copy of each part), on

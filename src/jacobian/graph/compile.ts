@@ -400,7 +400,6 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
           // aliasing reshape would do, but tfjs counts bytes per tensor, not per buffer, so the
           // largest block would count twice); released here on failure.
           const blocks: (tf.Tensor3D | undefined)[] = plan.entries.map(() => undefined);
-          let done = false;
           try {
             tf.tidy(() => {
               runBackward(p, saved, tf.reshape(dy, [K * B, ...outShape]), {
@@ -422,10 +421,10 @@ export function compileGraph(input: SymbolicTensor, target: SymbolicTensor, line
                 },
               });
             });
-            done = true;
             return blocks as tf.Tensor3D[];
-          } finally {
-            if (!done) tf.dispose(blocks.filter((t): t is tf.Tensor3D => t !== undefined));
+          } catch (e) {
+            tf.dispose(blocks.filter((t): t is tf.Tensor3D => t !== undefined));
+            throw e;
           }
         },
         dispose() {

@@ -257,7 +257,7 @@ export function linearLayerRule({ layer, inShapes, outShape, linearHead }: RuleC
   // The classifier's trailing softmax: differentiate the logits, the Dense layer without it.
   if (linearHead) return activationRule(layer, 'linear', {}, part, true);
   const activation = String(c['activation'] ?? 'linear');
-  // A softmax inside the network (an attention-like Dense layer): not elementwise.
+  // A softmax inside the network (over a Dense layer's units or a convolution's channels): not elementwise.
   if (activation === 'softmax' || activation === 'logSoftmax') return softmaxRule(layer, activation, -1, outShape.length, part);
   return activationRule(layer, activation, {}, part);
 }
