@@ -4,6 +4,7 @@
  * small models, the max-pool tie rule, the fallback for layers it does not cover, weights that
  * change between calls, and leaks.
  */
+import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
@@ -11,8 +12,12 @@ import { inputJacobian, jvp, UnsupportedModelError, vjp, wrapClassifier } from '
 import type { Target } from '../src/index.js';
 import { convBackpropInput, phaseFilters } from '../src/jacobian/graph/phases.js';
 import { planInputJacobian } from '../src/jacobian/input.js';
+import { FAMILIES, RULES } from '../src/jacobian/graph/registry.js';
+import { LAYER_CLASSES } from '../src/jacobian/graph/rule.js';
 import { randomizeBatchNorm } from '../examples/models.js';
-import { expectClose, expectNoLeak, onCpu, randn } from './helpers.js';
+import { GUIDE, withCoverage } from '../scripts/layers-doc.js';
+import { ZOO } from './zoo/models.js';
+import { CustomTanh, expectClose, expectNoLeak, onCpu, randn } from './helpers.js';
 
 const init = (s: number) => tfl.initializers.glorotNormal({ seed: s });
 
@@ -200,17 +205,16 @@ describe('strategy graph: conventions and limits', () => {
 
   it("falls back to tf.grad for a layer it does not cover, and 'graph' says which", async () => {
     const m = tfl.sequential();
-    // A RepeatVector layer (not covered by the graph; tf.grad differentiates it).
+    // A custom layer (not covered by the graph; tf.grad differentiates it).
     m.add(tfl.layers.dense({ inputShape: [5], units: 4, activation: 'tanh', kernelInitializer: init(12) }));
-    m.add(tfl.layers.repeatVector({ n: 2 }));
-    m.add(tfl.layers.flatten());
+    m.add(new CustomTanh({ name: 'custom' }));
     m.add(tfl.layers.dense({ units: 3, kernelInitializer: init(13) }));
     const x = randn([2, 5], 11);
     const plan = planInputJacobian(wrapClassifier(m), 2, {});
     expect(plan.strategy).toBe('softmax-chain');
-    expect(plan.graphUnavailable).toMatch(/RepeatVector/);
+    expect(plan.graphUnavailable).toMatch(/'custom' \(InfogeoTestCustomTanh, a custom layer\)/);
     await expect(inputJacobian(m, x, { strategy: 'graph' })).rejects.toThrow(UnsupportedModelError);
-    await expect(inputJacobian(m, x, { strategy: 'graph' })).rejects.toThrow(/RepeatVector/);
+    await expect(inputJacobian(m, x, { strategy: 'graph' })).rejects.toThrow(/InfogeoTestCustomTanh/);
     const J = await inputJacobian(m, x); // auto: tf.grad
     expect(J.shape).toEqual([2, 3, 5]);
     tf.dispose([x, J]);
@@ -250,7 +254,7 @@ describe('strategy graph: conventions and limits', () => {
     tf.dispose([x, u, g, Jv]);
   });
 
-  it('falls back to tf.grad for a broadcasting merge (a squeeze-excitation scale) and stays exact', async () => {
+  it('covers a broadcasting merge (a squeeze-excitation scale): the graph equals tf.grad per sample on cpu', async () => {
     const inp = tfl.input({ shape: [4, 4, 2] });
     const c = tfl.layers.conv2d({ filters: 2, kernelSize: 3, padding: 'same', activation: 'tanh', kernelInitializer: init(20) }).apply(inp) as tfl.SymbolicTensor;
     const squeeze = tfl.layers.globalAveragePooling2d({}).apply(c) as tfl.SymbolicTensor;
@@ -258,11 +262,48 @@ describe('strategy graph: conventions and limits', () => {
     const excited = tfl.layers.multiply().apply([c, scale]) as tfl.SymbolicTensor;
     const out = tfl.layers.dense({ units: 3, kernelInitializer: init(22) }).apply(tfl.layers.flatten().apply(excited)) as tfl.SymbolicTensor;
     const m = tfl.model({ inputs: inp, outputs: out });
-    expect(planInputJacobian(wrapClassifier(m), 2, {}).graphUnavailable).toMatch(/broadcasting Multiply/);
+    expect(planInputJacobian(wrapClassifier(m), 2, {}).strategy).toBe('graph');
     const x = randn([2, 4, 4, 2], 23);
-    const J = await inputJacobian(m, x, { flatten: true });
+    const J = await inputJacobian(m, x, { flatten: true, strategy: 'graph' });
     const ref = await onCpu(() => inputJacobian(m, x, { strategy: 'loop', flatten: true }));
     expectClose(J, ref, { rtol: 1e-5 });
     tf.dispose([x, J, ref]);
+  });
+});
+
+describe('the rule table (registry.ts)', () => {
+  it('names exactly the layer classes tfjs-layers registers, each in one family, with a rule or a reason', () => {
+    const map = tf.serialization.SerializationMap.getMap().classNameMap as Record<string, [new (...a: never[]) => unknown, unknown]>;
+    const registered = Object.keys(map).filter((k) => map[k]![0].prototype instanceof tfl.layers.Layer).sort();
+    // A class tfjs-layers adds (a new version) fails here until the table says what to do with it.
+    expect([...LAYER_CLASSES].sort()).toEqual(registered);
+    const all = Object.values(FAMILIES).flat();
+    expect(all.length, 'a class in two families').toBe(new Set(all).size);
+    expect(new Set(all)).toEqual(new Set(LAYER_CLASSES));
+    for (const c of LAYER_CLASSES) expect(['function', 'string'], c).toContain(typeof RULES[c]);
+  });
+
+  it('the Jacobians guide lists the covered layers as the table says (npm run docs writes it)', () => {
+    const text = readFileSync(GUIDE, 'utf8');
+    expect(withCoverage(text), 'docs/guide/jacobians.md is stale: run npm run docs').toBe(text);
+    expect(text).toContain('`RepeatVector`');
+  });
+});
+
+describe("strategies 'graph', 'loop' and 'tiled' agree on broadcasting merges, channels-first and time-distributed models", () => {
+  // 'loop' and 'tiled' are tf.grad of the model as tfjs runs it: with registerGradientKernels (the
+  // setup files call it) a channels-first BatchNorm's outputs and a broadcasting Maximum's gradient
+  // are right, so the three agree; the zoo checks the graph against an independent twin.
+  it.each(ZOO.filter((z) => /squeeze|sequence and vector|channels-first|TimeDistributed/.test(z.name)).map((z) => [z.name, z] as const))('%s', async (_, z) => {
+    const model = z.build();
+    const x = randn([2, ...z.inputShape], 77);
+    const J = await expectNoLeak(() => inputJacobian(model, x, { strategy: 'graph', flatten: true }), (r) => [r]);
+    for (const strategy of ['loop', 'tiled'] as const) {
+      const ref = await inputJacobian(model, x, { strategy, flatten: true });
+      expectClose(J, ref, { rtol: 1e-5, label: strategy });
+      ref.dispose();
+    }
+    tf.dispose([x, J]);
+    model.dispose();
   });
 });

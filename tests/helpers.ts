@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
 import { expect } from 'vitest';
 
 /**
@@ -95,5 +96,16 @@ export async function peakBufferBytes<T>(fn: () => Promise<T>): Promise<{ result
   } finally {
     engine.trackTensor = track;
     engine.disposeTensor = untrack;
+  }
+}
+
+/**
+ * A custom layer, y = 2·tanh(x), that infogeo's graph does not know (as every user-defined layer):
+ * the plan falls back to tf.grad, which differentiates it.
+ */
+export class CustomTanh extends tfl.layers.Layer {
+  static className = 'InfogeoTestCustomTanh';
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => tf.mul(2, tf.tanh(Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs)));
   }
 }

@@ -25,7 +25,7 @@ import { curvatureSupport } from '../src/pullback/curvature.js';
 import { mlpSecond64, randomMlp64 } from './oracles/curvature64.js';
 import type { Act64, Dense64 } from './oracles/curvature64.js';
 import { ZOO } from './zoo/models.js';
-import { expectClose, expectNoLeak, randn } from './helpers.js';
+import { CustomTanh, expectClose, expectNoLeak, randn } from './helpers.js';
 
 const B = 2;
 const K = 2; // tangent pairs per sample
@@ -205,11 +205,10 @@ describe('secondDerivative (the public function)', () => {
     expectClose(one, tf.reshape(rp.uv, [3, 3]), { rtol: 1e-6, label: 'log-probabilities, chunked' });
     await expect(secondDerivative(model, x, u, u0)).rejects.toThrow(/^secondDerivative: argument 'v' must have the shape of 'u'/);
     await expect(secondDerivative(model, x, tf.zeros([3, 5]), tf.zeros([3, 5]))).rejects.toThrow(/^secondDerivative: argument 'u' must have shape/);
-    // A layer the graph does not cover (RepeatVector): no fallback.
+    // A layer the graph does not cover (a custom layer): no fallback.
     const soft = tflayers.sequential();
     soft.add(tflayers.layers.dense({ inputShape: [4], units: 4, activation: 'tanh' }));
-    soft.add(tflayers.layers.repeatVector({ n: 2 }));
-    soft.add(tflayers.layers.flatten());
+    soft.add(new CustomTanh({}));
     soft.add(tflayers.layers.dense({ units: 3 }));
     await expect(secondDerivative(soft, x, u, v)).rejects.toThrow(UnsupportedModelError);
     lin.dispose();

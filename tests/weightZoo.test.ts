@@ -8,7 +8,7 @@
  * stock one while it runs), on the zoo's twin model (`gradTwin`), where each BatchNorm is a
  * diagonal Dense — so a BatchNorm's γ and β cotangents come from the chain rule through that
  * Dense's kernel and bias, dγ = (dK_cc − μ_c db_c)/√(σ²_c + ε) and dβ = db, not from any BatchNorm
- * gradient — and a dilated conv is an undilated one with zeros between the taps (its kernel's
+ * gradient — and a dilated conv (2-D or 1-D) is an undilated one with zeros between the taps (its kernel's
  * cotangent is read at the taps). One backward pass per (sample, logit), on x_b alone.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -82,9 +82,10 @@ function referenceRows(model: tfl.LayersModel, twin: tfl.LayersModel, x: tf.Tens
             const eps = (layer.getConfig() as { epsilon: number }).epsilon;
             const Cn = mu.length;
             g = suffix === 'beta' ? db : Float64Array.from({ length: Cn }, (_, k) => ((dK[k * Cn + k] as number) - (mu[k] as number) * (db[k] as number)) / Math.sqrt((variance[k] as number) + eps));
-          } else if (cls === 'Conv2D' && suffix === 'kernel' && dilation?.some((v) => v !== 1)) {
-            const [kh, kw, ci, co] = w.shape as number[];
-            const [dh, dw] = dilation as [number, number];
+          } else if ((cls === 'Conv2D' || cls === 'Conv1D') && suffix === 'kernel' && dilation?.some((v) => v !== 1)) {
+            // A Conv1D's kernel [k, ci, co] read as a 2-D one of height 1.
+            const [kh, kw, ci, co] = (cls === 'Conv1D' ? [1, ...w.shape] : w.shape) as number[];
+            const [dh, dw] = (cls === 'Conv1D' ? [1, dilation[0]] : dilation) as [number, number];
             const ew = (kw! - 1) * dw + 1;
             const full = twinGrad(layer.name, 'kernel');
             const taps = new Float64Array(size);

@@ -16,12 +16,18 @@
  *
  * @module
  */
-import { add, backend_util, getGradient, getKernel, mul, registerGradient, registerKernel, reshape, rsqrt, scalar, slice_util, sub, sum, unregisterKernel, util } from '@tensorflow/tfjs-core';
+import { add, backend_util, getGradient, getKernel, mul, registerGradient, registerKernel, reshape, rsqrt, scalar, slice_util, step, sub, sum, unregisterKernel, util } from '@tensorflow/tfjs-core';
 import type { GradConfig, KernelBackend, KernelConfig, KernelFunc, NamedAttrMap, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
 
 const KERNEL = 'Conv2DBackpropFilter';
 const BP_INPUT = 'Conv2DBackpropInput';
 const SLICE = 'Slice';
+const BATCH_NORM = 'FusedBatchNorm';
+const RESIZE_GRAD = 'ResizeNearestNeighborGrad';
+const MAX_POOL_GRAD = 'MaxPoolGrad';
+const AVG_POOL_GRAD = 'AvgPoolGrad';
+const DW_INPUT = 'DepthwiseConv2dNativeBackpropInput';
+const DW_FILTER = 'DepthwiseConv2dNativeBackpropFilter';
 const MARK = Symbol.for('infogeo.kernel');
 
 /** The backends {@link registerGradientKernels} patches by default. */
@@ -196,6 +202,256 @@ export function heapSliceKernel(fallback: KernelConfig): KernelFunc {
 }
 
 /**
+ * Whether `FusedBatchNorm`'s statistics of shape `s` are laid along the last axes of `x` (leading
+ * ones apart), the only layout tfjs-backend-cpu and -wasm 4.22 compute right: they read statistic
+ * `i mod size` for entry i of the flattened x.
+ */
+function statsOnLastAxes(s: readonly number[], x: readonly number[]): boolean {
+  const core = s.slice(s.findIndex((d) => d !== 1) < 0 ? s.length : s.findIndex((d) => d !== 1));
+  return core.every((d, k) => d === x[x.length - core.length + k]);
+}
+
+/**
+ * `FusedBatchNorm` with statistics that broadcast along any axes (a channels-first BatchNormalization
+ * reshapes them to `[1, C, 1, 1]`): y = (x − μ)·γ/√(σ² + ε) + β, each statistic read at the entry's
+ * own coordinates. tfjs-backend-cpu and -wasm 4.22 read them cyclically along the flattened tensor,
+ * which is right only when they lie on the last axis (those calls go to the backend's own kernel).
+ * @internal
+ */
+export function broadcastBatchNormKernel(fallback: KernelConfig): KernelFunc {
+  return function broadcastBatchNorm(args) {
+    const { inputs, attrs, backend } = args;
+    const x = inputs['x'] as TensorInfo;
+    const names = ['mean', 'variance', 'offset', 'scale'] as const;
+    const stats = names.map((n) => inputs[n] as TensorInfo | undefined);
+    if (stats.every((t) => t === undefined || statsOnLastAxes(t.shape, x.shape))) return fallback.kernelFunc(args);
+    const { varianceEpsilon } = attrs as unknown as { varianceEpsilon: number };
+    const rank = x.shape.length;
+    const read = (t: TensorInfo) => (backend as KernelBackend).readSync(t.dataId) as Float32Array;
+    // Per statistic: its values and, per axis of x, its stride there (0 along a broadcast axis).
+    const views = stats.map((t) => {
+      if (t === undefined) return undefined;
+      const shape = [...new Array<number>(rank - t.shape.length).fill(1), ...t.shape];
+      const strides = util.computeStrides(shape);
+      return { values: read(t), strides: shape.map((d, k) => (d === 1 ? 0 : k < rank - 1 ? (strides[k] as number) : 1)) };
+    });
+    const xv = read(x);
+    const out = new Float32Array(xv.length);
+    const idx = new Array<number>(rank).fill(0);
+    const at = (v: (typeof views)[number], fallbackValue: number) => {
+      if (v === undefined) return fallbackValue;
+      let j = 0;
+      for (let k = 0; k < rank; k++) j += (idx[k] as number) * (v.strides[k] as number);
+      return v.values[j] as number;
+    };
+    const [mean, variance, offset, scale] = views;
+    for (let i = 0; i < xv.length; i++) {
+      out[i] = ((xv[i] as number) - at(mean, 0)) * (at(scale, 1) / Math.sqrt(at(variance, 1) + varianceEpsilon)) + at(offset, 0);
+      for (let k = rank - 1; k >= 0; k--) {
+        idx[k] = (idx[k] as number) + 1;
+        if ((idx[k] as number) < (x.shape[k] as number)) break;
+        idx[k] = 0;
+      }
+    }
+    return floatResult(backend, x.shape, out);
+  };
+}
+
+/** A float32 result of a kernel from its values, on `cpu` or `wasm` (in the heap there). */
+function floatResult(backend: unknown, shape: number[], values: Float32Array): TensorInfo {
+  if ('typedArrayFromHeap' in (backend as object)) {
+    // The view is taken after the allocation, which may grow the heap.
+    const heap = backend as HeapBackend;
+    const result = heap.makeOutput(shape, 'float32');
+    heap.typedArrayFromHeap(result).set(values);
+    return result;
+  }
+  return (backend as { makeTensorInfo(shape: number[], dtype: string, values: Float32Array): TensorInfo }).makeTensorInfo(shape, 'float32', values);
+}
+
+/** What the two depthwise backprop kernels share: the geometry of the forward conv. */
+interface DepthwiseBackpropAttrs {
+  strides: [number, number] | number;
+  dilations: [number, number] | number;
+  pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
+
+/**
+ * Calls `visit(yOffset, xOffset, fOffset)` for every (sample, output position, filter tap) of a
+ * depthwise conv whose tap falls inside the input, with the flat offsets of channel 0 there
+ * (y: `[B, oh, ow, C·m]`, x: `[B, H, W, C]`, filter: `[fh, fw, C, m]`).
+ */
+function depthwiseTaps(info: backend_util.Conv2DInfo, visit: (y: number, x: number, f: number) => void): void {
+  const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: oh, outWidth: ow, outChannels: Cm, strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, filterHeight: fh, filterWidth: fw } = info;
+  const { top, left } = info.padInfo;
+  const m = Cm / C;
+  for (let b = 0; b < B; b++)
+    for (let i = 0; i < oh; i++)
+      for (let a = 0; a < fh; a++) {
+        const r = i * sh + a * dh - top;
+        if (r < 0 || r >= H) continue;
+        for (let j = 0; j < ow; j++)
+          for (let e = 0; e < fw; e++) {
+            const c = j * sw + e * dw - left;
+            if (c < 0 || c >= W) continue;
+            visit(((b * oh + i) * ow + j) * Cm, ((b * H + r) * W + c) * C, (a * fw + e) * C * m);
+          }
+      }
+}
+
+/**
+ * `DepthwiseConv2dNativeBackpropInput` and `…Filter`, which tfjs-backend-wasm 4.22 does not have
+ * (every depthwise or separable conv then fails under tf.grad there): plain loops over the forward
+ * conv's taps, with
+ *
+ *   dx[b, r, s, c] = Σ dy[b, i, j, c·m + q] W[a, e, c, q],  dW[a, e, c, q] = Σ x[b, r, s, c] dy[b, i, j, c·m + q]
+ *
+ * over the (i, j, a, e) with r = i·s_h + a·d_h − p_t, s = j·s_w + e·d_w − p_l. @internal
+ */
+export function depthwiseBackpropKernel(which: 'input' | 'filter'): KernelFunc {
+  return function depthwiseBackprop(args) {
+    const { inputs, attrs, backend } = args;
+    const a = attrs as unknown as DepthwiseBackpropAttrs & { inputShape?: [number, number, number, number]; filterShape?: [number, number, number, number] };
+    const dy = inputs['dy'] as TensorInfo;
+    const other = (which === 'input' ? inputs['filter'] : inputs['x']) as TensorInfo;
+    const xShape = (which === 'input' ? a.inputShape : other.shape) as [number, number, number, number];
+    const fShape = (which === 'input' ? other.shape : a.filterShape) as [number, number, number, number];
+    const info = backend_util.computeConv2DInfo(xShape, fShape, a.strides, a.dilations, a.pad, a.dimRoundingMode, true);
+    const read = (t: TensorInfo) => (backend as KernelBackend).readSync(t.dataId) as Float32Array;
+    const g = read(dy);
+    const v = read(other);
+    const C = info.inChannels;
+    const m = info.outChannels / C;
+    const out = new Float32Array(util.sizeFromShape(which === 'input' ? xShape : fShape));
+    depthwiseTaps(info, (y, x, f) => {
+      for (let c = 0; c < C; c++)
+        for (let q = 0; q < m; q++) {
+          const k = c * m + q;
+          if (which === 'input') out[x + c] = (out[x + c] as number) + (g[y + k] as number) * (v[f + k] as number);
+          else out[f + k] = (out[f + k] as number) + (v[x + c] as number) * (g[y + k] as number);
+        }
+    });
+    return floatResult(backend, which === 'input' ? xShape : fShape, out);
+  };
+}
+
+/**
+ * `MaxPoolGrad` for `wasm`: each window's dy goes to the first maximum of the window (row-major, as
+ * tfjs's cpu kernel, TensorFlow and PyTorch choose). tfjs-backend-wasm 4.22's misplaces the
+ * gradient of a window whose values are all negative. @internal
+ */
+export function maxPoolGradKernel(args: Parameters<KernelFunc>[0]): TensorInfo {
+  const { inputs, attrs, backend } = args;
+  const x = inputs['input'] as TensorInfo;
+  const dy = inputs['dy'] as TensorInfo;
+  const a = attrs as unknown as { filterSize: [number, number] | number; strides: [number, number] | number; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
+  const info = backend_util.computePool2DInfo(x.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
+  const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, effectiveFilterHeight: fh, effectiveFilterWidth: fw } = info;
+  const { top, left } = info.padInfo;
+  const read = (t: TensorInfo) => (backend as KernelBackend).readSync(t.dataId) as Float32Array;
+  const xv = read(x);
+  const g = read(dy);
+  const out = new Float32Array(xv.length);
+  for (let b = 0; b < B; b++)
+    for (let i = 0; i < oh; i++)
+      for (let j = 0; j < ow; j++)
+        for (let c = 0; c < C; c++) {
+          let best = -1;
+          let max = -Infinity;
+          for (let u = 0; u < fh; u++) {
+            const r = i * sh + u - top;
+            if (r < 0 || r >= H) continue;
+            for (let v = 0; v < fw; v++) {
+              const q = j * sw + v - left;
+              if (q < 0 || q >= W) continue;
+              const k = ((b * H + r) * W + q) * C + c;
+              if (best < 0 || (xv[k] as number) > max) {
+                best = k;
+                max = xv[k] as number;
+              }
+            }
+          }
+          if (best >= 0) out[best] = (out[best] as number) + (g[((b * oh + i) * ow + j) * C + c] as number);
+        }
+  return floatResult(backend, x.shape, out);
+}
+
+/**
+ * `AvgPoolGrad` as the exact transpose of the forward average pool, which divides each window by
+ * the number of its entries inside the input: tfjs 4.22's gradient kernels (cpu and wasm) divide by
+ * the whole window's area, wrong along the border of a `'same'`-padded pool. @internal
+ */
+export function avgPoolGradKernel(args: Parameters<KernelFunc>[0]): TensorInfo {
+  const { inputs, attrs, backend } = args;
+  const x = inputs['input'] as TensorInfo;
+  const dy = inputs['dy'] as TensorInfo;
+  const a = attrs as unknown as { filterSize: [number, number] | number; strides: [number, number] | number; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
+  const info = backend_util.computePool2DInfo(x.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
+  const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, effectiveFilterHeight: fh, effectiveFilterWidth: fw } = info;
+  const { top, left } = info.padInfo;
+  const g = (backend as KernelBackend).readSync(dy.dataId) as Float32Array;
+  const out = new Float32Array(B * H * W * C);
+  for (let i = 0; i < oh; i++) {
+    const r0 = Math.max(0, i * sh - top);
+    const r1 = Math.min(H, i * sh - top + fh);
+    for (let j = 0; j < ow; j++) {
+      const q0 = Math.max(0, j * sw - left);
+      const q1 = Math.min(W, j * sw - left + fw);
+      const share = 1 / ((r1 - r0) * (q1 - q0));
+      for (let b = 0; b < B; b++) {
+        const from = ((b * oh + i) * ow + j) * C;
+        for (let r = r0; r < r1; r++)
+          for (let q = q0; q < q1; q++) {
+            const to = ((b * H + r) * W + q) * C;
+            for (let c = 0; c < C; c++) out[to + c] = (out[to + c] as number) + (g[from + c] as number) * share;
+          }
+      }
+    }
+  }
+  return floatResult(backend, x.shape, out);
+}
+
+/**
+ * `ResizeNearestNeighborGrad` (the backward pass of UpSampling2D and of
+ * `tf.image.resizeNearestNeighbor`) as the exact transpose of the forward kernel: each entry of dy
+ * added to the input pixel the forward pass read it from (same rounding, `alignCorners` and
+ * `halfPixelCenters` as tfjs's cpu forward kernel). tfjs-backend-cpu 4.22's reads dy at the
+ * *input's* batch stride, so every sample after the first gets another part of dy. @internal
+ */
+export function resizeNearestNeighborGradKernel(args: Parameters<KernelFunc>[0]): TensorInfo {
+  const { inputs, attrs, backend } = args;
+  const images = inputs['images'] as TensorInfo;
+  const dy = inputs['dy'] as TensorInfo;
+  const { alignCorners, halfPixelCenters } = attrs as unknown as { alignCorners: boolean; halfPixelCenters?: boolean };
+  const [B, H, W, C] = images.shape as [number, number, number, number];
+  const [, h, w] = dy.shape as [number, number, number, number];
+  const g = (backend as KernelBackend).readSync(dy.dataId) as Float32Array;
+  const out = new Float32Array(B * H * W * C);
+  // The forward kernel's source index of output index i along an axis of sizes (old, size).
+  const sources = (old: number, size: number) => {
+    const ratio = (alignCorners && size > 1 ? old - 1 : old) / (alignCorners && size > 1 ? size - 1 : size);
+    return Array.from({ length: size }, (_, i) => {
+      const frac = halfPixelCenters ? ratio * (i + 0.5) : ratio * i;
+      const nearest = Math.min(old - 1, alignCorners ? Math.round(frac) : Math.floor(frac));
+      return halfPixelCenters ? Math.max(0, nearest) : nearest;
+    });
+  };
+  const rows = sources(H, h);
+  const cols = sources(W, w);
+  for (let b = 0; b < B; b++) {
+    for (let r = 0; r < h; r++) {
+      for (let c = 0; c < w; c++) {
+        const from = ((b * h + r) * w + c) * C;
+        const to = ((b * H + (rows[r] as number)) * W + (cols[c] as number)) * C;
+        for (let k = 0; k < C; k++) out[to + k] = (out[to + k] as number) + (g[from + k] as number);
+      }
+    }
+  }
+  return floatResult(backend, images.shape, out);
+}
+
+/**
  * The gradient of `FusedBatchNorm` (every BatchNorm layer), the same math as tfjs's but with
  * broadcasting where tfjs's materialises `tile(1/√(var + ε))` to the full activation shape, and
  * with every term computed only when asked for (tfjs computes `x − mean` and `dy·scale`, two full
@@ -215,7 +471,11 @@ export const batchNormGradConfig: GradConfig = {
     const { varianceEpsilon } = attrs as unknown as { varianceEpsilon: number };
     const [x, mean, variance, scale] = saved as [Tensor, Tensor, Tensor, Tensor | undefined];
     const gamma = scale ?? scalar(1);
-    const reduce = (t: Tensor) => reshape(mean.rank === 1 ? sum(t, backend_util.getReductionAxes(mean.shape, x.shape)) : t, mean.shape);
+    // Summed over the axes the statistics broadcast along (all but the channels').
+    const reduce = (t: Tensor) => {
+      const axes = backend_util.getReductionAxes(mean.shape, x.shape);
+      return reshape(axes.length > 0 ? sum(t, axes) : t, mean.shape);
+    };
     const invStd = () => rsqrt(add(variance, scalar(varianceEpsilon)));
     return {
       x: () => reshape(mul(g, mul(invStd(), gamma)), x.shape),
@@ -230,13 +490,47 @@ export const batchNormGradConfig: GradConfig = {
   },
 };
 
+/** `t` summed over the axes along which a tensor of shape `shape` was broadcast to `t`'s shape. */
+function unbroadcast(t: Tensor, shape: number[]): Tensor {
+  const axes = backend_util.getReductionAxes(shape, t.shape);
+  return axes.length > 0 ? reshape(sum(t, axes), shape) : t;
+}
+
+/**
+ * The gradients of `Maximum` and `Minimum` with broadcasting: tfjs 4.22's return dy masked to the
+ * output's shape for both inputs, so that a broadcast input (a `[B, 1, 1, C]` floor) fails with "the
+ * gradient of input 'b' has shape …". The same masks (ties to a), summed back over the broadcast
+ * axes. @internal
+ */
+export const extremeGradConfigs: GradConfig[] = (['Maximum', 'Minimum'] as const).map((kernelName) => ({
+  kernelName,
+  inputsToSave: ['a', 'b'],
+  gradFunc: (dy: Tensor | Tensor[], saved: Tensor[]) => {
+    const [a, b] = saved as [Tensor, Tensor];
+    const g = dy as Tensor;
+    // 1 where b wins strictly (b > a for the maximum, b < a for the minimum): step(x) is 1 for x > 0.
+    const bWins = () => step(kernelName === 'Maximum' ? sub(b, a) : sub(a, b));
+    return {
+      a: () => unbroadcast(mul(g, sub(scalar(1), bWins())), a.shape),
+      b: () => unbroadcast(mul(g, bWins()), b.shape),
+    };
+  },
+}));
+
 /**
  * Registers infogeo's exact, fast convolution gradient kernels for the `cpu` and `wasm` backends
  * (or the ones named): `Conv2DBackpropFilter` (missing on `wasm`, ~20× too slow on `cpu`) and, on
  * `wasm` only, `Conv2DBackpropInput` for stride-1 convolutions (strided ones keep the backend's
  * kernel), both as forward convolutions, and a `Slice` that copies only the slice (tfjs-wasm's
- * copies its whole input first); and a BatchNorm gradient without tfjs's wasted full-size
- * `tile` (gradients are shared by all backends). With them, models
+ * copies its whole input first); a `FusedBatchNorm` that reads statistics broadcast along any
+ * axes at each entry's own coordinates (tfjs's cpu and wasm kernels read them cyclically, which is
+ * wrong for a channels-first BatchNormalization); a `ResizeNearestNeighborGrad` (UpSampling2D's
+ * backward pass) that reads each sample's own dy (tfjs's cpu kernel offsets every sample after the
+ * first); an `AvgPoolGrad` that divides each window by its entries inside the input, as the forward
+ * pool does (tfjs's divide by the whole window, wrong along a `'same'` pool's border); on `wasm`, the depthwise conv's two backprop kernels, which it lacks, and a `MaxPoolGrad`
+ * that gives a window of negative values' gradient to its maximum; a BatchNorm gradient without tfjs's wasted
+ * full-size `tile`, and `Maximum`/`Minimum` gradients that sum over broadcast axes (tfjs's fail on
+ * a broadcast input); gradients are shared by all backends. With them, models
  * with BatchNorm (ResNets) can be differentiated on `wasm`, input Jacobians of conv nets run
  * several times faster there, and weight gradients of conv nets are fast on both.
  *
@@ -260,6 +554,15 @@ export function registerGradientKernels(backends: readonly string[] = PATCHED_BA
     // Measured: ~10× faster than wasm's own loop; on cpu no faster than cpu's kernel, so not there.
     if (backendName === 'wasm') builders.push([BP_INPUT, (previous) => conv2DBackpropInputViaConv(backendName, previous)]);
     if (backendName === 'wasm' && getKernel(SLICE, backendName)) builders.push([SLICE, (previous) => heapSliceKernel(previous as KernelConfig)]);
+    // Missing on wasm: registered where the backend has none.
+    for (const [name, which] of [[DW_INPUT, 'input'], [DW_FILTER, 'filter']] as const) {
+      const own = getKernel(name, backendName) as (KernelConfig & { [MARK]?: true }) | undefined;
+      if (backendName === 'wasm' && (own === undefined || own[MARK])) builders.push([name, () => depthwiseBackpropKernel(which)]);
+    }
+    if (backendName === 'wasm' && getKernel(MAX_POOL_GRAD, backendName)) builders.push([MAX_POOL_GRAD, () => maxPoolGradKernel]);
+    if (getKernel(AVG_POOL_GRAD, backendName)) builders.push([AVG_POOL_GRAD, () => avgPoolGradKernel]);
+    if (getKernel(RESIZE_GRAD, backendName)) builders.push([RESIZE_GRAD, () => resizeNearestNeighborGradKernel]);
+    if (getKernel(BATCH_NORM, backendName)) builders.push([BATCH_NORM, (previous) => broadcastBatchNormKernel(previous as KernelConfig)]);
     for (const [kernelName, build] of builders) {
       const previous = getKernel(kernelName, backendName) as (KernelConfig & { [MARK]?: true }) | undefined;
       if (previous?.[MARK]) continue;
@@ -272,9 +575,10 @@ export function registerGradientKernels(backends: readonly string[] = PATCHED_BA
       });
     }
   }
-  const previousGrad = getGradient('FusedBatchNorm') as (GradConfig & { [MARK]?: true }) | undefined;
-  if (!previousGrad?.[MARK]) {
-    registerGradient({ ...batchNormGradConfig, [MARK]: true } as GradConfig);
+  for (const grad of [batchNormGradConfig, ...extremeGradConfigs]) {
+    const previousGrad = getGradient(grad.kernelName) as (GradConfig & { [MARK]?: true }) | undefined;
+    if (previousGrad?.[MARK]) continue;
+    registerGradient({ ...grad, [MARK]: true } as GradConfig);
     restores.push(() => {
       if (previousGrad) registerGradient(previousGrad);
     });

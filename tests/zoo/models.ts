@@ -184,6 +184,96 @@ export function sequenceNet(): tfl.LayersModel {
   return tfl.model({ inputs: input, outputs: on(tfl.layers.dense({ units: 3, kernelInitializer: init(705) }), h) });
 }
 
+/**
+ * 7a. Squeeze-excitation and hard-swish blocks (MobileNetV3, EfficientNet) on a 6×6×3 image: a swish
+ * conv; a depthwise conv with hard swish h·ReLU6(h + 3)/6 (Rescaling, ReLU(6), Multiply, Rescaling);
+ * the SE gate, global average pool → ReLU Dense → sigmoid Dense → Reshape [1, 1, C], multiplying the
+ * map (a broadcasting Multiply, 'excite'); a per-channel [1, 1, C] shift added (a broadcasting Add)
+ * and a broadcasting Maximum against a hard-sigmoid [1, 1, C] floor; Flatten → tanh Dense → logits.
+ */
+export function squeezeExciteCnn(): tfl.LayersModel {
+  const input = tfl.input({ shape: [6, 6, 3] });
+  const c = on(tfl.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', activation: 'swish', kernelInitializer: init(1101), biasInitializer: biasInit(1102) }), input);
+  const d = on(tfl.layers.depthwiseConv2d({ kernelSize: 3, strides: 2, padding: 'same', depthwiseInitializer: init(1103), biasInitializer: biasInit(1104) }), c); // 3×3×4
+  const relu6 = on(tfl.layers.reLU({ maxValue: 6 }), on(tfl.layers.rescaling({ scale: 1, offset: 3 }), d));
+  const hswish = on(tfl.layers.rescaling({ scale: 1 / 6 }), on(tfl.layers.multiply(), [d, relu6]));
+  const squeeze = on(tfl.layers.globalAveragePooling2d({}), hswish); // [4]
+  const reduced = on(tfl.layers.dense({ units: 2, activation: 'relu', kernelInitializer: init(1105), biasInitializer: biasInit(1106) }), squeeze);
+  const gate = on(tfl.layers.reshape({ targetShape: [1, 1, 4] }), on(tfl.layers.dense({ units: 4, activation: 'sigmoid', kernelInitializer: init(1107), biasInitializer: biasInit(1108) }), reduced));
+  const excite = on(tfl.layers.multiply({ name: 'excite' }), [hswish, gate]); // [3, 3, 4]
+  const shift = on(tfl.layers.reshape({ targetShape: [1, 1, 4] }), on(tfl.layers.dense({ units: 4, activation: 'tanh', kernelInitializer: init(1109) }), squeeze));
+  const shifted = on(tfl.layers.add(), [excite, shift]);
+  const floor = on(tfl.layers.reshape({ targetShape: [1, 1, 4] }), on(tfl.layers.dense({ units: 4, activation: 'hardSigmoid', kernelInitializer: init(1110), biasInitializer: biasInit(1111) }), reduced));
+  const top = on(tfl.layers.maximum(), [shifted, floor]);
+  const h = on(tfl.layers.dense({ name: 'hidden', units: 5, activation: 'tanh', kernelInitializer: init(1112) }), on(tfl.layers.flatten(), top));
+  return tfl.model({ inputs: input, outputs: on(tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: init(1113) }), h) });
+}
+
+/**
+ * 7b. Merges of a sequence [5, 4] with a vector [4] (tfjs-layers expands the vector at axis 1): a
+ * tanh Conv1D; a global average pool → Dense, averaged with the sequence (Average of ranks 3 and 2)
+ * and its minimum with a RepeatVector of another Dense (Minimum, equal shapes); a Multiply of the
+ * sequence by a sigmoid vector ('gated'); Flatten → tanh Dense → logits.
+ */
+export function broadcastSequenceNet(): tfl.LayersModel {
+  const input = tfl.input({ shape: [5, 3] });
+  const seq = on(tfl.layers.conv1d({ filters: 4, kernelSize: 2, padding: 'same', activation: 'tanh', kernelInitializer: init(1201), biasInitializer: biasInit(1202) }), input); // [5, 4]
+  const pooled = on(tfl.layers.globalAveragePooling1d({}), seq); // [4]
+  const vec = on(tfl.layers.dense({ units: 4, kernelInitializer: init(1203), biasInitializer: biasInit(1204) }), pooled);
+  const avg = on(tfl.layers.average(), [seq, vec]); // [5, 4]
+  const rep = on(tfl.layers.repeatVector({ n: 5 }), on(tfl.layers.dense({ units: 4, activation: 'elu', kernelInitializer: init(1205) }), pooled));
+  const low = on(tfl.layers.minimum(), [avg, rep]);
+  const gate = on(tfl.layers.dense({ units: 4, activation: 'sigmoid', kernelInitializer: init(1206), biasInitializer: biasInit(1207) }), pooled);
+  const gated = on(tfl.layers.multiply({ name: 'gated' }), [gate, low]); // [5, 4]
+  const h = on(tfl.layers.dense({ units: 5, activation: 'tanh', kernelInitializer: init(1208) }), on(tfl.layers.flatten(), gated));
+  return tfl.model({ inputs: input, outputs: on(tfl.layers.dense({ units: 3, kernelInitializer: init(1209) }), h) });
+}
+
+/**
+ * 7c. Channels first, as models converted from PyTorch are, on a [2, 8, 8] image: ZeroPadding2D →
+ * tanh Conv2D → BatchNorm (axis 1, random statistics) → 2×2 max pool → linear Conv2D → BatchNorm
+ * (axis 1) → ELU Conv2D with stride 2 and 'same' padding → UpSampling2D → Cropping2D →
+ * DepthwiseConv2D; a global average pool and a channels-first Flatten, concatenated ('merge') →
+ * tanh Dense → softmax Dense.
+ */
+export function channelsFirstCnn(): tfl.LayersModel {
+  const cf = 'channelsFirst' as const;
+  const input = tfl.input({ shape: [2, 8, 8] });
+  let h = on(tfl.layers.zeroPadding2d({ padding: [[1, 0], [0, 1]], dataFormat: cf }), input); // [2, 9, 9]
+  h = on(tfl.layers.conv2d({ filters: 3, kernelSize: 3, dataFormat: cf, activation: 'tanh', kernelInitializer: init(1301), biasInitializer: biasInit(1302) }), h); // [3, 7, 7]
+  h = on(tfl.layers.batchNormalization({ axis: 1 }), h);
+  h = on(tfl.layers.maxPooling2d({ poolSize: 2, dataFormat: cf }), h); // [3, 3, 3]
+  h = on(tfl.layers.conv2d({ filters: 4, kernelSize: 2, padding: 'same', dataFormat: cf, useBias: false, kernelInitializer: init(1303) }), h);
+  h = on(tfl.layers.batchNormalization({ axis: 1 }), h);
+  h = on(tfl.layers.conv2d({ filters: 4, kernelSize: 3, strides: 2, padding: 'same', dataFormat: cf, activation: 'elu', kernelInitializer: init(1304), biasInitializer: biasInit(1305) }), h); // [4, 2, 2]
+  h = on(tfl.layers.upSampling2d({ size: [2, 2], dataFormat: cf }), h); // [4, 4, 4]
+  h = on(tfl.layers.cropping2D({ cropping: [[1, 0], [0, 1]], dataFormat: cf }), h); // [4, 3, 3]
+  h = on(tfl.layers.depthwiseConv2d({ kernelSize: 2, dataFormat: cf, activation: 'tanh', depthwiseInitializer: init(1306), biasInitializer: biasInit(1307) }), h); // [4, 2, 2]
+  const gap = on(tfl.layers.globalAveragePooling2d({ dataFormat: cf }), h); // [4]
+  const flat = on(tfl.layers.flatten({ dataFormat: cf }), h); // [16], channels moved last first
+  const merge = on(tfl.layers.concatenate({ name: 'merge' }), [gap, flat]);
+  const f = on(tfl.layers.dense({ units: 6, activation: 'tanh', kernelInitializer: init(1308) }), merge);
+  const m = tfl.model({ inputs: input, outputs: on(tfl.layers.dense({ units: 4, activation: 'softmax', kernelInitializer: init(1309) }), f) });
+  randomizeBatchNorm(m, 1310);
+  return m;
+}
+
+/**
+ * 7d. TimeDistributed over 3 frames of 5×5×2: a strided tanh Conv2D, a global average pool and a
+ * dilated Conv1D over the frames' features, TimeDistributed of an ELU Dense ('hidden') → Flatten →
+ * logits.
+ */
+export function timeDistributedNet(): tfl.LayersModel {
+  const m = tfl.sequential();
+  m.add(tfl.layers.timeDistributed({ inputShape: [3, 5, 5, 2], layer: tfl.layers.conv2d({ filters: 3, kernelSize: 3, strides: 2, padding: 'same', activation: 'tanh', kernelInitializer: init(1401), biasInitializer: biasInit(1402) }) }));
+  m.add(tfl.layers.timeDistributed({ layer: tfl.layers.globalAveragePooling2d({}) })); // [3, 3]
+  m.add(tfl.layers.conv1d({ filters: 4, kernelSize: 2, dilationRate: 2, padding: 'same', activation: 'sigmoid', kernelInitializer: init(1403), biasInitializer: biasInit(1404) }));
+  m.add(tfl.layers.timeDistributed({ name: 'hidden', layer: tfl.layers.dense({ units: 4, activation: 'elu', kernelInitializer: init(1405), biasInitializer: biasInit(1406) }) }));
+  m.add(tfl.layers.flatten());
+  m.add(tfl.layers.dense({ units: 3, kernelInitializer: init(1407) }));
+  return m;
+}
+
 /** Every model of the zoo. */
 export const ZOO: ZooEntry[] = [
   { name: 'two-branch CNN (BatchNorm, avg/global pools, Concatenate, Add, Softmax layer)', build: twoBranchCnn, inputShape: [9, 9, 2], hidden: 'merge' },
@@ -202,6 +292,10 @@ export const ZOO: ZooEntry[] = [
     hidden: 'act',
   })),
   { name: "Conv2D(activation: 'softmax') inside the network (over the channels)", build: softmaxConvNet, inputShape: [6, 6, 2], hidden: 'act' },
+  { name: 'squeeze-excitation and hard-swish CNN (broadcasting Multiply, Add, Maximum)', build: squeezeExciteCnn, inputShape: [6, 6, 3], hidden: 'excite' },
+  { name: 'sequence and vector merges (Average, Multiply across ranks; RepeatVector, Minimum)', build: broadcastSequenceNet, inputShape: [5, 3], hidden: 'gated' },
+  { name: 'TimeDistributed (Conv2D, global pool, Dense) and a dilated Conv1D over frames', build: timeDistributedNet, inputShape: [3, 5, 5, 2], hidden: 'hidden' },
+  { name: 'channels-first CNN (conv, BatchNorm axis 1, pools, padding, cropping, upsampling, depthwise, Flatten)', build: channelsFirstCnn, inputShape: [2, 8, 8], hidden: 'merge' },
 ];
 
 /** 6×6×2 → Conv2D(3 channels, softmax over them) ('act') → tanh Dense(5) → 3 linear logits. */
@@ -227,6 +321,56 @@ class StepThreshold extends tfl.layers.Layer {
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     const x = Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs;
     return tf.tidy(() => tf.mul(x, tf.step(tf.sub(x, this.theta))));
+  }
+}
+
+/**
+ * A BatchNormalization's twin over a channel axis that is not the last (channels first): y = x·s + b
+ * per channel, with s the diagonal of a `[C, C]` kernel (as the diagonal Dense of the last-axis twin,
+ * so that the weight-space reference reads the same cotangents: the kernel's diagonal and the bias).
+ */
+class ChannelAffine extends tfl.layers.Layer {
+  static className = 'ZooChannelAffine';
+  constructor(private readonly axis: number, private readonly channels: number, name: string) {
+    super({ name });
+  }
+  override build(): void {
+    this.addWeight('kernel', [this.channels, this.channels], 'float32', tfl.initializers.zeros());
+    this.addWeight('bias', [this.channels], 'float32', tfl.initializers.zeros());
+    this.built = true;
+  }
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    const x = Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs;
+    return tf.tidy(() => {
+      const [kernel, bias] = this.weights.map((w) => w.read());
+      const C = this.channels;
+      const s = tf.sum(tf.mul(kernel as tf.Tensor, tf.eye(C)), 1);
+      const shape = x.shape.map((_, i) => (i === this.axis ? C : 1));
+      return tf.add(tf.mul(x, tf.reshape(s, shape)), tf.reshape(bias as tf.Tensor, shape));
+    });
+  }
+}
+
+/**
+ * A Maximum or Minimum whose inputs broadcast, each input first broadcast to the output's shape
+ * (tfjs 4.22's own Maximum and Minimum gradients do not sum over broadcast axes).
+ */
+class BroadcastExtreme extends tfl.layers.Layer {
+  static className = 'ZooBroadcastExtreme';
+  constructor(private readonly kind: 'Maximum' | 'Minimum', name: string) {
+    super({ name });
+  }
+  override computeOutputShape(shapes: tfl.Shape | tfl.Shape[]): tfl.Shape {
+    const all = shapes as tfl.Shape[];
+    return (all[0] as tfl.Shape).map((_, k) => Math.max(...all.map((sh) => (sh[k] ?? 1) as number)));
+  }
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    const xs = inputs as tf.Tensor[];
+    return tf.tidy(() => {
+      const shape = (xs[0] as tf.Tensor).shape.map((_, k) => Math.max(...xs.map((x) => x.shape[k] as number)));
+      const full = xs.map((x) => tf.broadcastTo(x, shape));
+      return full.reduce((a, b) => (this.kind === 'Maximum' ? tf.maximum(a, b) : tf.minimum(a, b)));
+    });
   }
 }
 
@@ -257,7 +401,7 @@ function replacement(layer: Layer): Replacement | undefined {
     // Inference BN is the affine map x ↦ x·s + (β − μ·s), s = γ/√(σ² + ε), per channel: a Dense with a
     // diagonal kernel. (tf.grad of BN would run infogeo's registered FusedBatchNorm gradient.)
     const axis = cfg['axis'] as number;
-    if (axis !== -1 && axis !== (layer.inputSpec?.[0]?.ndim ?? 0) - 1) throw new Error(`gradTwin: BatchNormalization on axis ${axis}`);
+    const rank = layer.inputSpec?.[0]?.ndim ?? 0;
     const w = weightsByName(layer);
     const mean = w.get('moving_mean') as Float32Array;
     const C = mean.length;
@@ -269,7 +413,8 @@ function replacement(layer: Layer): Replacement | undefined {
       kernel[c * C + c] = s;
       bias[c] = (w.get('beta')?.[c] ?? 0) - mean[c]! * s;
     }
-    return { layer: tfl.layers.dense({ name: layer.name, units: C }), weights: () => [tf.tensor2d(kernel, [C, C]), tf.tensor1d(bias)] };
+    const twin = axis === -1 || axis === rank - 1 ? tfl.layers.dense({ name: layer.name, units: C }) : new ChannelAffine(axis, C, layer.name);
+    return { layer: twin, weights: () => [tf.tensor2d(kernel, [C, C]), tf.tensor1d(bias)] };
   }
   const dilation = cfg['dilationRate'];
   if (cls === 'Conv2D' && Array.isArray(dilation) && dilation.some((d) => d !== 1)) {
@@ -279,13 +424,33 @@ function replacement(layer: Layer): Replacement | undefined {
     const twin = tfl.layers.conv2d({ ...(cfg as unknown as Parameters<typeof tfl.layers.conv2d>[0]), kernelSize: [(kh - 1) * dh + 1, (kw - 1) * dw + 1], dilationRate: 1 });
     return { layer: twin, weights: (l) => l.getWeights().map((t, i) => (i === 0 ? undilate(t, [dh, dw]) : t.clone())) };
   }
+  if (cls === 'Maximum' || cls === 'Minimum') {
+    const shapes = layer.inboundNodes[0]?.inputTensors.map((t) => JSON.stringify(t.shape)) ?? [];
+    if (new Set(shapes).size > 1) return { layer: new BroadcastExtreme(cls, layer.name), weights: () => [] };
+  }
+  if (cls === 'Conv1D' && Array.isArray(dilation) && dilation.some((d) => d !== 1)) {
+    // The same for a Conv1D: its kernel [k, ci, co] as a 2-D one of height 1.
+    const [d] = dilation as [number];
+    const [k] = cfg['kernelSize'] as [number];
+    const twin = tfl.layers.conv1d({ ...(cfg as unknown as Parameters<typeof tfl.layers.conv1d>[0]), kernelSize: (k - 1) * d + 1, dilationRate: 1 });
+    const spread = (t: tf.Tensor) => tf.tidy(() => tf.squeeze(undilate(tf.expandDims(t, 0), [1, d]), [0]));
+    return { layer: twin, weights: (l) => l.getWeights().map((t, i) => (i === 0 ? spread(t) : t.clone())) };
+  }
   if (cls === 'ThresholdedReLU') return { layer: new StepThreshold(cfg['theta'] as number, layer.name), weights: () => [] };
   return undefined;
 }
 
+/** A new layer with the same configuration (a wrapper with a copy of the layer it wraps). */
+function copyLayer(layer: Layer): Layer {
+  const Cls = layer.constructor as unknown as new (config: unknown) => Layer;
+  const inner = (layer as unknown as { layer?: Layer }).layer;
+  return new Cls(inner ? { ...layer.getConfig(), layer: copyLayer(inner) } : layer.getConfig());
+}
+
 /**
  * Rebuilds a model with the layers tf.grad cannot differentiate, or that infogeo patches, replaced by
- * equivalent ones (same names): BatchNormalization by a diagonal Dense, a dilated Conv2D by an
+ * equivalent ones (same names): BatchNormalization by a diagonal Dense (by a {@link ChannelAffine}
+ * over a channels-first axis), a Maximum or Minimum whose inputs broadcast by a {@link BroadcastExtreme}, a dilated Conv2D by an
  * undilated one with zeros between the taps, ThresholdedReLU by x·step(x − θ). Returns the model
  * itself when it has no such layer. Nested models are not rebuilt (the zoo's have no such layer).
  */
@@ -302,8 +467,7 @@ export function gradTwin(model: tfl.LayersModel): tfl.LayersModel {
     const node = layer.inboundNodes[0]!;
     const inputs = node.inputTensors.map((t) => map.get(t.id) as ST);
     const rep = replacement(layer);
-    const Cls = layer.constructor as unknown as new (config: unknown) => Layer;
-    const twin = rep?.layer ?? new Cls(layer.getConfig());
+    const twin = rep?.layer ?? copyLayer(layer);
     const out = twin.apply(inputs.length === 1 ? (inputs[0] as ST) : inputs);
     map.set(node.outputTensors[0]!.id, Array.isArray(out) ? (out[0] as ST) : (out as ST));
     settle.push(() => {

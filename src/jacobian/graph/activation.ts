@@ -15,7 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Cotangent } from './phases.js';
 import { apply, config, jetBlocks, mulPerSample, NotCompilable, stackJet, weight } from './rule.js';
-import type { Layer, Rule } from './rule.js';
+import type { FamilyRules, Layer, Rule } from './rule.js';
 import { sharedSum } from './weights.js';
 import type { WeightGrads } from './weights.js';
 
@@ -304,28 +304,17 @@ export function softmaxJet(kind: 'softmax' | 'logSoftmax', t: tf.Tensor, p: tf.T
   return stackJet(pdot(cu), pv, tf.sub(tf.add(pdot(centred(tuv)), tf.mul(pv, cu)), pdot(tf.mul(cross, tf.onesLike(tu)))));
 }
 
-/** The rules of the activation layers, by class name (undefined for other classes). */
-export function activationLayerRule(layer: Layer, rank: number): Rule | undefined {
-  const c = config(layer);
-  switch (layer.getClassName()) {
-    case 'Activation': {
-      const name = String(c['activation']);
-      if (name === 'softmax' || name === 'logSoftmax') return softmaxRule(layer, name, -1, rank);
-      return activationRule(layer, name);
-    }
-    case 'Softmax':
-      return softmaxRule(layer, 'softmax', c['axis'], rank);
-    case 'ReLU':
-      return activationRule(layer, 'relu', { maxValue: (c['maxValue'] as number | null | undefined) ?? undefined });
-    case 'LeakyReLU':
-      return activationRule(layer, 'leakyRelu', { alpha: Number(c['alpha'] ?? 0.3) });
-    case 'ELU':
-      return activationRule(layer, 'elu', { alpha: Number(c['alpha'] ?? 1) });
-    case 'ThresholdedReLU':
-      return activationRule(layer, 'thresholdedRelu', { theta: Number(c['theta'] ?? 1) });
-    case 'PReLU':
-      return preluRule(layer);
-    default:
-      return undefined;
-  }
-}
+/** The rules of the activation layers, by class name. */
+export const ACTIVATION_LAYER_RULES = {
+  Activation: ({ layer, outShape }) => {
+    const name = String(config(layer)['activation']);
+    if (name === 'softmax' || name === 'logSoftmax') return softmaxRule(layer, name, -1, outShape.length);
+    return activationRule(layer, name);
+  },
+  Softmax: ({ layer, outShape }) => softmaxRule(layer, 'softmax', config(layer)['axis'], outShape.length),
+  ReLU: ({ layer }) => activationRule(layer, 'relu', { maxValue: (config(layer)['maxValue'] as number | null | undefined) ?? undefined }),
+  LeakyReLU: ({ layer }) => activationRule(layer, 'leakyRelu', { alpha: Number(config(layer)['alpha'] ?? 0.3) }),
+  ELU: ({ layer }) => activationRule(layer, 'elu', { alpha: Number(config(layer)['alpha'] ?? 1) }),
+  ThresholdedReLU: ({ layer }) => activationRule(layer, 'thresholdedRelu', { theta: Number(config(layer)['theta'] ?? 1) }),
+  PReLU: ({ layer }) => preluRule(layer),
+} satisfies FamilyRules;

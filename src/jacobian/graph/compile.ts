@@ -20,6 +20,7 @@ import type { Cotangent } from './phases.js';
 import { ruleFor } from './registry.js';
 import { config, NotCompilable, product, tail } from './rule.js';
 import type { Layer, Rule, Shape } from './rule.js';
+import { channelAxis } from './layout.js';
 import { batchNormRule } from './structure.js';
 import { linearLayerRule } from './conv.js';
 
@@ -96,6 +97,8 @@ function foldBatchNorms(ops: GraphOp[]): void {
     const conv = ops.find((op) => op.output === slot);
     if (conv === undefined || conv.layer.getClassName() !== 'Conv2D' || consumers.get(slot) !== 1) continue;
     if ((config(conv.layer)['activation'] ?? 'linear') !== 'linear') continue;
+    // Channels first: each keeps its own rule, through transposes (layout.ts).
+    if (channelAxis(conv.layer, conv.inShapes[0] as Shape) !== undefined || channelAxis(bn.layer, bn.inShapes[0] as Shape) !== undefined) continue;
     conv.rule = linearLayerRule({ layer: conv.layer, inShapes: conv.inShapes, outShape: [], linearHead: false }, bn.layer);
     bn.rule = batchNormRule(bn.layer, bn.inShapes[0] as Shape, true);
   }

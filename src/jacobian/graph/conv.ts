@@ -11,7 +11,7 @@ import { activationRule, softmaxRule } from './activation.js';
 import type { LinearPart } from './activation.js';
 import { convPhases, livePhases, materialize, phaseFilterData } from './phases.js';
 import { channelsLast, config, derivedFromWeights, NotCompilable, pair, single, tail, weight } from './rule.js';
-import type { Layer, Rule, RuleContext } from './rule.js';
+import type { FamilyRules, Layer, Rule, RuleContext } from './rule.js';
 import { channelSums, convKernelGrad, denseKernelGrad, depthwiseKernelGrad, transposedConvKernelGrad } from './weights.js';
 import type { WeightGrads } from './weights.js';
 
@@ -261,3 +261,13 @@ export function linearLayerRule({ layer, inShapes, outShape, linearHead }: RuleC
   if (activation === 'softmax' || activation === 'logSoftmax') return softmaxRule(layer, activation, -1, outShape.length, part);
   return activationRule(layer, activation, {}, part);
 }
+
+/** The rules of the Dense layer and the convolutions, by class name (their activation included). */
+export const LINEAR_LAYER_RULES = {
+  Dense: (ctx) => linearLayerRule(ctx),
+  Conv1D: (ctx) => linearLayerRule(ctx),
+  Conv2D: (ctx) => linearLayerRule(ctx),
+  DepthwiseConv2D: (ctx) => linearLayerRule(ctx),
+  SeparableConv2D: (ctx) => linearLayerRule(ctx),
+  Conv2DTranspose: (ctx) => linearLayerRule(ctx),
+} satisfies FamilyRules;

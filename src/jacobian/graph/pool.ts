@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { apply, channelsLast, config, firstMax, linearRule, NotCompilable, pair, single, tail } from './rule.js';
-import type { Layer, Rule, RuleContext } from './rule.js';
+import type { FamilyRules, Layer, Rule, RuleContext } from './rule.js';
 
 /** Pooling windows of a 2-D pool (a 1-D pool as one of height 1). */
 interface Windows {
@@ -169,24 +169,14 @@ function globalRule({ layer, inShapes }: RuleContext, kind: 'max' | 'avg'): Rule
   };
 }
 
-/** The rules of the pooling layers, by class name (undefined for other classes). */
-export function poolingRule(ctx: RuleContext): Rule | undefined {
-  switch (ctx.layer.getClassName()) {
-    case 'MaxPooling2D':
-      return poolRule(ctx, 'max', false);
-    case 'AveragePooling2D':
-      return poolRule(ctx, 'avg', false);
-    case 'MaxPooling1D':
-      return poolRule(ctx, 'max', true);
-    case 'AveragePooling1D':
-      return poolRule(ctx, 'avg', true);
-    case 'GlobalAveragePooling1D':
-    case 'GlobalAveragePooling2D':
-      return globalRule(ctx, 'avg');
-    case 'GlobalMaxPooling1D':
-    case 'GlobalMaxPooling2D':
-      return globalRule(ctx, 'max');
-    default:
-      return undefined;
-  }
-}
+/** The rules of the pooling layers, by class name. */
+export const POOLING_RULES = {
+  MaxPooling2D: (ctx) => poolRule(ctx, 'max', false),
+  AveragePooling2D: (ctx) => poolRule(ctx, 'avg', false),
+  MaxPooling1D: (ctx) => poolRule(ctx, 'max', true),
+  AveragePooling1D: (ctx) => poolRule(ctx, 'avg', true),
+  GlobalAveragePooling1D: (ctx) => globalRule(ctx, 'avg'),
+  GlobalAveragePooling2D: (ctx) => globalRule(ctx, 'avg'),
+  GlobalMaxPooling1D: (ctx) => globalRule(ctx, 'max'),
+  GlobalMaxPooling2D: (ctx) => globalRule(ctx, 'max'),
+} satisfies FamilyRules;

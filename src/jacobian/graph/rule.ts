@@ -65,6 +65,30 @@ export interface RuleContext {
   linearHead: boolean;
 }
 
+/**
+ * Every layer class that tfjs-layers 4.22 registers (its serialization map, checked by
+ * tests/graph.test.ts): the keys of the rule table in `registry.ts`, which must name each of them.
+ */
+export const LAYER_CLASSES = [
+  'Activation', 'Add', 'AlphaDropout', 'Average', 'AveragePooling1D', 'AveragePooling2D', 'AveragePooling3D', 'BatchNormalization',
+  'Bidirectional', 'CategoryEncoding', 'CenterCrop', 'Concatenate', 'Conv1D', 'Conv2D', 'Conv2DTranspose', 'Conv3D', 'Conv3DTranspose',
+  'ConvLSTM2D', 'ConvLSTM2DCell', 'Cropping2D', 'Dense', 'DepthwiseConv2D', 'Dot', 'Dropout', 'ELU', 'Embedding', 'Flatten', 'Functional',
+  'GRU', 'GRUCell', 'GaussianDropout', 'GaussianNoise', 'GlobalAveragePooling1D', 'GlobalAveragePooling2D', 'GlobalMaxPooling1D',
+  'GlobalMaxPooling2D', 'InputLayer', 'LSTM', 'LSTMCell', 'LayerNormalization', 'LeakyReLU', 'Masking', 'MaxPooling1D', 'MaxPooling2D',
+  'MaxPooling3D', 'Maximum', 'Minimum', 'Model', 'Multiply', 'PReLU', 'Permute', 'RNN', 'RandomWidth', 'ReLU', 'RepeatVector', 'Rescaling',
+  'Reshape', 'Resizing', 'SeparableConv2D', 'Sequential', 'SimpleRNN', 'SimpleRNNCell', 'Softmax', 'SpatialDropout1D', 'StackedRNNCells',
+  'ThresholdedReLU', 'TimeDistributed', 'UpSampling2D', 'ZeroPadding2D',
+] as const;
+
+/** A layer class of tfjs-layers (see {@link LAYER_CLASSES}). */
+export type LayerClass = (typeof LAYER_CLASSES)[number];
+
+/** Makes the rule of one layer. @throws NotCompilable where this layer's configuration is not covered */
+export type RuleBuilder = (ctx: RuleContext) => Rule;
+
+/** A family's rules by layer class: a typo or an unknown class is a compile error. */
+export type FamilyRules = Partial<Record<LayerClass, RuleBuilder>>;
+
 /** Why a layer could not be compiled (the callers fall back to `tf.grad`). */
 export class NotCompilable extends Error {}
 

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { batchNormScale } from './conv.js';
 import { apply, channelsLast, config, firstMax, jetBlocks, linearRule, mulPerSample, NotCompilable, pair, stackJet, tail, weight } from './rule.js';
-import type { Layer, Rule, RuleContext } from './rule.js';
+import type { FamilyRules, Layer, Rule, RuleBuilder, Shape } from './rule.js';
 import { channelSums, sharedSum } from './weights.js';
 import type { WeightGrads } from './weights.js';
 
@@ -166,69 +166,65 @@ function sides(v: unknown): [[number, number], [number, number]] {
   return [side(h), side(w)];
 }
 
-const MERGES = new Set(['Add', 'Average', 'Multiply', 'Maximum', 'Minimum']);
+const identity: RuleBuilder = ({ layer }) => ({ forward: (inputs) => ({ y: apply(layer, inputs), saved: [] }), backward: (dy) => [dy], tangent: ([dx]) => dx as tf.Tensor });
 
-const IDENTITY_LAYERS = new Set(['Dropout', 'SpatialDropout1D', 'SpatialDropout2D', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout']);
+const rows = (dy: tf.Tensor) => dy.shape[0] as number;
 
-/** The rules of the structural layers, by class name (undefined for other classes). */
-export function structureRule({ layer, inShapes, outShape }: RuleContext): Rule | undefined {
-  const cls = layer.getClassName();
-  const c = config(layer);
-  const inShape = tail(inShapes[0] as (number | null)[]);
-  const N = (dy: tf.Tensor) => dy.shape[0] as number;
-  // Elementwise merges may broadcast (a squeeze-excitation's [B, 1, 1, C] scale): not covered.
-  if (MERGES.has(cls) && inShapes.some((s) => s.length !== outShape.length || s.some((d, i) => d !== outShape[i]))) throw new NotCompilable(`broadcasting ${cls} '${layer.name}'`);
-  if (IDENTITY_LAYERS.has(cls)) return { forward: (inputs) => ({ y: apply(layer, inputs), saved: [] }), backward: (dy) => [dy], tangent: ([dx]) => dx as tf.Tensor };
-  switch (cls) {
-    case 'BatchNormalization':
-      return batchNormRule(layer, inShapes[0] as (number | null)[]);
-    case 'LayerNormalization':
-      return layerNormRule(layer, inShape);
-    case 'Flatten':
-    case 'Reshape':
-      return linearRule(layer, (dy) => [tf.reshape(dy, [N(dy), ...inShape])]);
-    case 'Permute': {
-      const dims = (c['dims'] as number[]).map(Number);
-      const inverse = dims.map((_, i) => dims.indexOf(i + 1) + 1);
-      return linearRule(layer, (dy) => [tf.transpose(dy, [0, ...inverse])]);
-    }
-    case 'ZeroPadding2D': {
-      channelsLast(layer);
-      const [[t], [l]] = sides(c['padding']);
-      return linearRule(layer, (dy) => [tf.slice(dy, [0, t, l, 0], [N(dy), ...inShape])]);
-    }
-    case 'Cropping2D': {
-      channelsLast(layer);
-      const [[t, b], [l, r]] = sides(c['cropping']);
-      return linearRule(layer, (dy) => [tf.pad(dy, [[0, 0], [t, b], [l, r], [0, 0]])]);
-    }
-    case 'UpSampling2D':
-      return upSamplingRule(layer, inShape);
-    case 'Rescaling': {
-      const scale = Number(c['scale'] ?? 1);
-      return { forward: (inputs) => ({ y: apply(layer, inputs), saved: [] }), backward: (dy) => [tf.mul(dy, scale)], tangent: ([dx]) => tf.mul(dx as tf.Tensor, scale) };
-    }
-    case 'Add':
-      return linearRule(layer, (dy) => inShapes.map(() => dy));
-    case 'Average':
-      return linearRule(layer, (dy) => {
-        const share = tf.div(dy, inShapes.length);
-        return inShapes.map(() => share);
-      });
-    case 'Concatenate': {
-      const rank = outShape.length;
-      const axis = Number(c['axis'] ?? -1);
-      const ax = axis < 0 ? rank + axis : axis;
-      const sizes = inShapes.map((s) => s[ax] as number);
-      return linearRule(layer, (dy) => tf.split(dy, sizes, ax));
-    }
-    case 'Multiply':
-      return multiplyRule(layer, inShapes.length);
-    case 'Maximum':
-      return factorRule(layer, firstExtreme('max'));
-    case 'Minimum':
-      return factorRule(layer, firstExtreme('min'));
-    default:
-      return undefined;
-  }
-}
+/**
+ * The rules of the structural layers, by class name. The elementwise merges (Add, Average,
+ * Multiply, Maximum, Minimum) are written for inputs of the output's shape; the registry runs them
+ * through `broadcastingMergeRule` when the inputs broadcast.
+ */
+export const STRUCTURE_RULES = {
+  // The identity at inference.
+  Dropout: identity,
+  SpatialDropout1D: identity,
+  GaussianNoise: identity,
+  GaussianDropout: identity,
+  AlphaDropout: identity,
+  BatchNormalization: ({ layer, inShapes }) => batchNormRule(layer, inShapes[0] as (number | null)[]),
+  LayerNormalization: ({ layer, inShapes }) => layerNormRule(layer, tail(inShapes[0] as Shape)),
+  Flatten: ({ layer, inShapes }) => linearRule(layer, (dy) => [tf.reshape(dy, [rows(dy), ...tail(inShapes[0] as Shape)])]),
+  Reshape: ({ layer, inShapes }) => linearRule(layer, (dy) => [tf.reshape(dy, [rows(dy), ...tail(inShapes[0] as Shape)])]),
+  Permute: ({ layer }) => {
+    const dims = (config(layer)['dims'] as number[]).map(Number);
+    const inverse = dims.map((_, i) => dims.indexOf(i + 1) + 1);
+    return linearRule(layer, (dy) => [tf.transpose(dy, [0, ...inverse])]);
+  },
+  // [B, C] → [B, n, C]: the transpose sums over the copies.
+  RepeatVector: ({ layer }) => linearRule(layer, (dy) => [tf.sum(dy, 1)]),
+  ZeroPadding2D: ({ layer, inShapes }) => {
+    channelsLast(layer);
+    const [[t], [l]] = sides(config(layer)['padding']);
+    return linearRule(layer, (dy) => [tf.slice(dy, [0, t, l, 0], [rows(dy), ...tail(inShapes[0] as Shape)])]);
+  },
+  Cropping2D: ({ layer }) => {
+    channelsLast(layer);
+    const [[t, b], [l, r]] = sides(config(layer)['cropping']);
+    return linearRule(layer, (dy) => [tf.pad(dy, [[0, 0], [t, b], [l, r], [0, 0]])]);
+  },
+  UpSampling2D: ({ layer, inShapes }) => upSamplingRule(layer, tail(inShapes[0] as Shape)),
+  Rescaling: ({ layer }) => {
+    const scale = Number(config(layer)['scale'] ?? 1);
+    return { forward: (inputs) => ({ y: apply(layer, inputs), saved: [] }), backward: (dy) => [tf.mul(dy, scale)], tangent: ([dx]) => tf.mul(dx as tf.Tensor, scale) };
+  },
+  Add: ({ layer, inShapes }) => linearRule(layer, (dy) => inShapes.map(() => dy)),
+  Average: ({ layer, inShapes }) =>
+    linearRule(layer, (dy) => {
+      const share = tf.div(dy, inShapes.length);
+      return inShapes.map(() => share);
+    }),
+  Concatenate: ({ layer, inShapes, outShape }) => {
+    const rank = outShape.length;
+    const axis = Number(config(layer)['axis'] ?? -1);
+    const ax = axis < 0 ? rank + axis : axis;
+    const sizes = inShapes.map((s) => s[ax] as number);
+    return linearRule(layer, (dy) => tf.split(dy, sizes, ax));
+  },
+  Multiply: ({ layer, inShapes }) => multiplyRule(layer, inShapes.length),
+  Maximum: ({ layer }) => factorRule(layer, firstExtreme('max')),
+  Minimum: ({ layer }) => factorRule(layer, firstExtreme('min')),
+} satisfies FamilyRules;
+
+/** The elementwise merges, whose inputs may broadcast. */
+export const MERGES: ReadonlySet<string> = new Set(['Add', 'Average', 'Multiply', 'Maximum', 'Minimum']);
