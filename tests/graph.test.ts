@@ -290,11 +290,13 @@ describe('the rule table (registry.ts)', () => {
   });
 });
 
-describe("strategies 'graph', 'loop' and 'tiled' agree on broadcasting merges, channels-first and time-distributed models", () => {
+describe("strategies 'graph', 'loop' and 'tiled' agree on broadcasting merges and channels-first models", () => {
   // 'loop' and 'tiled' are tf.grad of the model as tfjs runs it: with registerGradientKernels (the
   // setup files call it) a channels-first BatchNorm's outputs and a broadcasting Maximum's gradient
   // are right, so the three agree; the zoo checks the graph against an independent twin.
-  it.each(ZOO.filter((z) => /squeeze|sequence and vector|channels-first|TimeDistributed/.test(z.name)).map((z) => [z.name, z] as const))('%s', async (_, z) => {
+  // (The time-distributed model is not here: its dilated Conv1D is one tfjs cannot differentiate,
+  // 'dilation rates greater than 1 are not yet supported in gradients'; the graph can.)
+  it.each(ZOO.filter((z) => /squeeze|sequence and vector|channels-first/.test(z.name)).map((z) => [z.name, z] as const))('%s', async (_, z) => {
     const model = z.build();
     const x = randn([2, ...z.inputShape], 77);
     const J = await expectNoLeak(() => inputJacobian(model, x, { strategy: 'graph', flatten: true }), (r) => [r]);
