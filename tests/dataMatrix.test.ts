@@ -13,7 +13,7 @@ import { orthonormalRows } from '../src/linalg/rows.js';
 import { denseNet } from '../examples/models.js';
 import { MNIST_DIR, needs } from './realData.js';
 import { trainSmallCnn } from './trainedCnn.js';
-import { expectClose, expectNoLeak, randn } from './helpers.js';
+import { expectClose, expectNoLeak, peakBufferBytes, randn } from './helpers.js';
 
 /** A linear softmax model s = xW + b with the given scale of W. */
 function linearModel(n: number, C: number, scale = 1, seed = 1) {
@@ -91,6 +91,35 @@ describe('localDataMatrix on a linear softmax model (closed forms)', () => {
     tf.dispose([other, v, d01, step]);
     P.dispose();
     Q.dispose();
+  });
+});
+
+describe('localDataMatrix with a 1,000-class head: the rows go backward in the passes the budget holds', () => {
+  const n = 8;
+  const C = 1000;
+  const { model, W } = linearModel(n, C, 0.3, 5);
+  const x = randn([2, n], 6);
+
+  it('equals the closed form W (diag p − ppᵀ) Wᵀ, the same factor as one pass, with a peak of live buffers a quarter of one pass', async () => {
+    // One pass of the 999 rows of 2 samples holds cotangents of [1998, 1000] floats (8 MB); a 1 MB
+    // budget splits them into passes of ~32 rows.
+    const one = await peakBufferBytes(() => localDataMatrix(model, x));
+    const split = await peakBufferBytes(() => expectNoLeak(() => localDataMatrix(model, x, { memoryBudgetMB: 1 }), (r) => [r.G.factor, r.probs]));
+    expect(split.peak, `peak ${split.peak} bytes with a 1 MB budget, ${one.peak} in one pass`).toBeLessThan(one.peak / 4);
+    expect(split.peak).toBeLessThan(2 * 1024 * 1024);
+    expectClose(split.result.G.factor, one.result.G.factor, { rtol: 1e-6, label: 'split against one pass' });
+    const P = split.result.probs.arraySync() as number[][];
+    const dense = split.result.G.toDense().arraySync() as number[][][];
+    for (let b = 0; b < 2; b++) {
+      const p = P[b]!;
+      const cov = Matrix.diag(p).sub(Matrix.columnVector(p).mmul(Matrix.rowVector(p)));
+      // Float32 rows of O(0.3) numbers summed over 999 classes against float64: ~1e-6 relative.
+      expectClose(dense[b]!.flat(), W.mmul(cov).mmul(W.transpose()).to1DArray(), { rtol: 1e-5, label: `G, sample ${b}` });
+    }
+    for (const r of [one.result, split.result]) {
+      r.G.dispose();
+      r.probs.dispose();
+    }
   });
 });
 

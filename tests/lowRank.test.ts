@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { describe, expect, it } from 'vitest';
 import { LowRankPSD, ShapeError, ValueError } from '../src/index.js';
-import { orthonormalRows } from '../src/linalg/rows.js';
+import { multinomialCovSqrt, multinomialRows, orthonormalRows } from '../src/linalg/rows.js';
 import { expectClose, expectNoLeak, randn } from './helpers.js';
 
 /** Rows with prescribed singular values: U diag(s) Vᵀ with random orthonormal U (r×r), V (n×r). */
@@ -35,6 +35,65 @@ describe('orthonormalRows (MGS2, float64)', () => {
     for (let t = 0; t < n; t++) dep[4 * n + t] = 0.3 * (ill[t] as number) - 2 * (ill[2 * n + t] as number);
     expect(orthonormalRows(dep, 5, n, 1e-12).rank).toBe(4);
     expect(orthonormalRows(new Float64Array(3 * n), 3, n).rank).toBe(0);
+  });
+});
+
+describe('multinomialCovSqrt and multinomialRows (the covariance square root of G and F, in closed form)', () => {
+  /**
+   * max |SᵀS − Σ′| over the entries, Σ′ = diag(q) − qqᵀ (q = p without p_k), relative to what float64
+   * rounding allows: each entry of SᵀS sums m products of entries of size ≤ √q_max · √q_max, so its
+   * rounding is below m·ε·q_max. A ratio ≤ 1 is exact to rounding.
+   */
+  function errorInUlps(p: number[], k: number): number {
+    const C = p.length;
+    const m = C - 1;
+    const S = multinomialCovSqrt(p, C, k);
+    const q = p.filter((_, c) => c !== k);
+    let err = 0;
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < m; j++) {
+        let sts = 0;
+        for (let r = 0; r < m; r++) sts += (S[r * m + i] as number) * (S[r * m + j] as number);
+        err = Math.max(err, Math.abs(sts - ((i === j ? (q[i] as number) : 0) - (q[i] as number) * (q[j] as number))));
+      }
+    return err / (m * Number.EPSILON * Math.max(...q));
+  }
+
+  it('SᵀS = diag(q) − qqᵀ to float64 rounding: random, saturated (1 − p_k = 1e-12), with zeros, and 1,000 classes', () => {
+    const random = (C: number, seed: number) => {
+      let s = seed;
+      const w = Array.from({ length: C }, () => Math.exp(4 * (((s = (s * 16807) % 2147483647) / 2147483647) - 0.5)));
+      const z = w.reduce((a, v) => a + v, 0);
+      return w.map((v) => v / z);
+    };
+    const p = random(10, 3);
+    expect(errorInUlps(p, p.indexOf(Math.max(...p)))).toBeLessThan(1);
+    expect(errorInUlps(p, 0)).toBeLessThan(1); // any reference class
+    expect(errorInUlps([1 - 1e-12, 4e-13, 6e-13], 0)).toBeLessThan(1);
+    expect(errorInUlps([0.5, 0, 0.5, 0], 0)).toBeLessThan(1);
+    const big = random(1000, 7);
+    expect(errorInUlps(big, big.indexOf(Math.max(...big)))).toBeLessThan(1);
+  });
+
+  it('multinomialRows(D) equals S D (S formed) per sample, for two reference classes', () => {
+    const C = 6;
+    const p64 = Float64Array.from([0.1, 0.3, 0.05, 0.25, 0.2, 0.1, 0.02, 0.08, 0.5, 0.1, 0.2, 0.1]);
+    const reference = Int32Array.from([1, 2]);
+    const D = tf.randomNormal([2, C - 1, 7], 0, 1, 'float32', 5) as tf.Tensor3D;
+    const got = tf.tidy(() => multinomialRows(D, p64, reference));
+    const Dv = D.dataSync();
+    const want = new Float64Array(2 * (C - 1) * 7);
+    for (let b = 0; b < 2; b++) {
+      const S = multinomialCovSqrt(p64.subarray(b * C, (b + 1) * C), C, reference[b]);
+      for (let i = 0; i < C - 1; i++)
+        for (let t = 0; t < 7; t++) {
+          let v = 0;
+          for (let j = 0; j < C - 1; j++) v += (S[i * (C - 1) + j] as number) * (Dv[(b * (C - 1) + j) * 7 + t] as number);
+          want[(b * (C - 1) + i) * 7 + t] = v;
+        }
+    }
+    expectClose(got, want, { rtol: 1e-6, label: 'S D' });
+    tf.dispose([D, got]);
   });
 });
 

@@ -11,7 +11,7 @@ import type { RunOptions } from '../jacobian/chunks.js';
 import { logitDifferences } from '../jacobian/input.js';
 import { checkRtol, LowRankPSD, ownedPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
 import type { RankOptions } from '../linalg/lowRankPSD.js';
-import { dot, multinomialCovSqrt, orthonormalRows, otherClass } from '../linalg/rows.js';
+import { dot, multinomialCovSqrt, multinomialRows, orthonormalRows, otherClass } from '../linalg/rows.js';
 import type { RowBasis64 } from '../linalg/rows.js';
 
 /** Options of {@link localDataMatrix}. */
@@ -83,7 +83,7 @@ export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options:
 export async function multinomialFactor(D: tf.Tensor3D, logits: tf.Tensor2D, reference: Int32Array): Promise<{ factor: tf.Tensor3D; probs: tf.Tensor2D }> {
   const C = logits.shape[1];
   const p64 = probabilities64(await logits.data(), reference.length, C);
-  const factor = tf.tidy(() => tf.matMul(multinomialSqrts(p64, reference, C), D) as tf.Tensor3D);
+  const factor = tf.tidy(() => multinomialRows(D, p64, reference));
   return { factor, probs: tf.tensor2d(Float32Array.from(p64), [reference.length, C]) };
 }
 

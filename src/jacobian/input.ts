@@ -230,7 +230,12 @@ export async function logitDifferences(
   const C = clf.numClasses;
   const B = x.shape[0] as number;
   const reference = new Int32Array(B);
-  const chunk = linearChunk(clf, 'logits', C - 1, options, fn);
+  // As many samples per chunk and rows per backward pass as the budget holds: a 1,000-class head's
+  // 999 rows of one 224×224 image do not fit one pass (MobileNetV2: ~20 MB a row).
+  const graph = graphFor(clf, 'logits');
+  const plan = 'reason' in graph ? undefined : planInputJacobian(clf, B, { target: 'logits', strategy: 'graph', memoryBudgetMB: options.memoryBudgetMB }, fn);
+  const chunk = plan?.samplesPerChunk ?? linearChunk(clf, 'logits', C - 1, options, fn);
+  const rowsPerPass = plan?.rowsPerPass ?? C - 1;
   try {
     const [D, logits] = await runChunks(x, chunk, options, async (xc, start) => {
       const b = xc.shape[0] as number;
@@ -238,7 +243,15 @@ export async function logitDifferences(
       try {
         const k = referenceClasses(await lin.output.data(), b, C);
         reference.set(k, start);
-        return tf.tidy(() => [lin.vjp(referenceDifferenceRows(k, C)), tf.clone(lin.output)]); // [b, C−1, n], [b, C]
+        if (rowsPerPass >= C - 1) return tf.tidy(() => [lin.vjp(referenceDifferenceRows(k, C)), tf.clone(lin.output)]); // [b, C−1, n], [b, C]
+        // Each pass makes only its own cotangent rows ([b, C−1, C] is 4 MB per sample at C = 1,000).
+        const passes = Math.ceil((C - 1) / rowsPerPass);
+        const blocks = await tidySteps(passes, options.signal, (i) => lin.vjp(referenceDifferenceRows(k, C, i * rowsPerPass, Math.min(rowsPerPass, C - 1 - i * rowsPerPass))));
+        try {
+          return [tf.concat(blocks, 1), tf.clone(lin.output)];
+        } finally {
+          tf.dispose(blocks);
+        }
       } finally {
         lin.dispose();
       }

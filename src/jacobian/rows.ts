@@ -88,20 +88,20 @@ export function referenceClasses(logits: ArrayLike<number>, B: number, C: number
 
 /**
  * Per-sample cotangent rows e_c − e_{k_b} for the C − 1 classes c ≠ k_b (in the order of
- * {@link otherClass}): `[B, C−1, C]`.
+ * {@link otherClass}): `[B, C−1, C]`, or only rows `from` to `from + count − 1` of them.
  */
-export function referenceDifferenceRows(reference: Int32Array, C: number): tf.Tensor3D {
+export function referenceDifferenceRows(reference: Int32Array, C: number, from = 0, count = C - 1): tf.Tensor3D {
   const B = reference.length;
-  const U = new Float32Array(B * (C - 1) * C);
+  const U = new Float32Array(B * count * C);
   for (let b = 0; b < B; b++) {
     const k = reference[b] as number;
-    for (let j = 0; j < C - 1; j++) {
-      const row = (b * (C - 1) + j) * C;
-      U[row + otherClass(j, k)] = 1;
+    for (let j = 0; j < count; j++) {
+      const row = (b * count + j) * C;
+      U[row + otherClass(from + j, k)] = 1;
       U[row + k] = -1;
     }
   }
-  return tf.tensor3d(U, [B, C - 1, C]);
+  return tf.tensor3d(U, [B, count, C]);
 }
 
 /**
