@@ -336,22 +336,24 @@ export function depthwiseBackpropKernel(which: 'input' | 'filter'): KernelFunc {
   };
 }
 
+/** What the two pooling gradient kernels share: the input, dy's values and the pool's geometry. */
+function poolGradArgs(args: Parameters<KernelFunc>[0]) {
+  const { inputs, attrs, backend } = args;
+  const x = inputs['input'] as TensorInfo;
+  const a = attrs as unknown as { filterSize: [number, number] | number; strides: [number, number] | number; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
+  const info = backend_util.computePool2DInfo(x.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
+  const read = (t: TensorInfo) => (backend as KernelBackend).readSync(t.dataId) as Float32Array;
+  return { x, backend, read, g: read(inputs['dy'] as TensorInfo), info, ...info, top: info.padInfo.top, left: info.padInfo.left };
+}
+
 /**
  * `MaxPoolGrad` for `wasm`: each window's dy goes to the first maximum of the window (row-major, as
  * tfjs's cpu kernel, TensorFlow and PyTorch choose). tfjs-backend-wasm 4.22's misplaces the
  * gradient of a window whose values are all negative. @internal
  */
 export function maxPoolGradKernel(args: Parameters<KernelFunc>[0]): TensorInfo {
-  const { inputs, attrs, backend } = args;
-  const x = inputs['input'] as TensorInfo;
-  const dy = inputs['dy'] as TensorInfo;
-  const a = attrs as unknown as { filterSize: [number, number] | number; strides: [number, number] | number; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
-  const info = backend_util.computePool2DInfo(x.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
-  const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, effectiveFilterHeight: fh, effectiveFilterWidth: fw } = info;
-  const { top, left } = info.padInfo;
-  const read = (t: TensorInfo) => (backend as KernelBackend).readSync(t.dataId) as Float32Array;
+  const { x, backend, read, g, batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, effectiveFilterHeight: fh, effectiveFilterWidth: fw, top, left } = poolGradArgs(args);
   const xv = read(x);
-  const g = read(dy);
   const out = new Float32Array(xv.length);
   for (let b = 0; b < B; b++)
     for (let i = 0; i < oh; i++)
@@ -383,14 +385,7 @@ export function maxPoolGradKernel(args: Parameters<KernelFunc>[0]): TensorInfo {
  * the whole window's area, wrong along the border of a `'same'`-padded pool. @internal
  */
 export function avgPoolGradKernel(args: Parameters<KernelFunc>[0]): TensorInfo {
-  const { inputs, attrs, backend } = args;
-  const x = inputs['input'] as TensorInfo;
-  const dy = inputs['dy'] as TensorInfo;
-  const a = attrs as unknown as { filterSize: [number, number] | number; strides: [number, number] | number; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
-  const info = backend_util.computePool2DInfo(x.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
-  const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, effectiveFilterHeight: fh, effectiveFilterWidth: fw } = info;
-  const { top, left } = info.padInfo;
-  const g = (backend as KernelBackend).readSync(dy.dataId) as Float32Array;
+  const { x, backend, g, batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, effectiveFilterHeight: fh, effectiveFilterWidth: fw, top, left } = poolGradArgs(args);
   const out = new Float32Array(B * H * W * C);
   for (let i = 0; i < oh; i++) {
     const r0 = Math.max(0, i * sh - top);

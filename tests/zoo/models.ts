@@ -274,6 +274,61 @@ export function timeDistributedNet(): tfl.LayersModel {
   return m;
 }
 
+/**
+ * 8a. Recurrent layers on a sequence [6, 3]: an LSTM (sigmoid gates) returning its sequence → a GRU
+ * going backwards, returning its sequence ('hidden') → a SimpleRNN (tanh) returning its last state
+ * → logits.
+ */
+export function recurrentNet(): tfl.LayersModel {
+  const rec = (seed: number) => ({ kernelInitializer: init(seed), recurrentInitializer: init(seed + 1), biasInitializer: biasInit(seed + 2) });
+  const m = tfl.sequential();
+  m.add(tfl.layers.lstm({ inputShape: [6, 3], units: 4, returnSequences: true, recurrentActivation: 'sigmoid', ...rec(1501) }));
+  m.add(tfl.layers.gru({ name: 'hidden', units: 3, returnSequences: true, goBackwards: true, recurrentActivation: 'sigmoid', ...rec(1504) }));
+  m.add(tfl.layers.simpleRNN({ units: 5, ...rec(1507) }));
+  m.add(tfl.layers.dense({ units: 3, kernelInitializer: init(1510) }));
+  return m;
+}
+
+/**
+ * 8b. tfjs-layers' default gates (hard sigmoid, piecewise linear): an LSTM going backwards and
+ * returning its last state ('hidden'), without bias, and a GRU over a Conv1D's sequence, in two
+ * branches concatenated → softmax.
+ */
+export function defaultGatesNet(): tfl.LayersModel {
+  const input = tfl.input({ shape: [5, 2] });
+  const a = on(tfl.layers.lstm({ name: 'hidden', units: 4, goBackwards: true, useBias: false, kernelInitializer: init(1601), recurrentInitializer: init(1602) }), input);
+  const conv = on(tfl.layers.conv1d({ filters: 3, kernelSize: 2, activation: 'tanh', kernelInitializer: init(1603) }), input);
+  const b = on(tfl.layers.gru({ units: 3, kernelInitializer: init(1604), recurrentInitializer: init(1605), biasInitializer: biasInit(1606) }), conv);
+  const out = on(tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: init(1607) }), on(tfl.layers.concatenate(), [a, b]));
+  return tfl.model({ inputs: input, outputs: out });
+}
+
+/**
+ * 8c. Bidirectional layers on a sequence [5, 2], every merge mode: LSTM 'concat' and GRU 'sum'
+ * returning sequences, a SimpleRNN 'mul' ('hidden') and a GRU 'ave' returning their last states,
+ * concatenated → logits. (tfjs-layers copies the wrapped layer's configuration, seeds included, to
+ * the backward layer: its weights are drawn again.)
+ */
+export function bidirectionalNet(): tfl.LayersModel {
+  const rec = (seed: number) => ({ kernelInitializer: init(seed), recurrentInitializer: init(seed + 1), biasInitializer: biasInit(seed + 2) });
+  const bi = (layer: Layer, mergeMode: 'concat' | 'sum' | 'mul' | 'ave', name?: string) => tfl.layers.bidirectional({ layer: layer as never, mergeMode, ...(name ? { name } : {}) });
+  const input = tfl.input({ shape: [5, 2] });
+  const a = on(bi(tfl.layers.lstm({ units: 3, returnSequences: true, recurrentActivation: 'sigmoid', ...rec(1701) }), 'concat'), input); // [5, 6]
+  const b = on(bi(tfl.layers.gru({ units: 3, returnSequences: true, recurrentActivation: 'sigmoid', ...rec(1704) }), 'sum'), a); // [5, 3]
+  const c = on(bi(tfl.layers.simpleRNN({ units: 4, ...rec(1707) }), 'mul', 'hidden'), b); // [4]
+  const d = on(bi(tfl.layers.gru({ units: 2, ...rec(1710) }), 'ave'), b); // [2]
+  const m = tfl.model({ inputs: input, outputs: on(tfl.layers.dense({ units: 3, kernelInitializer: init(1713) }), on(tfl.layers.concatenate(), [c, d])) });
+  let seed = 1720;
+  for (const layer of m.layers) {
+    const backward = (layer as unknown as { backwardLayer?: Layer }).backwardLayer;
+    if (backward === undefined) continue;
+    const fresh = backward.getWeights().map((w) => tf.randomNormal(w.shape, 0, 0.4, 'float32', seed++));
+    backward.setWeights(fresh);
+    tf.dispose(fresh);
+  }
+  return m;
+}
+
 /** Every model of the zoo. */
 export const ZOO: ZooEntry[] = [
   { name: 'two-branch CNN (BatchNorm, avg/global pools, Concatenate, Add, Softmax layer)', build: twoBranchCnn, inputShape: [9, 9, 2], hidden: 'merge' },
@@ -295,6 +350,9 @@ export const ZOO: ZooEntry[] = [
   { name: 'squeeze-excitation and hard-swish CNN (broadcasting Multiply, Add, Maximum)', build: squeezeExciteCnn, inputShape: [6, 6, 3], hidden: 'excite' },
   { name: 'sequence and vector merges (Average, Multiply across ranks; RepeatVector, Minimum)', build: broadcastSequenceNet, inputShape: [5, 3], hidden: 'gated' },
   { name: 'TimeDistributed (Conv2D, global pool, Dense) and a dilated Conv1D over frames', build: timeDistributedNet, inputShape: [3, 5, 5, 2], hidden: 'hidden' },
+  { name: 'recurrent net (LSTM, GRU backwards, SimpleRNN; sigmoid gates)', build: recurrentNet, inputShape: [6, 3], hidden: 'hidden' },
+  { name: 'recurrent net with hard-sigmoid gates (LSTM backwards without bias, GRU after a Conv1D)', build: defaultGatesNet, inputShape: [5, 2], hidden: 'hidden' },
+  { name: 'bidirectional LSTM, GRU and SimpleRNN (merge modes concat, sum, mul, ave)', build: bidirectionalNet, inputShape: [5, 2], hidden: 'hidden' },
   { name: 'channels-first CNN (conv, BatchNorm axis 1, pools, padding, cropping, upsampling, depthwise, Flatten)', build: channelsFirstCnn, inputShape: [2, 8, 8], hidden: 'merge' },
 ];
 

@@ -270,8 +270,12 @@ function planWeights(p: Program, variables: WeightVariable[]): WeightPlan | { re
       if (op.rule.weightGrads === undefined) return { reason: `the weights of layer '${op.layer.name}' (${op.layer.getClassName()})` };
       ops.add(k);
     }
-    const w = (p.ops[users[0] as number] as GraphOp).layer.trainableWeights.find((u) => u.name === v.name);
-    entries.push({ ops: users, key: (v.originalName.split('/').pop() as string), size: product(w?.shape ?? []) });
+    const layer = (p.ops[users[0] as number] as GraphOp).layer;
+    const w = layer.trainableWeights.find((u) => u.name === v.name);
+    // The weight's name inside its layer: 'kernel', or 'forward_lstm/kernel' in a Bidirectional.
+    const prefix = `${layer.name}/`;
+    const key = v.originalName.startsWith(prefix) ? v.originalName.slice(prefix.length) : (v.originalName.split('/').pop() as string);
+    entries.push({ ops: users, key, size: product(w?.shape ?? []) });
   }
   const need = new Array<boolean>(p.shapes.length).fill(false);
   p.ops.forEach((op, k) => {

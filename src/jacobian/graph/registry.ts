@@ -16,20 +16,17 @@ import { ACTIVATION_LAYER_RULES } from './activation.js';
 import { LINEAR_LAYER_RULES } from './conv.js';
 import { broadcastingMergeRule, broadcasts, channelAxis, channelsFirstRule, timeDistributedRule } from './layout.js';
 import { POOLING_RULES } from './pool.js';
+import { RECURRENT_RULES } from './recurrent.js';
 import { LAYER_CLASSES, NotCompilable } from './rule.js';
 import type { FamilyRules, Layer, LayerClass, Rule, RuleBuilder, RuleContext } from './rule.js';
 import { MERGES, STRUCTURE_RULES } from './structure.js';
 
-const RECURRENT = 'a recurrent layer: its reverse and forward modes through time are not written yet';
+const RECURRENT = 'a recurrent layer not written yet (SimpleRNN, GRU, LSTM and Bidirectional are covered)';
 
 /** The classes the graph does not cover, and why (the plan and the `UnsupportedModelError` say it). */
 const UNCOVERED = {
-  SimpleRNN: RECURRENT,
-  GRU: RECURRENT,
-  LSTM: RECURRENT,
   RNN: RECURRENT,
   ConvLSTM2D: RECURRENT,
-  Bidirectional: RECURRENT,
   Embedding: 'an Embedding reads integer indices: an input with no geometry',
   Masking: 'Masking is not covered (masks are not carried through the graph)',
   Dot: 'the Dot merge is not covered yet',
@@ -63,6 +60,7 @@ export const RULES: { readonly [K in LayerClass]: RuleBuilder | 'nested' | strin
   ...ACTIVATION_LAYER_RULES,
   ...POOLING_RULES,
   ...STRUCTURE_RULES,
+  ...RECURRENT_RULES,
   ...WRAPPERS,
   ...UNCOVERED,
   ...NESTED,
@@ -74,6 +72,7 @@ export const FAMILIES: Record<string, readonly string[]> = {
   activation: Object.keys(ACTIVATION_LAYER_RULES),
   pooling: Object.keys(POOLING_RULES),
   structure: Object.keys(STRUCTURE_RULES),
+  recurrent: Object.keys(RECURRENT_RULES),
   wrappers: Object.keys(WRAPPERS),
   uncovered: Object.keys(UNCOVERED),
   nested: Object.keys(NESTED),
