@@ -181,7 +181,7 @@ describe.skipIf(MNIST_DIR === undefined)(`on a CNN trained on real MNIST${needs(
       expect((v[9] as number) / (v[0] as number)).toBeLessThan(1e-9);
       // The 9 others are G's eigenvalues: two float32 factorisations, eigenvalues in float64.
       // Measured over three random trainings: ≤ 2e-7 of the largest. (Before the softmax in
-      // multinomialFactor moved to float64 it was up to 1e-4: 1 − p_t from a float32 p_t ≈ 1.)
+      // the multinomial factor's softmax moved to float64 it was up to 1e-4: 1 − p_t from a float32 p_t ≈ 1.)
       expectClose(v9[b]!.slice(0, 5), v.slice(0, 5), { rtol: 1e-5, label: `eigenvalues of sample ${b}` });
     });
     // tr G = Σ eigenvalues.

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { describe, expect, it } from 'vitest';
 import { LowRankPSD, ShapeError, ValueError } from '../src/index.js';
-import { multinomialCovSqrt, multinomialRows, orthonormalRows } from '../src/linalg/rows.js';
+import { multinomialCotangents, multinomialCovSqrt, orthonormalRows, otherClass } from '../src/linalg/rows.js';
 import { expectClose, expectNoLeak, randn } from './helpers.js';
 
 /** Rows with prescribed singular values: U diag(s) Vᵀ with random orthonormal U (r×r), V (n×r). */
@@ -75,25 +75,30 @@ describe('multinomialCovSqrt and multinomialRows (the covariance square root of 
     expect(errorInUlps(big, big.indexOf(Math.max(...big)))).toBeLessThan(1);
   });
 
-  it('multinomialRows(D) equals S D (S formed) per sample, for two reference classes', () => {
+  it('multinomialCotangents are S (e_c − e_k), S formed, for two reference classes and row ranges; each sums to 0', () => {
     const C = 6;
     const p64 = Float64Array.from([0.1, 0.3, 0.05, 0.25, 0.2, 0.1, 0.02, 0.08, 0.5, 0.1, 0.2, 0.1]);
     const reference = Int32Array.from([1, 2]);
-    const D = tf.randomNormal([2, C - 1, 7], 0, 1, 'float32', 5) as tf.Tensor3D;
-    const got = tf.tidy(() => multinomialRows(D, p64, reference));
-    const Dv = D.dataSync();
-    const want = new Float64Array(2 * (C - 1) * 7);
-    for (let b = 0; b < 2; b++) {
-      const S = multinomialCovSqrt(p64.subarray(b * C, (b + 1) * C), C, reference[b]);
-      for (let i = 0; i < C - 1; i++)
-        for (let t = 0; t < 7; t++) {
-          let v = 0;
-          for (let j = 0; j < C - 1; j++) v += (S[i * (C - 1) + j] as number) * (Dv[(b * (C - 1) + j) * 7 + t] as number);
-          want[(b * (C - 1) + i) * 7 + t] = v;
-        }
+    for (const [from, count] of [[0, C - 1], [2, 2], [4, 1]] as const) {
+      const U = multinomialCotangents(p64, reference, C, from, count);
+      expect(U.shape).toEqual([2, count, C]);
+      const got = U.dataSync();
+      const want = new Float64Array(2 * count * C);
+      for (let b = 0; b < 2; b++) {
+        const k = reference[b] as number;
+        const S = multinomialCovSqrt(p64.subarray(b * C, (b + 1) * C), C, k);
+        for (let r = 0; r < count; r++)
+          for (let j = 0; j < C - 1; j++) {
+            const s = S[(from + r) * (C - 1) + j] as number;
+            const [at, atK] = [(b * count + r) * C + otherClass(j, k), (b * count + r) * C + k];
+            want[at] = (want[at] as number) + s;
+            want[atK] = (want[atK] as number) - s;
+          }
+      }
+      expectClose(got, want, { rtol: 1e-6, label: `rows ${from}…${from + count - 1}` });
+      for (let r = 0; r < 2 * count; r++) expect(Math.abs(Array.from(got.subarray(r * C, (r + 1) * C)).reduce((a, v) => a + v, 0))).toBeLessThan(1e-7);
+      U.dispose();
     }
-    expectClose(got, want, { rtol: 1e-6, label: 'S D' });
-    tf.dispose([D, got]);
   });
 });
 

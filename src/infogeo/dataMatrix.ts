@@ -9,9 +9,10 @@ import type { Classifier, ClassifierOptions } from '../model/classifier.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { RunOptions } from '../jacobian/chunks.js';
 import { logitDifferences } from '../jacobian/input.js';
+import type { CotangentRows } from '../jacobian/input.js';
 import { checkRtol, LowRankPSD, ownedPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
 import type { RankOptions } from '../linalg/lowRankPSD.js';
-import { dot, multinomialCovSqrt, multinomialRows, orthonormalRows, otherClass } from '../linalg/rows.js';
+import { dot, multinomialCotangents, orthonormalRows, otherClass } from '../linalg/rows.js';
 import type { RowBasis64 } from '../linalg/rows.js';
 
 /** Options of {@link localDataMatrix}. */
@@ -36,9 +37,11 @@ export interface LocalDataMatrixResult {
  * (the papers print it without the ½).
  *
  * The factor has C − 1 rows: A = S D, with D_c = ∇ₓ s_c − ∇ₓ s_k for the classes c ≠ k, k the
- * predicted class (one backward pass of the per-sample cotangents e_c − e_k), and S a square root
- * of the covariance diag p′ − p′p′ᵀ of the other classes (float64): with k the predicted class no
- * p(1 − p) cancels however saturated the prediction. The other choice, diag(√p) ∂log p/∂x with C rows, carries a row that is
+ * predicted class, and S a square root of the covariance diag p′ − p′p′ᵀ of the other classes (in
+ * closed form from float64 p, applied on the logits: the backward pass of the per-sample cotangents
+ * S (e_c − e_k) gives A itself): with k the predicted class no p(1 − p) cancels however saturated
+ * the prediction. The rows go backward in as many passes as `memoryBudgetMB` allows (a 1,000-class
+ * head at 224 × 224: a 574 MB factor, 40 s on wasm); the factor itself is (C − 1)·n floats a sample. The other choice, diag(√p) ∂log p/∂x with C rows, carries a row that is
  * a combination of the others only up to float32 rounding, and that residue is amplified by
  * 1/√p_c for an improbable class (measured on a 4-class linear model: Gram–Schmidt on the C rows
  * ∂log p/∂x found a 4th direction in the 3-dimensional D_x of one sample). With C − 1 rows, the
@@ -62,41 +65,37 @@ export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options:
   const fn = 'localDataMatrix';
   const clf = wrapClassifier(model, options, fn);
   await checkBatch(clf, x, fn);
-  const { D, logits, reference } = await logitDifferences(clf, x, options, fn);
-  const { factor, probs } = await multinomialFactor(D, logits, reference);
-  tf.dispose([D, logits]);
+  // The backward passes take the cotangents S (e_c − e_k): their rows are G's factor S D itself.
+  const C = clf.numClasses;
+  const { D: factor, logits } = await logitDifferences(clf, x, options, fn, multinomialRowsOf(C));
   try {
-    return { G: await ownedPSD(factor, fn), probs };
+    const p64 = probabilities64(await logits.data(), logits.shape[0], C);
+    const probs = tf.tensor2d(Float32Array.from(p64), logits.shape);
+    try {
+      return { G: await ownedPSD(factor, fn), probs };
+    } catch (e) {
+      probs.dispose();
+      throw e;
+    }
   } catch (e) {
-    probs.dispose();
+    factor.dispose();
     throw e;
+  } finally {
+    logits.dispose();
   }
 }
 
 /**
- * S_b D_b for each sample, with S_b a square root of the covariance of the classes other than the
- * sample's reference class k_b (float64, see `multinomialCovSqrt`) and D the logit-difference rows
- * against k_b, `[B, C−1, k]`: the factor of Dᵀ Σ′ D with C − 1 rows. p is the softmax of the logits
- * taken in float64 (for a confident prediction, a float32 p would round the small p_c). Returns new
- * tensors (the factor and p as float32); disposes nothing. @internal
+ * The cotangents S_b (e_c − e_{k_b}) of a chunk, with S_b the square root of the covariance of the
+ * classes other than its reference class k_b (see `multinomialCotangents`), p the softmax of the
+ * logits taken in float64 (for a confident prediction, a float32 p would round the small p_c): the
+ * backward pass of these rows is the factor of G = Dᵀ Σ′ D with C − 1 rows. @internal
  */
-export async function multinomialFactor(D: tf.Tensor3D, logits: tf.Tensor2D, reference: Int32Array): Promise<{ factor: tf.Tensor3D; probs: tf.Tensor2D }> {
-  const C = logits.shape[1];
-  const p64 = probabilities64(await logits.data(), reference.length, C);
-  const factor = tf.tidy(() => multinomialRows(D, p64, reference));
-  return { factor, probs: tf.tensor2d(Float32Array.from(p64), [reference.length, C]) };
-}
-
-/**
- * The per-sample covariance square roots S_b of {@link multinomialFactor}, `[B, C−1, C−1]` in
- * float32 from float64, for the probabilities `p64` of {@link probabilities64}. @internal
- */
-export function multinomialSqrts(p64: Float64Array, reference: Int32Array, C: number): tf.Tensor3D {
-  const B = reference.length;
-  const m = C - 1;
-  const S = new Float32Array(B * m * m);
-  for (let b = 0; b < B; b++) S.set(multinomialCovSqrt(p64.subarray(b * C, (b + 1) * C), C, reference[b]), b * m * m);
-  return tf.tensor3d(S, [B, m, m]);
+export function multinomialRowsOf(C: number): CotangentRows {
+  return (reference, logits) => {
+    const p64 = probabilities64(logits, reference.length, C);
+    return (from, count) => multinomialCotangents(p64, reference, C, from, count);
+  };
 }
 
 /**

@@ -12,13 +12,13 @@ import { wrapClassifier } from '../model/classifier.js';
 import type { Progress, RunOptions } from '../jacobian/chunks.js';
 import { pause } from '../jacobian/chunks.js';
 import type { WeightJacobianStrategy, WeightSlice } from '../jacobian/weight.js';
-import { referenceClasses, referenceDifferenceRows } from '../jacobian/rows.js';
+import { referenceClasses } from '../jacobian/rows.js';
 import { selectWeights, weightRows } from '../jacobian/weight.js';
 import type { RowsTarget } from '../jacobian/weight.js';
 import type { RowsAssembler } from '../jacobian/assemble.js';
 import { rowsAssembler } from '../jacobian/assemble.js';
 import { LowRankPSD, ownedPSD } from '../linalg/lowRankPSD.js';
-import { multinomialSqrts, probabilities64 } from './dataMatrix.js';
+import { multinomialRowsOf, probabilities64 } from './dataMatrix.js';
 
 /** Options of {@link localFisher}. */
 export interface LocalFisherOptions extends ClassifierOptions, RunOptions {
@@ -64,8 +64,8 @@ async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFish
     const values = await logits.data();
     const reference = referenceClasses(values, B, C);
     return tf.tidy(() => {
-      const S = multinomialSqrts(probabilities64(values, B, C), reference, C);
-      return tf.matMul(scale === 1 ? S : tf.mul(S, scale), referenceDifferenceRows(reference, C)) as tf.Tensor3D;
+      const U = multinomialRowsOf(C)(reference, values)(0, C - 1);
+      return (scale === 1 ? U : tf.mul(U, scale)) as tf.Tensor3D;
     });
   };
   const { jacobian: factor, slices, logits } = await weightRows(model, x, options, (C) => C - 1, cotangents, fn, into);

@@ -10,10 +10,12 @@ import { UnsupportedModelError, ValueError } from '../errors.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
 import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
-import { budgetBytes, bytesPerSamplePass, runChunks, tidySteps } from './chunks.js';
+import { rowsAssembler } from './assemble.js';
+import { budgetBytes, bytesPerSamplePass, pause, runChunks, tidySteps } from './chunks.js';
 import type { RunOptions } from './chunks.js';
 import type { CompiledGraph } from './graph/compile.js';
 import { graphFor, linearChunk, linearize } from './linearize.js';
+import type { Linearization } from './linearize.js';
 import { logitDifferenceRows, referenceClasses, referenceDifferenceRows, softmaxChain, vjpRows } from './rows.js';
 
 /**
@@ -214,6 +216,50 @@ export async function inputJacobian(model: LayersModel, x: tf.Tensor, options: I
 }
 
 /**
+ * The cotangent rows on the logits of one chunk, made from its reference classes and logits: a
+ * function of the rows wanted, `(from, count) → [b, count, C]`. @internal
+ */
+export type CotangentRows = (reference: Int32Array, logits: ArrayLike<number>) => (from: number, count: number) => tf.Tensor3D;
+
+/**
+ * The R rows `[b, R, n]` of a chunk in backward passes of `perPass` rows, each pass making only its
+ * own cotangents; written in place on wasm and cpu (the result and one pass alive, not every pass
+ * and their join), joined on the GPU backends.
+ */
+async function rowsInPasses(lin: Linearization, rows: (from: number, count: number) => tf.Tensor3D, b: number, R: number, perPass: number, n: number, signal?: AbortSignal): Promise<tf.Tensor3D> {
+  const passes = Math.ceil(R / perPass);
+  const pass = (i: number) => tf.tidy(() => lin.vjp(rows(i * perPass, Math.min(perPass, R - i * perPass))) as tf.Tensor3D);
+  const out = await rowsAssembler([b, R, n]);
+  if (out === undefined) {
+    const blocks = await tidySteps(passes, signal, pass);
+    try {
+      return tf.concat(blocks, 1) as tf.Tensor3D;
+    } finally {
+      tf.dispose(blocks);
+    }
+  }
+  try {
+    for (let i = 0; i < passes; i++) {
+      if (i > 0) await pause(signal);
+      const block = pass(i); // [b, r, n]
+      try {
+        for (let s = 0; s < b; s++) {
+          const mine = b === 1 ? block : tf.slice(block, [s, 0, 0], [1, -1, -1]);
+          await out.write(mine, s * R + i * perPass, 0);
+          if (mine !== block) mine.dispose();
+        }
+      } finally {
+        block.dispose();
+      }
+    }
+    return out.finish();
+  } catch (e) {
+    out.dispose();
+    throw e;
+  }
+}
+
+/**
  * The logits `[B, C]` and, for each sample, the logit-difference rows against its reference class
  * k_b (its arg-max, see {@link referenceClasses}): D[b, j] = ∇ₓ s_c(x_b) − ∇ₓ s_{k_b}(x_b) for the
  * C − 1 classes c ≠ k_b in increasing order, `[B, C−1, n]` (caller owns both tensors), from one
@@ -226,6 +272,7 @@ export async function logitDifferences(
   x: tf.Tensor,
   options: RunOptions,
   fn: string,
+  cotangents: CotangentRows = (k) => (from, count) => referenceDifferenceRows(k, clf.numClasses, from, count),
 ): Promise<{ D: tf.Tensor3D; logits: tf.Tensor2D; reference: Int32Array }> {
   const C = clf.numClasses;
   const B = x.shape[0] as number;
@@ -235,23 +282,18 @@ export async function logitDifferences(
   const graph = graphFor(clf, 'logits');
   const plan = 'reason' in graph ? undefined : planInputJacobian(clf, B, { target: 'logits', strategy: 'graph', memoryBudgetMB: options.memoryBudgetMB }, fn);
   const chunk = plan?.samplesPerChunk ?? linearChunk(clf, 'logits', C - 1, options, fn);
-  const rowsPerPass = plan?.rowsPerPass ?? C - 1;
+  const rowsPerPass = Math.min(plan?.rowsPerPass ?? C - 1, C - 1);
   try {
     const [D, logits] = await runChunks(x, chunk, options, async (xc, start) => {
       const b = xc.shape[0] as number;
       const lin = linearize(clf, xc, 'logits');
       try {
-        const k = referenceClasses(await lin.output.data(), b, C);
+        const values = await lin.output.data();
+        const k = referenceClasses(values, b, C);
         reference.set(k, start);
-        if (rowsPerPass >= C - 1) return tf.tidy(() => [lin.vjp(referenceDifferenceRows(k, C)), tf.clone(lin.output)]); // [b, C−1, n], [b, C]
-        // Each pass makes only its own cotangent rows ([b, C−1, C] is 4 MB per sample at C = 1,000).
-        const passes = Math.ceil((C - 1) / rowsPerPass);
-        const blocks = await tidySteps(passes, options.signal, (i) => lin.vjp(referenceDifferenceRows(k, C, i * rowsPerPass, Math.min(rowsPerPass, C - 1 - i * rowsPerPass))));
-        try {
-          return [tf.concat(blocks, 1), tf.clone(lin.output)];
-        } finally {
-          tf.dispose(blocks);
-        }
+        const rows = cotangents(k, values);
+        if (rowsPerPass >= C - 1) return tf.tidy(() => [lin.vjp(rows(0, C - 1)), tf.clone(lin.output)]); // [b, C−1, n], [b, C]
+        return [await rowsInPasses(lin, rows, b, C - 1, rowsPerPass, clf.inputSize, options.signal), tf.clone(lin.output)];
       } finally {
         lin.dispose();
       }

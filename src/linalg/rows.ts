@@ -121,7 +121,7 @@ export function otherClass(j: number, k: number): number {
  * O(m²) to write and nothing to cancel (c ∈ [½, 1]), however saturated the prediction; with k the
  * arg-max class no q_c exceeds ½. Exact where some p_c are 0 (Σ′ only semi-definite). It replaces a
  * float64 symmetric EVD of Σ′, O(m³): 999³ per sample for a 1,000-class head.
- * {@link multinomialRows} applies it to rows without forming it.
+ * {@link multinomialCotangents} applies it on the logits, before the backward pass.
  */
 export function multinomialCovSqrt(p: ArrayLike<number>, C: number, k = C - 1): Float64Array {
   const m = C - 1;
@@ -136,27 +136,35 @@ export function multinomialCovSqrt(p: ArrayLike<number>, C: number, k = C - 1): 
 }
 
 /**
- * S D for each sample without forming S (see {@link multinomialCovSqrt}): row i is
- * √q_i (D_i − c Σ_j q_j D_j), O(m·n) per sample instead of the O(m²·n) of a product with S.
- * `D: [B, m, n]`, `p64`: the probabilities `[B, C]`, `reference`: each sample's class k. Call inside
- * a tidy.
+ * The cotangents on the logits whose backward pass gives the rows of S D directly (S from
+ * {@link multinomialCovSqrt}, D the logit differences against each sample's class k): row i is
+ * Σ_j S_ij (e_{c_j} − e_k), in closed form
+ *
+ *   √q_i e_{c_i} − c √q_i Σ_j q_j e_{c_j} − √q_i √p_k e_k   (c = 1/(1 + √p_k); its entries sum to 0),
+ *
+ * so that G's factor needs no product with S on the n-wide rows and no copy of D. Rows `from` to
+ * `from + count − 1` of the C − 1, per sample: `[B, count, C]`, float32 from float64 p.
  */
-export function multinomialRows(D: tf.Tensor3D, p64: Float64Array, reference: Int32Array): tf.Tensor3D {
-  const [B, m] = D.shape as [number, number, number];
-  const C = m + 1;
-  const q = new Float32Array(B * m);
-  const root = new Float32Array(B * m);
-  const c = new Float32Array(B);
+export function multinomialCotangents(p64: Float64Array, reference: Int32Array, C: number, from = 0, count = C - 1): tf.Tensor3D {
+  const B = reference.length;
+  const m = C - 1;
+  const U = new Float32Array(B * count * C);
   for (let b = 0; b < B; b++) {
     const k = reference[b] as number;
-    c[b] = 1 / (1 + Math.sqrt(Math.max(0, p64[b * C + k] as number)));
-    for (let j = 0; j < m; j++) {
-      const v = p64[b * C + otherClass(j, k)] as number;
-      q[b * m + j] = v;
-      root[b * m + j] = Math.sqrt(v);
+    const p = p64.subarray(b * C, (b + 1) * C);
+    const rootPk = Math.sqrt(Math.max(0, p[k] as number));
+    const c = 1 / (1 + rootPk);
+    for (let r = 0; r < count; r++) {
+      const i = from + r;
+      if (i >= m) break;
+      const rootQi = Math.sqrt(p[otherClass(i, k)] as number);
+      const row = (b * count + r) * C;
+      for (let j = 0; j < m; j++) {
+        const cj = otherClass(j, k);
+        U[row + cj] = (j === i ? rootQi : 0) - c * rootQi * (p[cj] as number);
+      }
+      U[row + k] = -rootQi * rootPk;
     }
   }
-  const mean = tf.matMul(tf.tensor3d(q, [B, 1, m]), D); // Σ_j q_j D_j, [B, 1, n]
-  const centred = tf.sub(D, tf.mul(tf.tensor3d(c, [B, 1, 1]), mean));
-  return tf.mul(tf.tensor3d(root, [B, m, 1]), centred) as tf.Tensor3D;
+  return tf.tensor3d(U, [B, count, C]);
 }
