@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { Matrix } from 'ml-matrix';
+import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { distributionProjector, inputJacobian, localDataMatrix, LowRankPSD, ShapeError, ValueError, wrapClassifier } from '../src/index.js';
 import { RowSpaceProjector } from '../src/linalg/lowRankPSD.js';
@@ -116,10 +116,65 @@ describe('localDataMatrix with a 1,000-class head: the rows go backward in the p
       // Float32 rows of O(0.3) numbers summed over 999 classes against float64: ~1e-6 relative.
       expectClose(dense[b]!.flat(), W.mmul(cov).mmul(W.transpose()).to1DArray(), { rtol: 1e-5, label: `G, sample ${b}` });
     }
-    for (const r of [one.result, split.result]) {
+    // The top 20 of the 1,000 classes: a lower bound of G, in the order of PSD matrices.
+    const top = await localDataMatrix(model, x, { rows: { topK: 20 }, memoryBudgetMB: 1 });
+    const [tr, trK] = [await split.result.G.trace(), await top.G.trace()];
+    for (let b = 0; b < 2; b++) {
+      expect(trK[b]!).toBeLessThan(tr[b]!);
+      expect(top.droppedMass[b]!).toBeGreaterThan(0);
+      expect(top.droppedMass[b]!).toBeLessThan(1);
+    }
+    for (const r of [one.result, split.result, top]) {
       r.G.dispose();
       r.probs.dispose();
     }
+  });
+});
+
+describe("localDataMatrix with rows: { topK } (the most probable classes' rows, a lower bound of G)", () => {
+  const n = 8;
+  const C = 12;
+  const { model, W } = linearModel(n, C, 0.8, 9);
+  const x = randn([3, n], 10);
+
+  it('G_K = Σ_{c∈K} p_c g_c g_cᵀ (g_c = W_c − W p), G − G_K ⪰ 0 with a trace ≤ ε·max ‖g_c‖², ε the dropped mass', async () => {
+    const k = 4;
+    const exact = await localDataMatrix(model, x);
+    const top = await expectNoLeak(() => localDataMatrix(model, x, { rows: { topK: k } }), (r) => [r.G.factor, r.probs]);
+    expect(top.G.factor.shape).toEqual([3, k, n]);
+    expect(Array.from(exact.droppedMass)).toEqual([0, 0, 0]);
+    const P = top.probs.arraySync() as number[][];
+    const dense = top.G.toDense().arraySync() as number[][][];
+    const full = exact.G.toDense().arraySync() as number[][][];
+    const [trK, tr] = [await top.G.trace(), await exact.G.trace()];
+    for (let b = 0; b < 3; b++) {
+      const p = P[b]!;
+      const order = p.map((v, c) => [v, c] as const).sort((a, c) => c[0] - a[0] || a[1] - c[1]).map(([, c]) => c);
+      const Wp = W.mmul(Matrix.columnVector(p));
+      const g = (c: number) => W.getColumnVector(c).sub(Wp);
+      let want = Matrix.zeros(n, n);
+      for (const c of order.slice(0, k)) want = want.add(g(c).mmul(g(c).transpose()).mul(p[c]!));
+      // Float32 rows of O(1) numbers against float64: ~1e-6 relative.
+      expectClose(dense[b]!.flat(), want.to1DArray(), { rtol: 1e-5, label: `G_K, sample ${b}` });
+      const eps = order.slice(k).reduce((a, c) => a + p[c]!, 0);
+      expect(Math.abs(top.droppedMass[b]! - eps)).toBeLessThan(1e-6);
+      // G − G_K ⪰ 0: its smallest eigenvalue is rounding (float32 factors), not negative.
+      const gap = new Matrix(full[b]!).sub(new Matrix(dense[b]!));
+      const lo = Math.min(...new EigenvalueDecomposition(gap, { assumeSymmetric: true }).realEigenvalues);
+      expect(lo).toBeGreaterThan(-1e-5 * tr[b]!);
+      const maxNorm = Math.max(...order.slice(k).map((c) => g(c).norm() ** 2));
+      expect(tr[b]! - trK[b]!).toBeLessThanOrEqual(top.droppedMass[b]! * maxNorm * (1 + 1e-5) + 1e-6 * tr[b]!);
+      expect(tr[b]! - trK[b]!).toBeGreaterThan(0);
+    }
+    for (const r of [exact, top]) {
+      r.G.dispose();
+      r.probs.dispose();
+    }
+  });
+
+  it('refuses a topK that is not an integer in [1, C − 1], naming the option', async () => {
+    for (const topK of [0, 2.5, C, -1, Number.NaN]) await expect(localDataMatrix(model, x, { rows: { topK } })).rejects.toThrow(/^localDataMatrix: rows\.topK must be an integer >= 1 and <= 11/);
+    await expect(localDataMatrix(model, x, { rows: 'top' as never })).rejects.toThrow(/^localDataMatrix: rows must be 'exact' or \{ topK: k \}/);
   });
 });
 

@@ -95,6 +95,12 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
     const G1 = await localDataMatrix(model, x);
     const G2 = await pooled((onProgress) => pool.localDataMatrix(x, { onProgress }), (r) => [r.G.factor, r.probs]);
     expectClose(G2.G.factor, G1.G.factor, { rtol: 1e-5, label: 'G factor' });
+    const K1 = await localDataMatrix(model, x, { rows: { topK: 3 } });
+    const K2 = await pooled((onProgress) => pool.localDataMatrix(x, { onProgress, rows: { topK: 3 } }), (r) => [r.G.factor, r.probs]);
+    expectClose(K2.G.factor, K1.G.factor, { rtol: 1e-5, label: 'top-3 factor' });
+    expect(Array.from(K2.droppedMass)).toEqual(Array.from(K1.droppedMass));
+    tf.dispose([K1.probs, K2.probs]);
+    [K1.G, K2.G].forEach((t) => t.dispose());
     const P1 = await distributionProjector(model, x);
     const P2 = await pooled((onProgress) => pool.distributionProjector(x, { onProgress }), (r) => [r.basis]);
     expect(P2.rank).toEqual(P1.rank);

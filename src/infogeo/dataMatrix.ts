@@ -5,6 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { checkNumber, describe } from '../checks.js';
+import { ValueError } from '../errors.js';
 import type { Classifier, ClassifierOptions } from '../model/classifier.js';
 import { checkBatch, wrapClassifier } from '../model/classifier.js';
 import type { RunOptions } from '../jacobian/chunks.js';
@@ -16,14 +18,40 @@ import { dot, multinomialCotangents, orthonormalRows, otherClass } from '../lina
 import type { RowBasis64 } from '../linalg/rows.js';
 
 /** Options of {@link localDataMatrix}. */
-export interface LocalDataMatrixOptions extends ClassifierOptions, RunOptions {}
+export interface LocalDataMatrixOptions extends ClassifierOptions, RunOptions {
+  /**
+   * Which rows factor G. `'exact'` (the default): C − 1 rows, G itself. `{ topK: k }` (1 ≤ k < C),
+   * for a head too large for the exact factor ((C − 1)·n floats a sample): the k rows
+   * √p_c ∇ₓ log p_c of the k most probable classes K (ties to the lower class), whose
+   * G_K = Σ_{c∈K} p_c ∇log p_c ∇log p_cᵀ is a lower bound of G in the order of PSD matrices:
+   * G − G_K = Σ_{c∉K} p_c ∇log p_c ∇log p_cᵀ ⪰ 0, of trace at most ε · max_{c∉K} ‖∇log p_c‖², with ε
+   * the probability left out ({@link LocalDataMatrixResult.droppedMass}).
+   * @defaultValue `'exact'`
+   */
+  rows?: 'exact' | TopKRows;
+}
+
+/** The rows of the k most probable classes (see {@link LocalDataMatrixOptions.rows}). */
+export interface TopKRows {
+  /** How many classes: an integer, 1 ≤ k < C. */
+  topK: number;
+}
 
 /** Result of {@link localDataMatrix}. Dispose `G` and `probs`. */
 export interface LocalDataMatrixResult {
-  /** G(x_b) for each sample, as a factor with C − 1 rows, `[B, C−1, n]` (see {@link localDataMatrix}). */
+  /**
+   * G(x_b) for each sample, as a factor `[B, R, n]`: R = C − 1 rows (see {@link localDataMatrix}),
+   * or the k rows of `rows: { topK: k }`.
+   */
   G: LowRankPSD;
   /** p(x_b), `[B, C]`. */
   probs: tf.Tensor2D;
+  /**
+   * Per sample, the probability of the classes whose rows were left out, ε_b = Σ_{c∉K} p_c (float64):
+   * 0 for the exact G; with `rows: { topK }`, G_b − G_K,b ⪰ 0 has a trace of at most
+   * ε_b · max_{c∉K} ‖∇log p_c‖².
+   */
+  droppedMass: Float64Array;
 }
 
 /**
@@ -65,14 +93,25 @@ export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options:
   const fn = 'localDataMatrix';
   const clf = wrapClassifier(model, options, fn);
   await checkBatch(clf, x, fn);
-  // The backward passes take the cotangents S (e_c − e_k): their rows are G's factor S D itself.
   const C = clf.numClasses;
-  const { D: factor, logits } = await logitDifferences(clf, x, options, fn, multinomialRowsOf(C));
+  const topK = topKOf(options.rows, C, fn);
+  // The backward passes take the cotangents S (e_c − e_k), whose rows are G's factor S D itself, or
+  // those of the top k classes, √p_c (e_c − p).
+  const cotangents = topK === undefined ? multinomialRowsOf(C) : topRowsOf(C, topK);
+  const { D: factor, logits } = await logitDifferences(clf, x, options, fn, cotangents, topK ?? C - 1);
   try {
-    const p64 = probabilities64(await logits.data(), logits.shape[0], C);
+    const B = logits.shape[0];
+    const p64 = probabilities64(await logits.data(), B, C);
     const probs = tf.tensor2d(Float32Array.from(p64), logits.shape);
+    const droppedMass = new Float64Array(B);
+    if (topK !== undefined) {
+      for (let b = 0; b < B; b++) {
+        const p = p64.subarray(b * C, (b + 1) * C);
+        droppedMass[b] = Math.max(0, 1 - topClasses(p, topK).reduce((a, c) => a + (p[c] as number), 0));
+      }
+    }
     try {
-      return { G: await ownedPSD(factor, fn), probs };
+      return { G: await ownedPSD(factor, fn), probs, droppedMass };
     } catch (e) {
       probs.dispose();
       throw e;
@@ -83,6 +122,42 @@ export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options:
   } finally {
     logits.dispose();
   }
+}
+
+/** Reads the `rows` option: the k of `{ topK: k }`, or undefined for the exact G. */
+function topKOf(rows: LocalDataMatrixOptions['rows'], C: number, fn: string): number | undefined {
+  if (rows === undefined || rows === 'exact') return undefined;
+  if (typeof rows !== 'object' || rows === null || !('topK' in rows)) throw new ValueError(`${fn}: rows must be 'exact' or { topK: k }; got ${describe(rows)}.`);
+  return checkNumber(rows.topK, fn, 'rows.topK', { min: 1, max: C - 1, integer: true }, 1);
+}
+
+/** The k most probable classes of p, most probable first (ties to the lower class). */
+function topClasses(p: ArrayLike<number>, k: number): number[] {
+  return Array.from({ length: p.length }, (_, c) => c)
+    .sort((a, b) => (p[b] as number) - (p[a] as number) || a - b)
+    .slice(0, k);
+}
+
+/** The cotangents √p_c (e_c − p) of each sample's k most probable classes: rows √p_c ∇log p_c. */
+function topRowsOf(C: number, k: number): CotangentRows {
+  return (reference, logits) => {
+    const B = reference.length;
+    const p64 = probabilities64(logits, B, C);
+    const classes = Array.from({ length: B }, (_, b) => topClasses(p64.subarray(b * C, (b + 1) * C), k));
+    return (from, count) => {
+      const U = new Float32Array(B * count * C);
+      for (let b = 0; b < B; b++) {
+        for (let r = 0; r < count; r++) {
+          const c = (classes[b] as number[])[from + r] as number;
+          const root = Math.sqrt(p64[b * C + c] as number);
+          const row = (b * count + r) * C;
+          for (let j = 0; j < C; j++) U[row + j] = -root * (p64[b * C + j] as number);
+          U[row + c] = (U[row + c] as number) + root;
+        }
+      }
+      return tf.tensor3d(U, [B, count, C]);
+    };
+  };
 }
 
 /**
@@ -115,7 +190,7 @@ export function probabilities64(s: ArrayLike<number>, B: number, C: number): Flo
 }
 
 /** Options of {@link distributionProjector}. */
-export interface DistributionProjectorOptions extends LocalDataMatrixOptions, RankOptions {}
+export interface DistributionProjectorOptions extends ClassifierOptions, RunOptions, RankOptions {}
 
 /**
  * For each sample, an orthonormal basis of the distribution

@@ -265,7 +265,8 @@ async function rowsInPasses(lin: Linearization, rows: (from: number, count: numb
  * C − 1 classes c ≠ k_b in increasing order, `[B, C−1, n]` (caller owns both tensors), from one
  * linearisation of the logits per chunk (the logits are its forward output). Their span is exactly
  * D_x = span{∇ₓ log p_c}, and, unlike the C rows ∇ₓ log p_c, they carry no dependent row whose
- * float32 residue could pass for a direction. @internal
+ * float32 residue could pass for a direction. With `cotangents` (and their count R), other rows on
+ * the logits go backward instead: G's factor (see `multinomialRowsOf`), or the top classes'. @internal
  */
 export async function logitDifferences(
   clf: Classifier,
@@ -273,6 +274,7 @@ export async function logitDifferences(
   options: RunOptions,
   fn: string,
   cotangents: CotangentRows = (k) => (from, count) => referenceDifferenceRows(k, clf.numClasses, from, count),
+  R = clf.numClasses - 1,
 ): Promise<{ D: tf.Tensor3D; logits: tf.Tensor2D; reference: Int32Array }> {
   const C = clf.numClasses;
   const B = x.shape[0] as number;
@@ -281,8 +283,8 @@ export async function logitDifferences(
   // 999 rows of one 224×224 image do not fit one pass (MobileNetV2: ~20 MB a row).
   const graph = graphFor(clf, 'logits');
   const plan = 'reason' in graph ? undefined : planInputJacobian(clf, B, { target: 'logits', strategy: 'graph', memoryBudgetMB: options.memoryBudgetMB }, fn);
-  const chunk = plan?.samplesPerChunk ?? linearChunk(clf, 'logits', C - 1, options, fn);
-  const rowsPerPass = Math.min(plan?.rowsPerPass ?? C - 1, C - 1);
+  const chunk = plan?.samplesPerChunk ?? linearChunk(clf, 'logits', R, options, fn);
+  const rowsPerPass = Math.min(plan?.rowsPerPass ?? R, R);
   try {
     const [D, logits] = await runChunks(x, chunk, options, async (xc, start) => {
       const b = xc.shape[0] as number;
@@ -292,8 +294,8 @@ export async function logitDifferences(
         const k = referenceClasses(values, b, C);
         reference.set(k, start);
         const rows = cotangents(k, values);
-        if (rowsPerPass >= C - 1) return tf.tidy(() => [lin.vjp(rows(0, C - 1)), tf.clone(lin.output)]); // [b, C−1, n], [b, C]
-        return [await rowsInPasses(lin, rows, b, C - 1, rowsPerPass, clf.inputSize, options.signal), tf.clone(lin.output)];
+        if (rowsPerPass >= R) return tf.tidy(() => [lin.vjp(rows(0, R)), tf.clone(lin.output)]); // [b, R, n], [b, C]
+        return [await rowsInPasses(lin, rows, b, R, rowsPerPass, clf.inputSize, options.signal), tf.clone(lin.output)];
       } finally {
         lin.dispose();
       }

@@ -561,7 +561,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
       return go('localFisher', perSample('localFisher', x, opts, { F: 'concat', probs: 'concat', slices: 'first' }));
     },
     async localDataMatrix(x, opts = {}) {
-      return go('localDataMatrix', perSample('localDataMatrix', x, opts, { G: 'concat', probs: 'concat' }));
+      return go('localDataMatrix', perSample('localDataMatrix', x, opts, { G: 'concat', probs: 'concat', droppedMass: 'concat' }));
     },
     async distributionProjector(x, opts = {}) {
       return go('distributionProjector', perSample('distributionProjector', x, opts, 'concat'));
