@@ -64,7 +64,7 @@ export type { JvpOptions, JvpStrategy, SecondDerivativeOptions, VjpOptions } fro
 export type { Progress, RunOptions } from './jacobian/chunks.js';
 
 export { localDataMatrix, distributionProjector } from './infogeo/dataMatrix.js';
-export type { DistributionProjectorOptions, LocalDataMatrixOptions, LocalDataMatrixResult, TopKRows } from './infogeo/dataMatrix.js';
+export type { DistributionProjectorOptions, LocalDataMatrixOptions, LocalDataMatrixResult, SampledRows, TopKRows } from './infogeo/dataMatrix.js';
 export { datasetFisher, localFisher } from './infogeo/fisher.js';
 export type { DatasetFisherOptions, DatasetFisherResult, LocalFisherOptions, LocalFisherResult } from './infogeo/fisher.js';
 export { horizontalPath, kernelPath, orthogonalPath, tangentPath } from './paths/paths.js';

@@ -124,7 +124,11 @@ describe('localDataMatrix with a 1,000-class head: the rows go backward in the p
       expect(top.droppedMass[b]!).toBeGreaterThan(0);
       expect(top.droppedMass[b]!).toBeLessThan(1);
     }
-    for (const r of [one.result, split.result, top]) {
+    // 200 labels drawn from the 1,000 classes: an unbiased trace, within 4 of its standard errors.
+    const sampled = await localDataMatrix(model, x, { rows: { samples: 200, seed: 1 }, memoryBudgetMB: 1 });
+    const trS = await sampled.G.trace();
+    for (let b = 0; b < 2; b++) expect(Math.abs(trS[b]! - tr[b]!)).toBeLessThan(4 * sampled.traceStandardError[b]!);
+    for (const r of [one.result, split.result, top, sampled]) {
       r.G.dispose();
       r.probs.dispose();
     }
@@ -174,7 +178,57 @@ describe("localDataMatrix with rows: { topK } (the most probable classes' rows, 
 
   it('refuses a topK that is not an integer in [1, C − 1], naming the option', async () => {
     for (const topK of [0, 2.5, C, -1, Number.NaN]) await expect(localDataMatrix(model, x, { rows: { topK } })).rejects.toThrow(/^localDataMatrix: rows\.topK must be an integer >= 1 and <= 11/);
-    await expect(localDataMatrix(model, x, { rows: 'top' as never })).rejects.toThrow(/^localDataMatrix: rows must be 'exact' or \{ topK: k \}/);
+    await expect(localDataMatrix(model, x, { rows: 'top' as never })).rejects.toThrow(/^localDataMatrix: rows must be 'exact', \{ topK: k \} or \{ samples: S, seed \}/);
+  });
+});
+
+describe('localDataMatrix with rows: { samples } (labels drawn y ∼ p: the sampled Fisher, unbiased)', () => {
+  const n = 6;
+  const C = 5;
+  const { model, W } = linearModel(n, C, 1, 21);
+  const x = randn([2, n], 22);
+
+  it('tr Ĝ and vᵀĜv lie within 4 standard errors of the exact values, the reported error is the exact one to 20 %, and the draws do not depend on the chunking', async () => {
+    const S = 4000;
+    const est = await expectNoLeak(() => localDataMatrix(model, x, { rows: { samples: S, seed: 3 } }), (r) => [r.G.factor, r.probs]);
+    expect(est.G.factor.shape).toEqual([2, S, n]);
+    const v = randn([2, n], 23);
+    const [tr, q] = [await est.G.trace(), await est.G.quadForm(v)];
+    const P = est.probs.arraySync() as number[][];
+    const V = v.arraySync() as number[][];
+    for (let b = 0; b < 2; b++) {
+      // The exact moments under y ∼ p, in float64: g_c = W_c − W p, ‖g_y‖² and (vᵀg_y)².
+      const p = P[b]!;
+      const Wp = W.mmul(Matrix.columnVector(p));
+      const g = Array.from({ length: C }, (_, c) => W.getColumnVector(c).sub(Wp).to1DArray());
+      const moments = (f: (gc: number[]) => number) => {
+        const m1 = p.reduce((a, pc, c) => a + pc * f(g[c]!), 0);
+        const m2 = p.reduce((a, pc, c) => a + pc * f(g[c]!) ** 2, 0);
+        return { mean: m1, se: Math.sqrt((m2 - m1 * m1) / S) };
+      };
+      const t = moments((gc) => gc.reduce((a, e) => a + e * e, 0));
+      const qf = moments((gc) => gc.reduce((a, e, i) => a + e * V[b]![i]!, 0) ** 2);
+      expect(Math.abs(tr[b]! - t.mean), `trace, sample ${b}`).toBeLessThan(4 * t.se);
+      expect(Math.abs(q[b]! - qf.mean), `quadratic form, sample ${b}`).toBeLessThan(4 * qf.se);
+      // The sample standard deviation of 4,000 draws is within ~2 % of the true one; 20 % is loose.
+      expect(est.traceStandardError[b]! / t.se).toBeGreaterThan(0.8);
+      expect(est.traceStandardError[b]! / t.se).toBeLessThan(1.25);
+    }
+    // One sample per chunk and a few rows per pass: the same draws, the same factor.
+    const chunked = await localDataMatrix(model, x, { rows: { samples: S, seed: 3 }, memoryBudgetMB: 0.05 });
+    expectClose(chunked.G.factor, est.G.factor, { rtol: 1e-6, label: 'chunked' });
+    const other = await localDataMatrix(model, x, { rows: { samples: S, seed: 4 } });
+    expect(Math.abs((await other.G.trace())[0]! - tr[0]!)).toBeGreaterThan(0); // another seed, other draws
+    for (const r of [est, chunked, other]) {
+      r.G.dispose();
+      r.probs.dispose();
+    }
+    v.dispose();
+  });
+
+  it('refuses fewer than 2 samples or a non-integer seed, naming the option', async () => {
+    await expect(localDataMatrix(model, x, { rows: { samples: 1 } })).rejects.toThrow(/^localDataMatrix: rows\.samples must be an integer >= 2/);
+    await expect(localDataMatrix(model, x, { rows: { samples: 10, seed: 0.5 } })).rejects.toThrow(/^localDataMatrix: rows\.seed must be an integer/);
   });
 });
 

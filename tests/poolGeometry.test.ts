@@ -99,8 +99,12 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
     const K2 = await pooled((onProgress) => pool.localDataMatrix(x, { onProgress, rows: { topK: 3 } }), (r) => [r.G.factor, r.probs]);
     expectClose(K2.G.factor, K1.G.factor, { rtol: 1e-5, label: 'top-3 factor' });
     expect(Array.from(K2.droppedMass)).toEqual(Array.from(K1.droppedMass));
-    tf.dispose([K1.probs, K2.probs]);
-    [K1.G, K2.G].forEach((t) => t.dispose());
+    const S1 = await localDataMatrix(model, x, { rows: { samples: 6, seed: 2 } });
+    const S2 = await pooled((onProgress) => pool.localDataMatrix(x, { onProgress, rows: { samples: 6, seed: 2 } }), (r) => [r.G.factor, r.probs]);
+    expectClose(S2.G.factor, S1.G.factor, { rtol: 1e-5, label: 'sampled factor (the same draws in each share)' });
+    expectClose(S2.traceStandardError, S1.traceStandardError, { rtol: 1e-5, label: 'standard errors' });
+    tf.dispose([K1.probs, K2.probs, S1.probs, S2.probs]);
+    [K1.G, K2.G, S1.G, S2.G].forEach((t) => t.dispose());
     const P1 = await distributionProjector(model, x);
     const P2 = await pooled((onProgress) => pool.distributionProjector(x, { onProgress }), (r) => [r.basis]);
     expect(P2.rank).toEqual(P1.rank);

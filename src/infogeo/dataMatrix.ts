@@ -14,6 +14,7 @@ import { logitDifferences } from '../jacobian/input.js';
 import type { CotangentRows } from '../jacobian/input.js';
 import { checkRtol, LowRankPSD, ownedPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
 import type { RankOptions } from '../linalg/lowRankPSD.js';
+import { uniformGenerator } from '../linalg/random.js';
 import { dot, multinomialCotangents, orthonormalRows, otherClass } from '../linalg/rows.js';
 import type { RowBasis64 } from '../linalg/rows.js';
 
@@ -25,16 +26,34 @@ export interface LocalDataMatrixOptions extends ClassifierOptions, RunOptions {
    * √p_c ∇ₓ log p_c of the k most probable classes K (ties to the lower class), whose
    * G_K = Σ_{c∈K} p_c ∇log p_c ∇log p_cᵀ is a lower bound of G in the order of PSD matrices:
    * G − G_K = Σ_{c∉K} p_c ∇log p_c ∇log p_cᵀ ⪰ 0, of trace at most ε · max_{c∉K} ‖∇log p_c‖², with ε
-   * the probability left out ({@link LocalDataMatrixResult.droppedMass}).
+   * the probability left out ({@link LocalDataMatrixResult.droppedMass}). `{ samples: S, seed }`:
+   * S rows ∇ₓ log p_y/√S for labels drawn y ∼ p, an unbiased estimate of G (the sampled Fisher).
    * @defaultValue `'exact'`
    */
-  rows?: 'exact' | TopKRows;
+  rows?: 'exact' | TopKRows | SampledRows;
 }
 
 /** The rows of the k most probable classes (see {@link LocalDataMatrixOptions.rows}). */
 export interface TopKRows {
   /** How many classes: an integer, 1 ≤ k < C. */
   topK: number;
+}
+
+/**
+ * Rows of labels drawn from the model, y ∼ p(x) (see {@link LocalDataMatrixOptions.rows}): the
+ * Monte Carlo estimate Ĝ = (1/S) Σ_s ∇log p_{y_s} ∇log p_{y_s}ᵀ, unbiased (E Ĝ = G), with the
+ * standard error of its trace in {@link LocalDataMatrixResult.traceStandardError}.
+ */
+export interface SampledRows {
+  /** Labels drawn per sample (the factor's rows): an integer S ≥ 2. */
+  samples: number;
+  /**
+   * Seed of the draws: sample b of the call draws from a stream of its own, seed + 104729·b, so
+   * that chunking and the pool's split do not change them. @defaultValue 0
+   */
+  seed?: number;
+  /** The index in the whole call of this batch's first sample (the pool's shares). @internal */
+  first?: number;
 }
 
 /** Result of {@link localDataMatrix}. Dispose `G` and `probs`. */
@@ -52,6 +71,11 @@ export interface LocalDataMatrixResult {
    * ε_b · max_{c∉K} ‖∇log p_c‖².
    */
   droppedMass: Float64Array;
+  /**
+   * Per sample, the standard error of tr G's estimate (float64): with `rows: { samples: S }`,
+   * sd(‖∇log p_y‖²)/√S from the S draws; 0 for the exact G and the top k rows (nothing random).
+   */
+  traceStandardError: Float64Array;
 }
 
 /**
@@ -94,11 +118,13 @@ export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options:
   const clf = wrapClassifier(model, options, fn);
   await checkBatch(clf, x, fn);
   const C = clf.numClasses;
-  const topK = topKOf(options.rows, C, fn);
+  const rows = rowsOption(options.rows, C, fn);
+  const topK = 'topK' in rows ? rows.topK : undefined;
   // The backward passes take the cotangents S (e_c − e_k), whose rows are G's factor S D itself, or
-  // those of the top k classes, √p_c (e_c − p).
-  const cotangents = topK === undefined ? multinomialRowsOf(C) : topRowsOf(C, topK);
-  const { D: factor, logits } = await logitDifferences(clf, x, options, fn, cotangents, topK ?? C - 1);
+  // those of the top k classes, √p_c (e_c − p), or of the labels drawn, (e_y − p)/√S.
+  const cotangents = 'samples' in rows ? sampledRowsOf(C, rows) : topK === undefined ? multinomialRowsOf(C) : topRowsOf(C, topK);
+  const R = 'samples' in rows ? rows.samples : (topK ?? C - 1);
+  const { D: factor, logits } = await logitDifferences(clf, x, options, fn, cotangents, R);
   try {
     const B = logits.shape[0];
     const p64 = probabilities64(await logits.data(), B, C);
@@ -110,8 +136,21 @@ export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options:
         droppedMass[b] = Math.max(0, 1 - topClasses(p, topK).reduce((a, c) => a + (p[c] as number), 0));
       }
     }
+    const traceStandardError = new Float64Array(B);
+    if ('samples' in rows) {
+      // Row s is ∇log p_{y_s}/√S: S‖row‖² are the S draws of ‖∇log p_y‖², whose mean is tr Ĝ.
+      const S = rows.samples;
+      const squares = tf.tidy(() => tf.sum(tf.square(factor), 2));
+      const norms = await squares.data().finally(() => squares.dispose());
+      for (let b = 0; b < B; b++) {
+        const draws = Array.from(norms.subarray(b * S, (b + 1) * S), (v) => S * v);
+        const mean = draws.reduce((a, v) => a + v, 0) / S;
+        const variance = draws.reduce((a, v) => a + (v - mean) ** 2, 0) / (S - 1);
+        traceStandardError[b] = Math.sqrt(variance / S);
+      }
+    }
     try {
-      return { G: await ownedPSD(factor, fn), probs, droppedMass };
+      return { G: await ownedPSD(factor, fn), probs, droppedMass, traceStandardError };
     } catch (e) {
       probs.dispose();
       throw e;
@@ -124,11 +163,48 @@ export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options:
   }
 }
 
-/** Reads the `rows` option: the k of `{ topK: k }`, or undefined for the exact G. */
-function topKOf(rows: LocalDataMatrixOptions['rows'], C: number, fn: string): number | undefined {
-  if (rows === undefined || rows === 'exact') return undefined;
-  if (typeof rows !== 'object' || rows === null || !('topK' in rows)) throw new ValueError(`${fn}: rows must be 'exact' or { topK: k }; got ${describe(rows)}.`);
-  return checkNumber(rows.topK, fn, 'rows.topK', { min: 1, max: C - 1, integer: true }, 1);
+/** Reads the `rows` option. */
+function rowsOption(rows: LocalDataMatrixOptions['rows'], C: number, fn: string): { exact: true } | TopKRows | Required<SampledRows> {
+  if (rows === undefined || rows === 'exact') return { exact: true };
+  if (typeof rows === 'object' && rows !== null && 'topK' in rows) return { topK: checkNumber(rows.topK, fn, 'rows.topK', { min: 1, max: C - 1, integer: true }, 1) };
+  if (typeof rows === 'object' && rows !== null && 'samples' in rows) {
+    return {
+      samples: checkNumber(rows.samples, fn, 'rows.samples', { min: 2, integer: true }, 2),
+      seed: checkNumber(rows.seed, fn, 'rows.seed', { integer: true }, 0),
+      first: checkNumber(rows.first, fn, 'rows.first', { min: 0, integer: true }, 0),
+    };
+  }
+  throw new ValueError(`${fn}: rows must be 'exact', { topK: k } or { samples: S, seed }; got ${describe(rows)}.`);
+}
+
+/** The cotangents (e_y − p)/√S of S labels y ∼ p per sample, each sample drawing from its own seeded stream. */
+function sampledRowsOf(C: number, { samples: S, seed, first }: Required<SampledRows>): CotangentRows {
+  return (reference, logits, start) => {
+    const B = reference.length;
+    const p64 = probabilities64(logits, B, C);
+    const labels = Array.from({ length: B }, (_, b) => {
+      const uniform = uniformGenerator(seed + 104729 * (first + start + b));
+      const p = p64.subarray(b * C, (b + 1) * C);
+      return Array.from({ length: S }, () => {
+        let u = uniform();
+        for (let c = 0; c < C - 1; c++) if ((u -= p[c] as number) < 0) return c;
+        return C - 1;
+      });
+    });
+    const scale = 1 / Math.sqrt(S);
+    return (from, count) => {
+      const U = new Float32Array(B * count * C);
+      for (let b = 0; b < B; b++) {
+        for (let r = 0; r < count; r++) {
+          const row = (b * count + r) * C;
+          for (let j = 0; j < C; j++) U[row + j] = -scale * (p64[b * C + j] as number);
+          const y = (labels[b] as number[])[from + r] as number;
+          U[row + y] = (U[row + y] as number) + scale;
+        }
+      }
+      return tf.tensor3d(U, [B, count, C]);
+    };
+  };
 }
 
 /** The k most probable classes of p, most probable first (ties to the lower class). */

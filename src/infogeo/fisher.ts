@@ -64,7 +64,7 @@ async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFish
     const values = await logits.data();
     const reference = referenceClasses(values, B, C);
     return tf.tidy(() => {
-      const U = multinomialRowsOf(C)(reference, values)(0, C - 1);
+      const U = multinomialRowsOf(C)(reference, values, 0)(0, C - 1);
       return (scale === 1 ? U : tf.mul(U, scale)) as tf.Tensor3D;
     });
   };

@@ -216,10 +216,11 @@ export async function inputJacobian(model: LayersModel, x: tf.Tensor, options: I
 }
 
 /**
- * The cotangent rows on the logits of one chunk, made from its reference classes and logits: a
- * function of the rows wanted, `(from, count) → [b, count, C]`. @internal
+ * The cotangent rows on the logits of one chunk, made from its reference classes, its logits and
+ * the index of its first sample in the call: a function of the rows wanted,
+ * `(from, count) → [b, count, C]`. @internal
  */
-export type CotangentRows = (reference: Int32Array, logits: ArrayLike<number>) => (from: number, count: number) => tf.Tensor3D;
+export type CotangentRows = (reference: Int32Array, logits: ArrayLike<number>, start: number) => (from: number, count: number) => tf.Tensor3D;
 
 /**
  * The R rows `[b, R, n]` of a chunk in backward passes of `perPass` rows, each pass making only its
@@ -293,7 +294,7 @@ export async function logitDifferences(
         const values = await lin.output.data();
         const k = referenceClasses(values, b, C);
         reference.set(k, start);
-        const rows = cotangents(k, values);
+        const rows = cotangents(k, values, start);
         if (rowsPerPass >= R) return tf.tidy(() => [lin.vjp(rows(0, R)), tf.clone(lin.output)]); // [b, R, n], [b, C]
         return [await rowsInPasses(lin, rows, b, R, rowsPerPass, clf.inputSize, options.signal), tf.clone(lin.output)];
       } finally {

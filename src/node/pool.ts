@@ -561,7 +561,15 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
       return go('localFisher', perSample('localFisher', x, opts, { F: 'concat', probs: 'concat', slices: 'first' }));
     },
     async localDataMatrix(x, opts = {}) {
-      return go('localDataMatrix', perSample('localDataMatrix', x, opts, { G: 'concat', probs: 'concat', droppedMass: 'concat' }));
+      const p = perSample('localDataMatrix', x, opts, { G: 'concat', probs: 'concat', droppedMass: 'concat', traceStandardError: 'concat' });
+      const rows = opts.rows;
+      if (typeof rows !== 'object' || rows === null || !('samples' in rows)) return go('localDataMatrix', p);
+      // Sampled rows: each share's samples draw from their index in the whole batch, as in one thread.
+      const share: Share = (b0, b1) => {
+        const s = p.share(b0, b1);
+        return { ...s, args: [s.args[0], { ...(s.args[1] as object), rows: { ...rows, first: (rows.first ?? 0) + b0 } }] };
+      };
+      return go('localDataMatrix', { ...p, share });
     },
     async distributionProjector(x, opts = {}) {
       return go('distributionProjector', perSample('distributionProjector', x, opts, 'concat'));
