@@ -6,9 +6,11 @@ import {
   inputJacobian,
   InfogeoError,
   LayerNotFoundError,
+  localDataMatrix,
   ShapeError,
   UnsupportedModelError,
   ValueError,
+  weightJacobian,
   wrapClassifier,
 } from '../src/index.js';
 import { cifarResnet, denseNet } from '../examples/models.js';
@@ -191,5 +193,43 @@ describe('typed errors', () => {
     const J = await withoutKernel('DepthwiseConv2dNativeBackpropInput', () => inputJacobian(m, x));
     expect(J.shape).toEqual([1, 3, 6, 6, 2]);
     tf.dispose([x, J]);
+  });
+});
+
+describe('a model that reads token ids through an Embedding', () => {
+  const textModel = () => {
+    const m = tfl.sequential();
+    m.add(tfl.layers.embedding({ inputDim: 20, outputDim: 4, inputLength: 5, embeddingsInitializer: tfl.initializers.glorotNormal({ seed: 1 }) }));
+    m.add(tfl.layers.flatten());
+    m.add(tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tfl.initializers.glorotNormal({ seed: 2 }) }));
+    return m;
+  };
+
+  it('input-space functions refuse it with an UnsupportedModelError naming the Embedding (tfjs threw a GatherV2 error); int32 ids get a ShapeError that says why', async () => {
+    const m = textModel();
+    const ids = tf.tensor2d([[1, 2, 3, 4, 5], [6, 7, 8, 9, 0]], [2, 5], 'float32');
+    const calls: [string, () => Promise<unknown>][] = [
+      ['inputJacobian', () => inputJacobian(m, ids)],
+      ['localDataMatrix', () => localDataMatrix(m, ids)],
+    ];
+    for (const [fn, call] of calls) {
+      const err = await call().then(() => undefined, (e: unknown) => e);
+      expect(err, fn).toBeInstanceOf(UnsupportedModelError);
+      expect((err as Error).message).toMatch(new RegExp(`^${fn}: layer '.*' \\(Embedding\\) reads integer token ids`));
+    }
+    const int = tf.cast(ids, 'int32');
+    const err = await inputJacobian(m, int).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(ShapeError);
+    expect((err as Error).message).toMatch(/^inputJacobian: argument 'x' is int32 and the model's layer .* \(Embedding\) reads integer token ids/);
+    // Weight space needs no input geometry: the ids as float32 go through on cpu (tf.variableGrads);
+    // wasm has no UnsortedSegmentSum, the Embedding's gradient, and says so.
+    if (tf.getBackend() === 'wasm') await expect(weightJacobian(m, ids, { target: 'logits' })).rejects.toThrow(/UnsortedSegmentSum/);
+    else {
+      const { jacobian } = await weightJacobian(m, ids, { target: 'logits' });
+      expect(jacobian.shape[0]).toBe(2);
+      jacobian.dispose();
+    }
+    tf.dispose([ids, int]);
+    m.dispose();
   });
 });

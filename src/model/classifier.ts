@@ -13,6 +13,7 @@ import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { allFinite, allFiniteSync, checkChoice, checkFloatTensor, checkModel, checkOptions, checkRunOptions } from '../checks.js';
 import { fmtShape, LayerNotFoundError, ShapeError, UnsupportedModelError, ValueError } from '../errors.js';
 import type { RunOptions } from '../jacobian/chunks.js';
+import { embeddingLayer } from './support.js';
 
 /** What the model's output is. */
 export type ModelOutput = 'auto' | 'logits' | 'probabilities';
@@ -286,6 +287,9 @@ export async function checkBatch(clf: Classifier, x: tf.Tensor, fn: string, argN
 
 /** The shape and dtype checks of {@link checkBatch}, without reading the data. */
 export function checkBatchShape(clf: Classifier, x: tf.Tensor, fn: string, argName = 'x'): void {
+  if (x instanceof tf.Tensor && x.dtype === 'int32' && embeddingLayer(clf.model) !== undefined) {
+    throw new ShapeError(`${fn}: argument '${argName}' is int32 and the model's ${embeddingLayer(clf.model) as string}`);
+  }
   checkFloatTensor(x, fn, argName);
   const want = [null, ...clf.inputShape];
   if (x.rank !== want.length) {

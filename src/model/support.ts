@@ -58,6 +58,10 @@ function collectLayers(model: LayersModel): { name: string; className: string; c
  */
 export function assertDifferentiable(model: LayersModel, mode: DiffMode, fn: string): void {
   const backend = tf.getBackend();
+  if (mode === 'input') {
+    const embedding = embeddingLayer(model);
+    if (embedding !== undefined) throw new UnsupportedModelError(`${fn}: ${embedding}`);
+  }
   for (const layer of collectLayers(model)) {
     for (const kernel of kernelsFor(layer.className, layer.config, mode)) {
       if (tf.getKernel(kernel, backend) === undefined) {
@@ -72,6 +76,19 @@ export function assertDifferentiable(model: LayersModel, mode: DiffMode, fn: str
       }
     }
   }
+}
+
+/**
+ * Why a model with an Embedding has no input geometry (its first Embedding named), or undefined:
+ * its input is integer token ids, which tf.grad cannot differentiate either.
+ */
+export function embeddingLayer(model: LayersModel): string | undefined {
+  const layer = collectLayers(model).find((l) => l.className === 'Embedding');
+  if (layer === undefined) return undefined;
+  return (
+    `layer '${layer.name}' (Embedding) reads integer token ids, which have no input geometry to differentiate. ` +
+    `Measure from the embedding's output: a model whose input is a float [T, d] sequence and whose layers are the ones after the embedding; the weight-space functions (weightJacobian, localFisher) take the ids as float32 (on cpu: wasm has no kernel for the Embedding's gradient, UnsortedSegmentSum).`
+  );
 }
 
 /** Layer classes whose backward pass has no gradient of its own in tfjs 4.22 (no second order). */
