@@ -227,15 +227,14 @@ export function broadcastBatchNormKernel(fallback: KernelConfig): KernelFunc {
     if (stats.every((t) => t === undefined || statsOnLastAxes(t.shape, x.shape))) return fallback.kernelFunc(args);
     const { varianceEpsilon } = attrs as unknown as { varianceEpsilon: number };
     const rank = x.shape.length;
-    const read = (t: TensorInfo) => (backend as KernelBackend).readSync(t.dataId) as Float32Array;
     // Per statistic: its values and, per axis of x, its stride there (0 along a broadcast axis).
     const views = stats.map((t) => {
       if (t === undefined) return undefined;
       const shape = [...new Array<number>(rank - t.shape.length).fill(1), ...t.shape];
       const strides = util.computeStrides(shape);
-      return { values: read(t), strides: shape.map((d, k) => (d === 1 ? 0 : k < rank - 1 ? (strides[k] as number) : 1)) };
+      return { values: readFloats(backend, t), strides: shape.map((d, k) => (d === 1 ? 0 : k < rank - 1 ? (strides[k] as number) : 1)) };
     });
-    const xv = read(x);
+    const xv = readFloats(backend, x);
     const out = new Float32Array(xv.length);
     const idx = new Array<number>(rank).fill(0);
     const at = (v: (typeof views)[number], fallbackValue: number) => {
@@ -255,6 +254,11 @@ export function broadcastBatchNormKernel(fallback: KernelConfig): KernelFunc {
     }
     return floatResult(backend, x.shape, out);
   };
+}
+
+/** A tensor's values on `cpu` or `wasm`, read inside a kernel (a copy on wasm, the array on cpu). */
+function readFloats(backend: unknown, t: TensorInfo): Float32Array {
+  return (backend as KernelBackend).readSync(t.dataId) as Float32Array;
 }
 
 /** A float32 result of a kernel from its values, on `cpu` or `wasm` (in the heap there). */
@@ -318,9 +322,8 @@ export function depthwiseBackpropKernel(which: 'input' | 'filter'): KernelFunc {
     const xShape = (which === 'input' ? a.inputShape : other.shape) as [number, number, number, number];
     const fShape = (which === 'input' ? other.shape : a.filterShape) as [number, number, number, number];
     const info = backend_util.computeConv2DInfo(xShape, fShape, a.strides, a.dilations, a.pad, a.dimRoundingMode, true);
-    const read = (t: TensorInfo) => (backend as KernelBackend).readSync(t.dataId) as Float32Array;
-    const g = read(dy);
-    const v = read(other);
+    const g = readFloats(backend, dy);
+    const v = readFloats(backend, other);
     const C = info.inChannels;
     const m = info.outChannels / C;
     const out = new Float32Array(util.sizeFromShape(which === 'input' ? xShape : fShape));
@@ -342,8 +345,7 @@ function poolGradArgs(args: Parameters<KernelFunc>[0]) {
   const x = inputs['input'] as TensorInfo;
   const a = attrs as unknown as { filterSize: [number, number] | number; strides: [number, number] | number; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
   const info = backend_util.computePool2DInfo(x.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
-  const read = (t: TensorInfo) => (backend as KernelBackend).readSync(t.dataId) as Float32Array;
-  return { x, backend, read, g: read(inputs['dy'] as TensorInfo), info, ...info, top: info.padInfo.top, left: info.padInfo.left };
+  return { x, backend, g: readFloats(backend, inputs['dy'] as TensorInfo), info, ...info, top: info.padInfo.top, left: info.padInfo.left };
 }
 
 /**
@@ -352,8 +354,8 @@ function poolGradArgs(args: Parameters<KernelFunc>[0]) {
  * gradient of a window whose values are all negative. @internal
  */
 export function maxPoolGradKernel(args: Parameters<KernelFunc>[0]): TensorInfo {
-  const { x, backend, read, g, batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, effectiveFilterHeight: fh, effectiveFilterWidth: fw, top, left } = poolGradArgs(args);
-  const xv = read(x);
+  const { x, backend, g, batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, effectiveFilterHeight: fh, effectiveFilterWidth: fw, top, left } = poolGradArgs(args);
+  const xv = readFloats(backend, x);
   const out = new Float32Array(xv.length);
   for (let b = 0; b < B; b++)
     for (let i = 0; i < oh; i++)
@@ -421,7 +423,7 @@ export function resizeNearestNeighborGradKernel(args: Parameters<KernelFunc>[0])
   const { alignCorners, halfPixelCenters } = attrs as unknown as { alignCorners: boolean; halfPixelCenters?: boolean };
   const [B, H, W, C] = images.shape as [number, number, number, number];
   const [, h, w] = dy.shape as [number, number, number, number];
-  const g = (backend as KernelBackend).readSync(dy.dataId) as Float32Array;
+  const g = readFloats(backend, dy);
   const out = new Float32Array(B * H * W * C);
   // The forward kernel's source index of output index i along an axis of sizes (old, size).
   const sources = (old: number, size: number) => {
@@ -446,6 +448,12 @@ export function resizeNearestNeighborGradKernel(args: Parameters<KernelFunc>[0])
   return floatResult(backend, images.shape, out);
 }
 
+/** `t` summed over the axes along which a tensor of shape `shape` was broadcast to `t`'s shape. */
+function unbroadcast(t: Tensor, shape: number[]): Tensor {
+  const axes = backend_util.getReductionAxes(shape, t.shape);
+  return axes.length > 0 ? reshape(sum(t, axes), shape) : t;
+}
+
 /**
  * The gradient of `FusedBatchNorm` (every BatchNorm layer), the same math as tfjs's but with
  * broadcasting where tfjs's materialises `tile(1/√(var + ε))` to the full activation shape, and
@@ -467,10 +475,7 @@ export const batchNormGradConfig: GradConfig = {
     const [x, mean, variance, scale] = saved as [Tensor, Tensor, Tensor, Tensor | undefined];
     const gamma = scale ?? scalar(1);
     // Summed over the axes the statistics broadcast along (all but the channels').
-    const reduce = (t: Tensor) => {
-      const axes = backend_util.getReductionAxes(mean.shape, x.shape);
-      return reshape(axes.length > 0 ? sum(t, axes) : t, mean.shape);
-    };
+    const reduce = (t: Tensor) => unbroadcast(t, mean.shape);
     const invStd = () => rsqrt(add(variance, scalar(varianceEpsilon)));
     return {
       x: () => reshape(mul(g, mul(invStd(), gamma)), x.shape),
@@ -484,12 +489,6 @@ export const batchNormGradConfig: GradConfig = {
     };
   },
 };
-
-/** `t` summed over the axes along which a tensor of shape `shape` was broadcast to `t`'s shape. */
-function unbroadcast(t: Tensor, shape: number[]): Tensor {
-  const axes = backend_util.getReductionAxes(shape, t.shape);
-  return axes.length > 0 ? reshape(sum(t, axes), shape) : t;
-}
 
 /**
  * The gradients of `Maximum` and `Minimum` with broadcasting: tfjs 4.22's return dy masked to the
@@ -549,10 +548,9 @@ export function registerGradientKernels(backends: readonly string[] = PATCHED_BA
     // Measured: ~10× faster than wasm's own loop; on cpu no faster than cpu's kernel, so not there.
     if (backendName === 'wasm') builders.push([BP_INPUT, (previous) => conv2DBackpropInputViaConv(backendName, previous)]);
     if (backendName === 'wasm' && getKernel(SLICE, backendName)) builders.push([SLICE, (previous) => heapSliceKernel(previous as KernelConfig)]);
-    // Missing on wasm: registered where the backend has none.
+    // Missing on wasm: registered where the backend has none (once ours is there, the loop below skips it).
     for (const [name, which] of [[DW_INPUT, 'input'], [DW_FILTER, 'filter']] as const) {
-      const own = getKernel(name, backendName) as (KernelConfig & { [MARK]?: true }) | undefined;
-      if (backendName === 'wasm' && (own === undefined || own[MARK])) builders.push([name, () => depthwiseBackpropKernel(which)]);
+      if (backendName === 'wasm' && getKernel(name, backendName) === undefined) builders.push([name, () => depthwiseBackpropKernel(which)]);
     }
     if (backendName === 'wasm' && getKernel(MAX_POOL_GRAD, backendName)) builders.push([MAX_POOL_GRAD, () => maxPoolGradKernel]);
     if (getKernel(AVG_POOL_GRAD, backendName)) builders.push([AVG_POOL_GRAD, () => avgPoolGradKernel]);

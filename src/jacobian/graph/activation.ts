@@ -26,7 +26,7 @@ type Derivative = (t: tf.Tensor) => tf.Tensor;
  * it is not zero almost everywhere, as a function of the same argument as φ' (y when `fromY` is
  * given, else z).
  */
-interface Elementwise {
+export interface Elementwise {
   fromY?: Derivative;
   fromZ?: Derivative;
   second?: Derivative;

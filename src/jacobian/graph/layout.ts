@@ -22,7 +22,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { isPhased, materialize } from './phases.js';
+import { materialize } from './phases.js';
 import type { Cotangent } from './phases.js';
 import { config, NotCompilable, weight } from './rule.js';
 import type { Layer, Rule, RuleContext, Shape } from './rule.js';
@@ -91,7 +91,7 @@ export function channelsFirstRule(ctx: RuleContext, axis: number, build: (ctx: R
       const r = inner.forward(inputs.map(toLast), second);
       return { y: outToFirst(r.y), saved: r.saved };
     },
-    backward: (dy, saved) => inner.backward(outToLast(dy), saved).map((g, i) => toFirst(isPhased(g) ? materialize(g) : g, i)),
+    backward: (dy, saved) => inner.backward(outToLast(dy), saved).map((g, i) => toFirst(materialize(g), i)),
     tangent: (dx, saved) => outToFirst(inner.tangent(dx.map(toLast), saved)),
     ...(jet ? { jet: (dx: tf.Tensor[], saved: tf.Tensor[]) => outToFirst(jet(dx.map(toLast), saved)) } : {}),
     ...(weightGrads ? { weightGrads: (dy: tf.Tensor, inputs: tf.Tensor[], saved: tf.Tensor[]): WeightGrads => weightGrads(outToLast(dy), inputs.map(toLast), saved) } : {}),

@@ -22,6 +22,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { elementwise } from './activation.js';
+import type { Elementwise } from './activation.js';
 import { materialize } from './phases.js';
 import { config, jetBlocks, mulPerSample, NotCompilable, stackJet, tail, weight } from './rule.js';
 import type { FamilyRules, Layer, Rule, RuleContext } from './rule.js';
@@ -147,9 +148,7 @@ function cellOf(layer: Layer, inSize: number): Cell {
 }
 
 /** φ′ and φ″ of an activation node, from its input z and output y. */
-function derivatives(name: string, z: tf.Tensor, y: tf.Tensor, second: boolean): { d1: tf.Tensor; d2?: tf.Tensor } {
-  const d = elementwise(name);
-  if (d === null) throw new Error(`activation '${name}'`);
+function derivatives(d: Elementwise | 'identity', z: tf.Tensor, y: tf.Tensor, second: boolean): { d1: tf.Tensor; d2?: tf.Tensor } {
   if (d === 'identity') return { d1: tf.onesLike(z) };
   const arg = d.fromY !== undefined ? y : z;
   const d1 = d.fromY !== undefined ? d.fromY(y) : (d.fromZ as (t: tf.Tensor) => tf.Tensor)(z);
@@ -166,7 +165,14 @@ function recurrentRule({ layer, inShapes }: RuleContext): Rule {
   const backwards = c['goBackwards'] === true;
   const cell = cellOf(layer, d);
   const { nodes, units } = cell;
-  for (const n of nodes) if (n.op === 'act' && elementwise(n.name) === null) throw new NotCompilable(`activation '${n.name}' of '${layer.name}'`);
+  // Each activation node's derivatives, looked up once.
+  const derivativeOf = new Map<Node, Elementwise | 'identity'>();
+  for (const n of nodes) {
+    if (n.op !== 'act') continue;
+    const e = elementwise(n.name);
+    if (e === null) throw new NotCompilable(`activation '${n.name}' of '${layer.name}'`);
+    derivativeOf.set(n, e);
+  }
   const stateParts = cell.inputs - 1;
   // Each node's width (its last axis), for the transpose of a slice.
   const widths: number[] = [];
@@ -177,11 +183,7 @@ function recurrentRule({ layer, inShapes }: RuleContext): Rule {
     else widths.push(widths[n.op === 'add' ? (n.args[0] as number) : n.a] as number);
   });
   // Curved where a product or a smooth activation is: a ReLU SimpleRNN is piecewise linear.
-  const smooth = (name: string) => {
-    const e = elementwise(name);
-    return e !== null && e !== 'identity' && e.second !== undefined;
-  };
-  const curved = nodes.some((n) => n.op === 'mul' || (n.op === 'act' && smooth(n.name)));
+  const curved = nodes.some((n) => n.op === 'mul') || [...derivativeOf.values()].some((e) => e !== 'identity' && e.second !== undefined);
   // The weight pieces, read once per call (the variables' current values).
   const pieces = () => {
     const out = new Map<Node, tf.Tensor>();
@@ -388,7 +390,7 @@ function recurrentRule({ layer, inShapes }: RuleContext): Rule {
         const v = stepForward([stepOf(x, t), ...state], w);
         nodes.forEach((n, i) => {
           if (n.op === 'act') {
-            const { d1, d2 } = derivatives(n.name, v[n.a] as tf.Tensor, v[i] as tf.Tensor, second);
+            const { d1, d2 } = derivatives(derivativeOf.get(n) as Elementwise | 'identity', v[n.a] as tf.Tensor, v[i] as tf.Tensor, second);
             first.push(d1);
             if (second) seconds.push(d2 ?? tf.zerosLike(d1));
           } else if (n.op === 'mul') first.push(v[n.a] as tf.Tensor, v[n.b] as tf.Tensor);
