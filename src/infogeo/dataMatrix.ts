@@ -166,8 +166,17 @@ export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options:
 /** Reads the `rows` option. */
 function rowsOption(rows: LocalDataMatrixOptions['rows'], C: number, fn: string): { exact: true } | TopKRows | Required<SampledRows> {
   if (rows === undefined || rows === 'exact') return { exact: true };
-  if (typeof rows === 'object' && rows !== null && 'topK' in rows) return { topK: checkNumber(rows.topK, fn, 'rows.topK', { min: 1, max: C - 1, integer: true }, 1) };
+  // `first` is the pool's, not named to the user.
+  const only = (keys: string[], internal: string[] = []) => {
+    const extra = Object.keys(rows).filter((k) => !keys.includes(k) && !internal.includes(k));
+    if (extra.length > 0) throw new ValueError(`${fn}: rows takes ${keys.map((k) => `'${k}'`).join(', ')} here, not ${extra.map((k) => `'${k}'`).join(', ')}.`);
+  };
+  if (typeof rows === 'object' && rows !== null && 'topK' in rows) {
+    only(['topK']);
+    return { topK: checkNumber(rows.topK, fn, 'rows.topK', { min: 1, max: C - 1, integer: true }, 1) };
+  }
   if (typeof rows === 'object' && rows !== null && 'samples' in rows) {
+    only(['samples', 'seed'], ['first']);
     return {
       samples: checkNumber(rows.samples, fn, 'rows.samples', { min: 2, integer: true }, 2),
       seed: checkNumber(rows.seed, fn, 'rows.seed', { integer: true }, 0),
@@ -175,6 +184,23 @@ function rowsOption(rows: LocalDataMatrixOptions['rows'], C: number, fn: string)
     };
   }
   throw new ValueError(`${fn}: rows must be 'exact', { topK: k } or { samples: S, seed }; got ${describe(rows)}.`);
+}
+
+/**
+ * Cotangents w (e_c − p) on the logits, whose backward pass is the row w ∇ₓ log p_c: `[B, count, C]`
+ * for the rows `from …` of each sample, row r being `pick(b, r)` = [c, w].
+ */
+function logProbRows(p64: Float64Array, B: number, C: number, from: number, count: number, pick: (b: number, r: number) => [number, number]): tf.Tensor3D {
+  const U = new Float32Array(B * count * C);
+  for (let b = 0; b < B; b++) {
+    for (let r = 0; r < count; r++) {
+      const [c, w] = pick(b, from + r);
+      const row = (b * count + r) * C;
+      for (let j = 0; j < C; j++) U[row + j] = -w * (p64[b * C + j] as number);
+      U[row + c] = (U[row + c] as number) + w;
+    }
+  }
+  return tf.tensor3d(U, [B, count, C]);
 }
 
 /** The cotangents (e_y − p)/√S of S labels y ∼ p per sample, each sample drawing from its own seeded stream. */
@@ -191,19 +217,8 @@ function sampledRowsOf(C: number, { samples: S, seed, first }: Required<SampledR
         return C - 1;
       });
     });
-    const scale = 1 / Math.sqrt(S);
-    return (from, count) => {
-      const U = new Float32Array(B * count * C);
-      for (let b = 0; b < B; b++) {
-        for (let r = 0; r < count; r++) {
-          const row = (b * count + r) * C;
-          for (let j = 0; j < C; j++) U[row + j] = -scale * (p64[b * C + j] as number);
-          const y = (labels[b] as number[])[from + r] as number;
-          U[row + y] = (U[row + y] as number) + scale;
-        }
-      }
-      return tf.tensor3d(U, [B, count, C]);
-    };
+    const w = 1 / Math.sqrt(S);
+    return (from, count) => logProbRows(p64, B, C, from, count, (b, r) => [(labels[b] as number[])[r] as number, w]);
   };
 }
 
@@ -220,19 +235,11 @@ function topRowsOf(C: number, k: number): CotangentRows {
     const B = reference.length;
     const p64 = probabilities64(logits, B, C);
     const classes = Array.from({ length: B }, (_, b) => topClasses(p64.subarray(b * C, (b + 1) * C), k));
-    return (from, count) => {
-      const U = new Float32Array(B * count * C);
-      for (let b = 0; b < B; b++) {
-        for (let r = 0; r < count; r++) {
-          const c = (classes[b] as number[])[from + r] as number;
-          const root = Math.sqrt(p64[b * C + c] as number);
-          const row = (b * count + r) * C;
-          for (let j = 0; j < C; j++) U[row + j] = -root * (p64[b * C + j] as number);
-          U[row + c] = (U[row + c] as number) + root;
-        }
-      }
-      return tf.tensor3d(U, [B, count, C]);
-    };
+    return (from, count) =>
+      logProbRows(p64, B, C, from, count, (b, r) => {
+        const c = (classes[b] as number[])[r] as number;
+        return [c, Math.sqrt(p64[b * C + c] as number)];
+      });
   };
 }
 
