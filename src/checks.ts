@@ -9,6 +9,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { ShapeError, UnsupportedModelError, ValueError } from './errors.js';
+import { checkKeys } from './optionNames.js';
+import type { OptionNames } from './optionNames.js';
+
+export { checkKeys } from './optionNames.js';
+export type { OptionNames } from './optionNames.js';
 
 /** A value as an error message shows it: its type where that says more than its text. */
 export function describe(v: unknown): string {
@@ -46,13 +51,31 @@ export function checkModel(model: unknown, fn: string): asserts model is LayersM
   if (disposed(m) || m.layers.some(disposed)) throw new UnsupportedModelError(`${fn}: the model (or one of its layers) has been disposed.`);
 }
 
-/** @throws {@link ValueError} unless `options` is an object (or undefined, read as `{}`). */
-export function checkOptions<T extends object>(options: T | undefined | null, fn: string, required = false): T {
+/**
+ * Checks a function's options: an object (or undefined, read as `{}`) with no key that `names`
+ * does not list (see {@link checkKeys}). Every public function that takes options calls it
+ * first, with the {@link OptionNames} record of its options type.
+ * @throws {@link ValueError} unless `options` is an object, or for an unknown key.
+ */
+export function checkOptions<T extends object>(options: T | undefined | null, fn: string, names: OptionNames<T> | null, required = false): T {
   if (options === undefined && !required) return {} as T;
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new ValueError(`${fn}: ${required ? 'the options object is required' : 'options must be an object'}, got ${describe(options)}.`);
   }
+  if (names !== null) checkKeys(options, fn, names);
   return options;
+}
+
+/**
+ * A nested options object (`rows: { topK }`, `cutoff: { min, max }`): undefined, or an object whose
+ * keys `names` lists. Messages name it `what`.
+ * @throws {@link ValueError} unless it is an object, or for an unknown key.
+ */
+export function checkNested<T extends object>(value: T | undefined | null, fn: string, what: string, names: OptionNames<T>): T {
+  if (value === undefined) return {} as T;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ValueError(`${fn}: ${what} must be an object, got ${describe(value)}.`);
+  checkKeys(value, fn, names, what);
+  return value;
 }
 
 /** Bounds of {@link checkNumber}. */

@@ -96,9 +96,13 @@ export class LayerNotFoundError extends ValueError {
   override name = 'LayerNotFoundError';
   /** The layer names of the model, in order. */
   readonly validNames: readonly string[];
-  constructor(fn: string, layerName: string, validNames: readonly string[]) {
+  /**
+   * @param option - the option or argument that named the layer (`target`, `layers`), for the
+   *   message.
+   */
+  constructor(fn: string, layerName: string, validNames: readonly string[], option?: string) {
     super(
-      `${fn}: the model has no layer named '${layerName}'. Its layers are: ` +
+      `${fn}: the model has no layer named '${layerName}'${option === undefined ? '' : ` (in ${option})`}. Its layers are: ` +
         validNames.map((n) => `'${n}'`).join(', '),
     );
     this.validNames = validNames;

@@ -230,8 +230,8 @@ describe('localDataMatrix with rows: { samples } (labels drawn y ∼ p: the samp
     await expect(localDataMatrix(model, x, { rows: { samples: 1 } })).rejects.toThrow(/^localDataMatrix: rows\.samples must be an integer >= 2/);
     await expect(localDataMatrix(model, x, { rows: { samples: 10, seed: 0.5 } })).rejects.toThrow(/^localDataMatrix: rows\.seed must be an integer/);
     // A misspelt or mixed key is refused, not ignored.
-    await expect(localDataMatrix(model, x, { rows: { samples: 10, sed: 1 } as never })).rejects.toThrow(/^localDataMatrix: rows takes 'samples', 'seed' here, not 'sed'/);
-    await expect(localDataMatrix(model, x, { rows: { topK: 2, samples: 10 } as never })).rejects.toThrow(/^localDataMatrix: rows takes 'topK' here, not 'samples'/);
+    await expect(localDataMatrix(model, x, { rows: { samples: 10, sed: 1 } as never })).rejects.toThrow(/^localDataMatrix: unknown key of rows 'sed' \(did you mean 'seed'\?\)/);
+    await expect(localDataMatrix(model, x, { rows: { topK: 2, samples: 10 } as never })).rejects.toThrow(/^localDataMatrix: unknown key of rows 'samples' \(did you mean 'topK'\?\)/);
   });
 });
 

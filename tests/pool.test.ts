@@ -125,6 +125,14 @@ describe('createJacobianPool (2 threads, wasm in each)', () => {
   it('typed errors, checked in this thread; aborts reject with the reason', async () => {
     await expect(pool.inputJacobian(randn([2, 27, 28, 1], 4))).rejects.toThrow(ShapeError);
     await expect(pool.inputJacobian(randn([2, 28, 28, 1], 4), { strategy: 'magic' as never })).rejects.toThrow(ValueError);
+    // Unknown option names, refused here with the pool's call named (a path's onProgress is known).
+    const x0 = randn([2, 28, 28, 1], 4);
+    await expect(pool.inputJacobian(x0, { memoryBudgetMb: 64 } as never)).rejects.toThrow(/JacobianPool.inputJacobian: unknown option 'memoryBudgetMb' \(did you mean 'memoryBudgetMB'\?\)/);
+    await expect(pool.pullbackMetric(x0, { layer: 'dense' } as never)).rejects.toThrow(/JacobianPool.pullbackMetric: unknown option 'layer' \(renamed to target in 0.2/);
+    await expect(pool.orthogonalPath(x0, { maxStep: 2 } as never)).rejects.toThrow(/JacobianPool.orthogonalPath: unknown option 'maxStep' \(did you mean 'maxSteps'\?\)/);
+    await expect(pool.orthogonalPath(x0, null as never)).rejects.toThrow(ValueError);
+    await expect(pool.relativeStability(x0, { output: 'logits' } as never)).rejects.toThrow(/JacobianPool.relativeStability: unknown option 'output' \(renamed to target in 0.2/);
+    x0.dispose();
     const ctrl = new AbortController();
     ctrl.abort();
     const x = randn([2, 28, 28, 1], 5);

@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { checkOptions } from '../checks.js';
 
 /** Options of {@link useWasmBackend}. */
 export interface WasmBackendOptions {
@@ -45,6 +46,7 @@ async function nodeWasmDir(): Promise<string | undefined> {
  * ```
  */
 export async function useWasmBackend(options: WasmBackendOptions = {}): Promise<string> {
+  checkOptions(options, 'useWasmBackend', { wasmPaths: true });
   const dir = options.wasmPaths ?? (await nodeWasmDir());
   if (dir !== undefined) setWasmPaths(dir);
   const restore = keepProcessHandlers();

@@ -13,6 +13,7 @@ import { createGunzip } from 'node:zlib';
 import { DataError, ValueError } from '../errors.js';
 import { DATASETS, DATASET_NAMES, type DatasetName, type DatasetSpec, type PublishedFile } from './catalog.js';
 import { datasetDir, isComplete } from './store.js';
+import { checkDataOptions } from '../optionNames.js';
 
 /** What {@link downloadDataset} reports as it goes. */
 export interface DownloadProgress {
@@ -87,6 +88,7 @@ const FN = 'downloadDataset';
  * ```
  */
 export async function downloadDataset(name: DatasetName, options: DownloadOptions = {}): Promise<DownloadResult> {
+  checkDataOptions(options, FN, { dir: true, mirrors: true, onProgress: true, signal: true, retries: true });
   const spec = Object.prototype.hasOwnProperty.call(DATASETS, name) ? DATASETS[name] : undefined;
   if (spec === undefined) {
     throw new ValueError(`${FN}: unknown data set '${String(name)}'; the data sets are ${DATASET_NAMES.map((n) => `'${n}'`).join(', ')}.`);

@@ -10,6 +10,8 @@ import { gunzipSync } from 'node:zlib';
 import { DataError, ValueError } from '../errors.js';
 import type { DatasetName } from './catalog.js';
 import { datasetDir } from './store.js';
+import { checkDataOptions } from '../optionNames.js';
+import type { OptionNames } from '../optionNames.js';
 
 /** A split of an image data set, in memory. */
 export interface ImageSet {
@@ -35,6 +37,9 @@ export interface LoadOptions {
   /** Read only the first `limit` images (default: all). */
   limit?: number;
 }
+
+/** The option names of {@link LoadOptions}. */
+const LOAD_OPTIONS: OptionNames<LoadOptions> = { dir: true, limit: true };
 
 /** The digits' names, for MNIST. */
 export const MNIST_CLASSES = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'] as const;
@@ -82,6 +87,7 @@ function readIdx(fn: string, path: string, magic: number): { dims: number[]; dat
 }
 
 function loadIdx(fn: string, name: DatasetName, title: string, classes: readonly string[], split: 'train' | 'test', options: LoadOptions): ImageSet {
+  checkDataOptions(options, fn, LOAD_OPTIONS);
   checkSplit(fn, split);
   checkLimit(fn, options.limit);
   const root = datasetDir(name, options.dir);
@@ -144,6 +150,7 @@ const RECORD = 3073;
  */
 export function loadCifar10(split: 'train' | 'test', options: LoadOptions = {}): ImageSet {
   const fn = 'loadCifar10';
+  checkDataOptions(options, fn, LOAD_OPTIONS);
   checkSplit(fn, split);
   checkLimit(fn, options.limit);
   const root = datasetDir('cifar10', options.dir);

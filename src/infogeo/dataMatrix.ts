@@ -5,18 +5,20 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { checkNumber, describe } from '../checks.js';
+import { checkKeys, checkNumber, checkOptions, describe } from '../checks.js';
 import { ValueError } from '../errors.js';
 import type { Classifier, ClassifierOptions } from '../model/classifier.js';
-import { checkBatch, wrapClassifier } from '../model/classifier.js';
+import { checkBatch, CLASSIFIER_OPTIONS, classifierOf } from '../model/classifier.js';
 import type { RunOptions } from '../jacobian/chunks.js';
 import { logitDifferences } from '../jacobian/input.js';
 import type { CotangentRows } from '../jacobian/input.js';
-import { checkRtol, LowRankPSD, ownedPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
+import { checkRtol, LowRankPSD, ownedPSD, RANK_OPTIONS, RowSpaceProjector } from '../linalg/lowRankPSD.js';
 import type { RankOptions } from '../linalg/lowRankPSD.js';
 import { uniformGenerator } from '../linalg/random.js';
 import { dot, multinomialCotangents, orthonormalRows, otherClass } from '../linalg/rows.js';
 import type { RowBasis64 } from '../linalg/rows.js';
+import type { OptionNames } from '../checks.js';
+import { RUN_OPTIONS } from '../jacobian/chunks.js';
 
 /** Options of {@link localDataMatrix}. */
 export interface LocalDataMatrixOptions extends ClassifierOptions, RunOptions {
@@ -32,6 +34,9 @@ export interface LocalDataMatrixOptions extends ClassifierOptions, RunOptions {
    */
   rows?: 'exact' | TopKRows | SampledRows;
 }
+
+/** The option names of {@link LocalDataMatrixOptions}. @internal */
+export const LOCAL_DATA_MATRIX_OPTIONS: OptionNames<LocalDataMatrixOptions> = { ...CLASSIFIER_OPTIONS, ...RUN_OPTIONS, rows: true };
 
 /** The rows of the k most probable classes (see {@link LocalDataMatrixOptions.rows}). */
 export interface TopKRows {
@@ -115,7 +120,7 @@ export interface LocalDataMatrixResult {
  */
 export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options: LocalDataMatrixOptions = {}): Promise<LocalDataMatrixResult> {
   const fn = 'localDataMatrix';
-  const clf = wrapClassifier(model, options, fn);
+  const clf = classifierOf(model, checkOptions(options, fn, LOCAL_DATA_MATRIX_OPTIONS), fn);
   await checkBatch(clf, x, fn);
   const C = clf.numClasses;
   const rows = rowsOption(options.rows, C, fn);
@@ -166,17 +171,14 @@ export async function localDataMatrix(model: LayersModel, x: tf.Tensor, options:
 /** Reads the `rows` option. */
 function rowsOption(rows: LocalDataMatrixOptions['rows'], C: number, fn: string): { exact: true } | TopKRows | Required<SampledRows> {
   if (rows === undefined || rows === 'exact') return { exact: true };
-  // `first` is the pool's, not named to the user.
-  const only = (keys: string[], internal: string[] = []) => {
-    const extra = Object.keys(rows).filter((k) => !keys.includes(k) && !internal.includes(k));
-    if (extra.length > 0) throw new ValueError(`${fn}: rows takes ${keys.map((k) => `'${k}'`).join(', ')} here, not ${extra.map((k) => `'${k}'`).join(', ')}.`);
-  };
   if (typeof rows === 'object' && rows !== null && 'topK' in rows) {
-    only(['topK']);
+    checkKeys(rows, fn, { topK: true }, 'rows');
     return { topK: checkNumber(rows.topK, fn, 'rows.topK', { min: 1, max: C - 1, integer: true }, 1) };
   }
   if (typeof rows === 'object' && rows !== null && 'samples' in rows) {
-    only(['samples', 'seed'], ['first']);
+    // `first` is the pool's, not named to the user.
+    const { first: _first, ...named } = rows;
+    checkKeys(named, fn, { samples: true, seed: true }, 'rows');
     return {
       samples: checkNumber(rows.samples, fn, 'rows.samples', { min: 2, integer: true }, 2),
       seed: checkNumber(rows.seed, fn, 'rows.seed', { integer: true }, 0),
@@ -275,6 +277,9 @@ export function probabilities64(s: ArrayLike<number>, B: number, C: number): Flo
 /** Options of {@link distributionProjector}. */
 export interface DistributionProjectorOptions extends ClassifierOptions, RunOptions, RankOptions {}
 
+/** The option names of {@link DistributionProjectorOptions}. @internal */
+export const DISTRIBUTION_PROJECTOR_OPTIONS: OptionNames<DistributionProjectorOptions> = { ...CLASSIFIER_OPTIONS, ...RUN_OPTIONS, ...RANK_OPTIONS };
+
 /**
  * For each sample, an orthonormal basis of the distribution
  *
@@ -304,7 +309,7 @@ export interface DistributionProjectorOptions extends ClassifierOptions, RunOpti
  */
 export async function distributionProjector(model: LayersModel, x: tf.Tensor, options: DistributionProjectorOptions = {}): Promise<RowSpaceProjector> {
   const fn = 'distributionProjector';
-  const clf = wrapClassifier(model, options, fn);
+  const clf = classifierOf(model, checkOptions(options, fn, DISTRIBUTION_PROJECTOR_OPTIONS), fn);
   await checkBatch(clf, x, fn);
   const { bases, dim } = await leafGeometry(clf, x, options, fn);
   return new RowSpaceProjector(bases, dim);

@@ -8,9 +8,9 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { checkNumber, checkOptions, checkRunOptions, checkTensor, describe } from '../checks.js';
 import { ShapeError, ValueError } from '../errors.js';
 import type { ClassifierOptions } from '../model/classifier.js';
-import { wrapClassifier } from '../model/classifier.js';
+import { CLASSIFIER_OPTIONS, classifierOf } from '../model/classifier.js';
 import type { Progress, RunOptions } from '../jacobian/chunks.js';
-import { pause } from '../jacobian/chunks.js';
+import { pause, RUN_OPTIONS } from '../jacobian/chunks.js';
 import type { WeightJacobianStrategy, WeightSlice } from '../jacobian/weight.js';
 import { referenceClasses } from '../jacobian/rows.js';
 import { selectWeights, weightRows } from '../jacobian/weight.js';
@@ -19,6 +19,7 @@ import type { RowsAssembler } from '../jacobian/assemble.js';
 import { rowsAssembler } from '../jacobian/assemble.js';
 import { LowRankPSD, ownedPSD } from '../linalg/lowRankPSD.js';
 import { multinomialRowsOf, probabilities64 } from './dataMatrix.js';
+import type { OptionNames } from '../checks.js';
 
 /** Options of {@link localFisher}. */
 export interface LocalFisherOptions extends ClassifierOptions, RunOptions {
@@ -41,6 +42,9 @@ export interface LocalFisherOptions extends ClassifierOptions, RunOptions {
    */
   memoryBudgetMB?: number;
 }
+
+/** The option names of {@link LocalFisherOptions}. @internal */
+export const LOCAL_FISHER_OPTIONS: OptionNames<LocalFisherOptions> = { ...CLASSIFIER_OPTIONS, ...RUN_OPTIONS, layers: true, strategy: true };
 
 /** Result of {@link localFisher}. Dispose `F` and `probs`. */
 export interface LocalFisherResult {
@@ -105,7 +109,7 @@ async function fisherFactor(model: LayersModel, x: tf.Tensor, options: LocalFish
  * ```
  */
 export async function localFisher(model: LayersModel, x: tf.Tensor, options: LocalFisherOptions = {}): Promise<LocalFisherResult> {
-  const { factor, probs, slices } = await fisherFactor(model, x, options, 'localFisher');
+  const { factor, probs, slices } = await fisherFactor(model, x, checkOptions(options, 'localFisher', LOCAL_FISHER_OPTIONS), 'localFisher');
   try {
     return { F: await ownedPSD(factor as tf.Tensor3D, 'localFisher'), probs, slices };
   } catch (e) {
@@ -127,6 +131,9 @@ export interface DatasetFisherOptions extends LocalFisherOptions {
    */
   maxFactorMB?: number;
 }
+
+/** The option names of {@link DatasetFisherOptions}. @internal */
+export const DATASET_FISHER_OPTIONS: OptionNames<DatasetFisherOptions> = { ...LOCAL_FISHER_OPTIONS, batchSize: true, maxFactorMB: true };
 
 /** Result of {@link datasetFisher}. Dispose `F`. */
 export interface DatasetFisherResult {
@@ -165,7 +172,7 @@ export async function datasetFisher(
   options: DatasetFisherOptions = {},
 ): Promise<DatasetFisherResult> {
   const fn = 'datasetFisher';
-  checkOptions(options, fn);
+  checkOptions(options, fn, DATASET_FISHER_OPTIONS);
   checkRunOptions(options, fn);
   const batchSize = checkNumber(options.batchSize, fn, 'batchSize', { integer: true, min: 1 }, 32);
   const maxBytes = checkNumber(options.maxFactorMB, fn, 'maxFactorMB', { above: 0 }, 1024) * 2 ** 20;
@@ -201,7 +208,7 @@ export async function datasetFisher(
   let out: RowsAssembler | undefined;
   let R = 0;
   if (total !== undefined && total > 0) {
-    R = wrapClassifier(model, options, fn).numClasses - 1;
+    R = classifierOf(model, options, fn).numClasses - 1;
     const d = selectWeights(model, options.layers, fn).numWeights;
     if (total * R * d * 4 > maxBytes) {
       throw new ValueError(`${fn}: the stacked factor of ${total} samples would pass maxFactorMB = ${options.maxFactorMB ?? 1024} (${R} rows × ${d} weights each); use fewer samples or the 'layers' option.`);

@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { checkNumber } from '../checks.js';
+import type { OptionNames } from '../checks.js';
 
 /** Progress of a long call, reported after each chunk. */
 export interface Progress {
@@ -31,6 +32,9 @@ export interface RunOptions {
   /** Cancels the call between chunks; the promise rejects with `signal.reason`. */
   signal?: AbortSignal;
 }
+
+/** The option names of {@link RunOptions}. @internal */
+export const RUN_OPTIONS: OptionNames<RunOptions> = { memoryBudgetMB: true, onProgress: true, signal: true };
 
 export const DEFAULT_BUDGET_MB = 256;
 

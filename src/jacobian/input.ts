@@ -5,18 +5,19 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { describe } from '../checks.js';
+import { checkOptions, describe } from '../checks.js';
 import { UnsupportedModelError, ValueError } from '../errors.js';
-import { checkBatch, wrapClassifier } from '../model/classifier.js';
+import { checkBatch, CLASSIFIER_OPTIONS, classifierOf } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
 import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
 import { rowsAssembler } from './assemble.js';
-import { budgetBytes, bytesPerSamplePass, pause, runChunks, tidySteps } from './chunks.js';
+import { budgetBytes, bytesPerSamplePass, pause, RUN_OPTIONS, runChunks, tidySteps } from './chunks.js';
 import type { RunOptions } from './chunks.js';
 import type { CompiledGraph } from './graph/compile.js';
 import { graphFor, linearChunk, linearize } from './linearize.js';
 import type { Linearization } from './linearize.js';
 import { logitDifferenceRows, referenceClasses, referenceDifferenceRows, softmaxChain, vjpRows } from './rows.js';
+import type { OptionNames } from '../checks.js';
 
 /**
  * How the Jacobian rows are computed. All give the same numbers (up to float32 rounding); they
@@ -55,6 +56,9 @@ export interface InputJacobianOptions extends ClassifierOptions, RunOptions {
    */
   flatten?: boolean;
 }
+
+/** The option names of {@link InputJacobianOptions}. @internal */
+export const INPUT_JACOBIAN_OPTIONS: OptionNames<InputJacobianOptions> = { ...CLASSIFIER_OPTIONS, ...RUN_OPTIONS, target: true, strategy: true, flatten: true };
 
 /** A resolved plan: what one chunk does (the benchmark records it). */
 export interface JacobianPlan {
@@ -195,7 +199,7 @@ async function jacobianOfChunk(
  */
 export async function inputJacobian(model: LayersModel, x: tf.Tensor, options: InputJacobianOptions = {}): Promise<tf.Tensor> {
   const fn = 'inputJacobian';
-  const clf = wrapClassifier(model, options, fn);
+  const clf = classifierOf(model, checkOptions(options, fn, INPUT_JACOBIAN_OPTIONS), fn);
   await checkBatch(clf, x, fn);
   const target = options.target ?? 'logProbs';
   if (options.flatten !== undefined && typeof options.flatten !== 'boolean') throw new ValueError(`${fn}: flatten must be a boolean, got ${describe(options.flatten)}.`);

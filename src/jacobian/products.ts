@@ -6,20 +6,24 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { checkChoice, checkNumber, checkTensor } from '../checks.js';
+import { checkChoice, checkNumber, checkOptions, checkTensor } from '../checks.js';
 import { fmtShape, ShapeError, UnsupportedModelError } from '../errors.js';
-import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
+import { assertFinite, checkBatch, CLASSIFIER_OPTIONS, classifierOf } from '../model/classifier.js';
 import type { ClassifierOptions, Target } from '../model/classifier.js';
 import { rethrowKernelError } from '../model/support.js';
-import { budgetBytes, bytesPerSamplePass, runChunks } from './chunks.js';
+import { budgetBytes, bytesPerSamplePass, RUN_OPTIONS, runChunks } from './chunks.js';
 import type { RunOptions } from './chunks.js';
 import { centralDifference, graphFor, linearChunk, linearize } from './linearize.js';
+import type { OptionNames } from '../checks.js';
 
 /** Options of {@link vjp}. */
 export interface VjpOptions extends ClassifierOptions, RunOptions {
   /** What to differentiate (see {@link InputJacobianOptions.target}). @defaultValue `'logProbs'` */
   target?: Target;
 }
+
+/** The option names of {@link VjpOptions}. @internal */
+export const VJP_OPTIONS: OptionNames<VjpOptions> = { ...CLASSIFIER_OPTIONS, ...RUN_OPTIONS, target: true };
 
 /**
  * Vector-Jacobian products, one per sample: out[b] = Σⱼ u[b, j] ∂f_j(x_b)/∂x_b (reverse mode: one
@@ -39,7 +43,7 @@ export interface VjpOptions extends ClassifierOptions, RunOptions {
  */
 export async function vjp(model: LayersModel, x: tf.Tensor, cotangent: tf.Tensor, options: VjpOptions = {}): Promise<tf.Tensor> {
   const fn = 'vjp';
-  const clf = wrapClassifier(model, options, fn);
+  const clf = classifierOf(model, checkOptions(options, fn, VJP_OPTIONS), fn);
   await checkBatch(clf, x, fn);
   const target = options.target ?? 'logProbs';
   const { width } = clf.target(target);
@@ -104,6 +108,9 @@ export interface JvpOptions extends VjpOptions {
   eps?: number;
 }
 
+/** The option names of {@link JvpOptions}. @internal */
+export const JVP_OPTIONS: OptionNames<JvpOptions> = { ...VJP_OPTIONS, strategy: true, eps: true };
+
 /**
  * Jacobian-vector products, one or k per sample: out[b] = ∂f(x_b)/∂x_b · v[b] (forward mode: one
  * pass of all k tangents per chunk, after the forward pass).
@@ -124,7 +131,7 @@ export interface JvpOptions extends VjpOptions {
  */
 export async function jvp(model: LayersModel, x: tf.Tensor, tangent: tf.Tensor, options: JvpOptions = {}): Promise<tf.Tensor> {
   const fn = 'jvp';
-  const clf = wrapClassifier(model, options, fn);
+  const clf = classifierOf(model, checkOptions(options, fn, JVP_OPTIONS), fn);
   await checkBatch(clf, x, fn);
   const target = options.target ?? 'logProbs';
   const { fn: f, width } = clf.target(target);
@@ -173,6 +180,9 @@ export interface SecondDerivativeOptions extends ClassifierOptions, RunOptions {
   target?: Target;
 }
 
+/** The option names of {@link SecondDerivativeOptions}. @internal */
+export const SECOND_DERIVATIVE_OPTIONS: OptionNames<SecondDerivativeOptions> = { ...CLASSIFIER_OPTIONS, ...RUN_OPTIONS, target: true };
+
 /**
  * Second directional derivatives, one or k per sample: out[b] = ∂²f(x_b)[u_b, v_b] =
  * Σᵢⱼ ∂²f/∂xᵢ∂xⱼ u_i v_j (the Hessian of each output on the pair, without forming a Hessian). Exact
@@ -197,7 +207,7 @@ export interface SecondDerivativeOptions extends ClassifierOptions, RunOptions {
  */
 export async function secondDerivative(model: LayersModel, x: tf.Tensor, u: tf.Tensor, v: tf.Tensor, options: SecondDerivativeOptions = {}): Promise<tf.Tensor> {
   const fn = 'secondDerivative';
-  const clf = wrapClassifier(model, options, fn);
+  const clf = classifierOf(model, checkOptions(options, fn, SECOND_DERIVATIVE_OPTIONS), fn);
   await checkBatch(clf, x, fn);
   const target = options.target ?? 'logProbs';
   const { width } = clf.target(target);

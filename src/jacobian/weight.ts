@@ -6,17 +6,18 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel, LayerVariable } from '@tensorflow/tfjs-layers';
 import { LayerNotFoundError, UnsupportedModelError, ValueError } from '../errors.js';
-import { checkBatch, wrapClassifier } from '../model/classifier.js';
+import { checkBatch, CLASSIFIER_OPTIONS, classifierOf } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions } from '../model/classifier.js';
 import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
 import { checkChoice, checkOptions, checkRunOptions, describe } from '../checks.js';
-import { budgetBytes, bytesPerSamplePass, runChunks, tidySteps } from './chunks.js';
+import { budgetBytes, bytesPerSamplePass, RUN_OPTIONS, runChunks, tidySteps } from './chunks.js';
 import type { RunOptions } from './chunks.js';
 import type { CompiledGraph, WeightPlan } from './graph/compile.js';
 import { weightGraphFor } from './linearize.js';
 import { rowMajor } from './rows.js';
 import { rowsAssembler } from './assemble.js';
 import type { RowsAssembler } from './assemble.js';
+import type { OptionNames } from '../checks.js';
 
 /** Where one weight tensor sits in a row of the weight Jacobian. */
 export interface WeightSlice {
@@ -65,6 +66,9 @@ export interface WeightJacobianOptions extends ClassifierOptions, RunOptions {
   memoryBudgetMB?: number;
 }
 
+/** The option names of {@link WeightJacobianOptions}. @internal */
+export const WEIGHT_JACOBIAN_OPTIONS: OptionNames<WeightJacobianOptions> = { ...CLASSIFIER_OPTIONS, ...RUN_OPTIONS, target: true, layers: true, strategy: true };
+
 /** Result of {@link weightJacobian}. */
 export interface WeightJacobianResult {
   /** `[B, R, d]`: row `[b, c]` is ∂f_c(x_b)/∂w, flattened weight by weight. Owned by the caller. */
@@ -82,7 +86,7 @@ export function selectWeights(model: LayersModel, layers: string[] | undefined, 
     throw new ValueError(`${fn}: layers must be an array of layer names, got ${describe(layers)}.`);
   }
   const chosen = layers === undefined ? model.layers : layers.map((n) => {
-    if (!names.includes(n)) throw new LayerNotFoundError(fn, n, names);
+    if (!names.includes(n)) throw new LayerNotFoundError(fn, n, names, 'layers');
     return model.getLayer(n);
   });
   const slices: WeightSlice[] = [];
@@ -233,7 +237,7 @@ export async function weightRows(
   fn: string,
   into?: RowsTarget,
 ): Promise<Omit<WeightJacobianResult, 'jacobian'> & { jacobian: tf.Tensor3D | undefined; logits: tf.Tensor2D }> {
-  const clf = wrapClassifier(model, options, fn);
+  const clf = classifierOf(model, options, fn);
   await checkBatch(clf, x, fn);
   checkRunOptions(options, fn);
   const strategy = checkChoice(options.strategy, fn, 'strategy', ['auto', 'graph', 'loop'] as const, 'auto');
@@ -338,7 +342,7 @@ export async function weightJacobian(
   options: WeightJacobianOptions = {},
 ): Promise<WeightJacobianResult> {
   const fn = 'weightJacobian';
-  checkOptions(options, fn);
+  checkOptions(options, fn, WEIGHT_JACOBIAN_OPTIONS);
   const target = checkChoice(options.target, fn, 'target', ['logProbs', 'logits'] as const, 'logProbs');
   // log p_c = s_c − logsumexp(s): the row of log p_c is the logits' row of e_c − p.
   const cotangents: LogitCotangents = (logits) =>

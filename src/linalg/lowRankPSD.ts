@@ -9,6 +9,7 @@ import { allFinite, allFiniteSync, checkFloatTensor, checkNumber, checkOptions, 
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import { DEFAULT_RTOL, eigFromBasis, orthonormalRows } from './rows.js';
 import type { RowBasis64 } from './rows.js';
+import type { OptionNames } from '../checks.js';
 
 /** Options of the rank-revealing methods. */
 export interface RankOptions {
@@ -21,13 +22,16 @@ export interface RankOptions {
   rtol?: number;
 }
 
+/** The option names of {@link RankOptions}. @internal */
+export const RANK_OPTIONS: OptionNames<RankOptions> = { rtol: true };
+
 function checkRtol(rtol: unknown, fn: string): number {
   return checkNumber(rtol, fn, 'rtol', { min: 0, below: 1 }, DEFAULT_RTOL);
 }
 
 /** The rank options of a method (an object or nothing). */
 function rtolOf(options: RankOptions | undefined, fn: string): number {
-  return checkRtol(checkOptions(options, fn).rtol, fn);
+  return checkRtol(checkOptions(options, fn, RANK_OPTIONS).rtol, fn);
 }
 
 /** `v` as columns `[B, n, 1]`, checked (a float32, finite batch of B vectors of n numbers). Call inside a tidy. */
@@ -228,7 +232,7 @@ export class LowRankPSD {
    */
   toDense(options?: { force?: boolean }): tf.Tensor3D {
     this.assertLive('toDense');
-    const force = checkOptions(options, 'toDense').force ?? false;
+    const force = checkOptions(options, 'toDense', { force: true }).force ?? false;
     if (typeof force !== 'boolean') throw new ValueError(`toDense: force must be a boolean, got ${describe(force)}.`);
     if (this.dim > LowRankPSD.MAX_DENSE_DIM && !force) {
       throw new ValueError(

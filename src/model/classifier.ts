@@ -10,7 +10,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { model as functionalModel } from '@tensorflow/tfjs-layers';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
-import { allFinite, allFiniteSync, checkChoice, checkFloatTensor, checkModel, checkOptions, checkRunOptions } from '../checks.js';
+import { allFinite, allFiniteSync, checkChoice, checkFloatTensor, checkKeys, checkModel, checkOptions, checkRunOptions } from '../checks.js';
+import type { OptionNames } from '../checks.js';
 import { fmtShape, LayerNotFoundError, ShapeError, UnsupportedModelError, ValueError } from '../errors.js';
 import type { RunOptions } from '../jacobian/chunks.js';
 import { embeddingLayer } from './support.js';
@@ -127,10 +128,9 @@ function applyOne(m: LayersModel, x: tf.Tensor): tf.Tensor {
  * @param model - a built `LayersModel` (Sequential or functional) with one input and one output
  *   of shape `[B, C]`.
  * @param options - see {@link ClassifierOptions}.
- * @param fn - the public function name used in error messages.
  * @returns the functions; creating them allocates no tensors.
  * @throws {@link UnsupportedModelError} for several inputs or outputs, an output that is not
- *   `[B, C]`, or C < 2.
+ *   `[B, C]`, or C < 2; {@link ValueError} for an unknown option.
  *
  * @example
  * ```ts
@@ -138,10 +138,22 @@ function applyOne(m: LayersModel, x: tf.Tensor): tf.Tensor {
  * const logp = tf.tidy(() => clf.logProbs(x)); // [B, C], yours to dispose
  * ```
  */
-export function wrapClassifier(model: LayersModel, options: ClassifierOptions = {}, fn = 'wrapClassifier'): Classifier {
+export function wrapClassifier(model: LayersModel, options: ClassifierOptions = {}): Classifier {
+  return classifierOf(model, checkOptions(options as ClassifierOptions | null, 'wrapClassifier', CLASSIFIER_OPTIONS), 'wrapClassifier');
+}
+
+/** The option names of {@link ClassifierOptions}. @internal */
+export const CLASSIFIER_OPTIONS: OptionNames<ClassifierOptions> = { modelOutput: true };
+
+/**
+ * {@link wrapClassifier} for a public function `fn`, which has checked its options' names; reads the
+ * options every such function shares (the model's output, the run options).
+ * @internal
+ */
+export function classifierOf(model: LayersModel, options: ClassifierOptions, fn: string): Classifier {
   checkModel(model, fn);
   // Every public function wraps its model once: the options every call shares are checked here.
-  const opts = checkOptions(options as ClassifierOptions | null, fn);
+  const opts = checkOptions(options as ClassifierOptions | null, fn, null);
   checkRunOptions(opts as RunOptions, fn);
   const modelOutput = checkChoice(opts.modelOutput, fn, 'modelOutput', ['auto', 'logits', 'probabilities'] as const, 'auto');
   if (model.inputs.length !== 1) {
@@ -224,9 +236,9 @@ export function wrapClassifier(model: LayersModel, options: ClassifierOptions = 
   }
 
   const layerNames = model.layers.map((l) => l.name);
-  const layerOutput = (layerName: string): SymbolicTensor => {
+  const layerOutput = (layerName: string, option = 'target'): SymbolicTensor => {
     if (typeof layerName !== 'string' || !layerNames.includes(layerName)) {
-      throw new LayerNotFoundError(fn, String(layerName), layerNames);
+      throw new LayerNotFoundError(fn, String(layerName), layerNames, option);
     }
     let out: SymbolicTensor | SymbolicTensor[];
     try {
@@ -237,8 +249,8 @@ export function wrapClassifier(model: LayersModel, options: ClassifierOptions = 
     symbolicShape(out, fn, `layer '${layerName}'`);
     return Array.isArray(out) ? (out[0] as SymbolicTensor) : out;
   };
-  const features = (layerName: string) => {
-    const out = layerOutput(layerName);
+  const features = (layerName: string, option = 'layerName') => {
+    const out = layerOutput(layerName, option);
     const sub = layerName === last.name ? model : subModel(model, out);
     return (x: tf.Tensor): tf.Tensor2D => {
       const y = applyOne(sub, x);
@@ -255,7 +267,7 @@ export function wrapClassifier(model: LayersModel, options: ClassifierOptions = 
     logits,
     logProbs: (x) => tf.logSoftmax(logits(x)),
     probs: (x) => tf.softmax(logits(x)),
-    features,
+    features: (layerName: string) => features(layerName),
     symbolicTarget(target: Target) {
       if (target === 'logProbs' || target === 'logits') return logitsTensor;
       return { tensor: layerOutput(target.layer), linearHead: false };
@@ -264,7 +276,8 @@ export function wrapClassifier(model: LayersModel, options: ClassifierOptions = 
       if (target === 'logProbs') return { fn: clf.logProbs, width: numClasses, name: 'logProbs' };
       if (target === 'logits') return { fn: clf.logits, width: numClasses, name: 'logits' };
       if (target != null && typeof target === 'object' && typeof target.layer === 'string') {
-        const f = features(target.layer);
+        checkKeys(target, fn, { layer: true }, 'target');
+        const f = features(target.layer, 'target');
         const shape = symbolicShape(model.getLayer(target.layer).output, fn, `layer '${target.layer}'`);
         return { fn: f, width: product(shape.slice(1) as number[]), name: `layer '${target.layer}'` };
       }

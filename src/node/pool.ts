@@ -13,7 +13,7 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { InfogeoError, LayerNotFoundError, ShapeError, UnsupportedModelError, ValueError } from '../errors.js';
 import { checkNumber, checkOptions, checkTensor } from '../checks.js';
 import { seededNormal } from '../linalg/random.js';
-import { planInputJacobian } from '../jacobian/input.js';
+import { INPUT_JACOBIAN_OPTIONS, planInputJacobian } from '../jacobian/input.js';
 import type { InputJacobianOptions } from '../jacobian/input.js';
 import type { Progress } from '../jacobian/chunks.js';
 import type { WeightJacobianOptions, WeightJacobianResult } from '../jacobian/weight.js';
@@ -21,16 +21,22 @@ import type { DatasetFisherOptions, DatasetFisherResult, LocalFisherOptions, Loc
 import type { DistributionProjectorOptions, LocalDataMatrixOptions, LocalDataMatrixResult } from '../infogeo/dataMatrix.js';
 import type { PullbackMetricOptions, VolumeElementOptions, VolumeElementResult } from '../pullback/metric.js';
 import type { HorizontalPathOptions, LeafPath, OrthogonalPathOptions } from '../paths/paths.js';
-import { planScan } from '../pullback/plane.js';
+import { planScan, SCAN_PLANE_OPTIONS } from '../pullback/plane.js';
 import type { ScalarCurvatureOptions, ScalarCurvatureResult } from '../pullback/curvature.js';
 import type { Plane, PlaneScan, ScanPlaneOptions } from '../pullback/plane.js';
-import { planStability, stabilityFromOutputs } from '../stability/stability.js';
+import { planStability, RELATIVE_STABILITY_OPTIONS, stabilityFromOutputs } from '../stability/stability.js';
 import type { RelativeStabilityOptions, RelativeStabilityResult } from '../stability/stability.js';
 import { LowRankPSD, RowSpaceProjector } from '../linalg/lowRankPSD.js';
-import { assertFiniteSync, checkBatchShape, wrapClassifier } from '../model/classifier.js';
+import { assertFiniteSync, checkBatchShape, classifierOf } from '../model/classifier.js';
 import type { ClassifierOptions } from '../model/classifier.js';
 import { concatPortable, decode, encode, releasePortable } from './protocol.js';
 import type { PoolFunction, PoolRequest, PoolResponse, PoolWorkerData, Portable } from './protocol.js';
+import { WEIGHT_JACOBIAN_OPTIONS } from '../jacobian/weight.js';
+import { DATASET_FISHER_OPTIONS, LOCAL_FISHER_OPTIONS } from '../infogeo/fisher.js';
+import { DISTRIBUTION_PROJECTOR_OPTIONS, LOCAL_DATA_MATRIX_OPTIONS } from '../infogeo/dataMatrix.js';
+import { PULLBACK_METRIC_OPTIONS, VOLUME_ELEMENT_OPTIONS } from '../pullback/metric.js';
+import { SCALAR_CURVATURE_OPTIONS } from '../pullback/curvature.js';
+import { HORIZONTAL_PATH_OPTIONS, ORTHOGONAL_PATH_OPTIONS } from '../paths/paths.js';
 
 /** Options of {@link createJacobianPool}. */
 export interface JacobianPoolOptions {
@@ -154,8 +160,8 @@ const ERRORS: Record<string, new (message: string) => Error> = { ShapeError, Val
 
 /** A worker's error as the calling thread's class, named after the pool's call instead of the worker's function. */
 function rethrown(r: { name: string; message: string }, fn: string, call: string, layerNames: readonly string[]): Error {
-  const missing = r.name === 'LayerNotFoundError' ? /no layer named '(.*?)'\./.exec(r.message) : null;
-  if (missing !== null) return new LayerNotFoundError(call, missing[1] as string, layerNames);
+  const missing = r.name === 'LayerNotFoundError' ? /no layer named '(.*?)'(?: \(in (\w+)\))?\./.exec(r.message) : null;
+  if (missing !== null) return new LayerNotFoundError(call, missing[1] as string, layerNames, missing[2]);
   const message = r.message.startsWith(`${fn}:`) ? `${call}:${r.message.slice(fn.length + 1)}` : r.message;
   return new (ERRORS[r.name] ?? Error)(message);
 }
@@ -164,6 +170,28 @@ function rethrown(r: { name: string; message: string }, fn: string, call: string
 export type PooledPathOptions<O> = Omit<O, 'onStep'> & {
   /** Called as each thread's share of the paths finishes. */
   onProgress?: (progress: Progress) => void;
+};
+
+/**
+ * The option names each of the pool's calls takes: its function's, and for a path `onProgress`
+ * (its `onStep` is named so that the call can say why it is refused).
+ */
+const POOL_OPTIONS: Record<PoolFunction, Readonly<Record<string, true>>> = {
+  inputJacobian: INPUT_JACOBIAN_OPTIONS,
+  weightJacobian: WEIGHT_JACOBIAN_OPTIONS,
+  localFisher: LOCAL_FISHER_OPTIONS,
+  datasetFisher: DATASET_FISHER_OPTIONS,
+  localDataMatrix: LOCAL_DATA_MATRIX_OPTIONS,
+  distributionProjector: DISTRIBUTION_PROJECTOR_OPTIONS,
+  pullbackMetric: PULLBACK_METRIC_OPTIONS,
+  volumeElement: VOLUME_ELEMENT_OPTIONS,
+  scalarCurvature: SCALAR_CURVATURE_OPTIONS,
+  horizontalPath: { ...HORIZONTAL_PATH_OPTIONS, onProgress: true },
+  orthogonalPath: { ...ORTHOGONAL_PATH_OPTIONS, onProgress: true },
+  kernelPath: { ...HORIZONTAL_PATH_OPTIONS, onProgress: true },
+  tangentPath: { ...ORTHOGONAL_PATH_OPTIONS, onProgress: true },
+  scanPlane: SCAN_PLANE_OPTIONS,
+  relativeStability: RELATIVE_STABILITY_OPTIONS,
 };
 
 /** A share of a split call: its arguments (after the model) and the tensors made for it (released once sent). */
@@ -270,11 +298,12 @@ function layersOfClass(model: LayersModel, className: string): string[] {
  */
 export async function createJacobianPool(model: LayersModel, options: JacobianPoolOptions = {}): Promise<JacobianPool> {
   const fn = 'createJacobianPool';
+  checkOptions(options, fn, { threads: true, backend: true });
   const threads = options.threads ?? availableParallelism();
   if (!Number.isInteger(threads) || threads < 1) throw new ValueError(`${fn}: threads must be a positive integer, got ${String(threads)}.`);
   const backend = options.backend ?? 'wasm';
   if (backend !== 'wasm' && backend !== 'cpu') throw new ValueError(`${fn}: backend must be 'wasm' or 'cpu', got '${String(backend)}'.`);
-  wrapClassifier(model, {}, fn);
+  classifierOf(model, {}, fn);
   // Stamped before the save: weights written meanwhile are copied again at the first call.
   const savedStamp = weightStamp(model.weights.map((w) => w.read()));
   const workerData: PoolWorkerData = { backend, artifacts: await artifactsOf(model) };
@@ -488,18 +517,19 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     }
   };
 
-  /** Refuses a call on a closed pool, and options that are not an object (errors name `call`). */
-  const accept = (call: string, opts: object) => {
+  /** Refuses a call on a closed pool, and options that are not an object or have an unknown key (errors name `call`). */
+  const accept = (fn: PoolFunction, opts: object) => {
+    const call = `JacobianPool.${fn}`;
     if (closed) throw new ValueError(`${call}: the pool is closed.`);
-    checkOptions(opts, call);
+    checkOptions(opts, call, POOL_OPTIONS[fn]);
   };
 
   /** The shares of a per-sample call `fn(x, options)`: x, and the options' per-sample tensors, sliced. */
   const perSample = <O extends { onProgress?: unknown; signal?: AbortSignal }>(fn: PoolFunction, x: tf.Tensor, opts: O, how: Join, batchedOption: (key: string, v: tf.Tensor) => boolean = () => false) => {
     const call = `JacobianPool.${fn}`;
-    accept(call, opts);
+    accept(fn, opts);
     if ((opts as { onStep?: unknown }).onStep !== undefined) throw new ValueError(`${call}: onStep cannot run in the pool's threads; pass onProgress (per share of paths), or call ${fn} in this thread.`);
-    const clf = wrapClassifier(model, opts as ClassifierOptions, call);
+    const clf = classifierOf(model, opts as ClassifierOptions, call);
     checkBatchShape(clf, x, call);
     assertFiniteSync(x, call, 'x');
     const B = x.shape[0] as number;
@@ -523,6 +553,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
   const directionPath = async (fn: 'orthogonalPath' | 'tangentPath', source: tf.Tensor, opts: PooledPathOptions<OrthogonalPathOptions>): Promise<LeafPath[]> => {
     // Without a direction, the one the function would draw (same seed, same shape), drawn here
     // and split: each thread drawing its own would give other paths than one thread does.
+    accept(fn, opts);
     const seed = checkNumber(opts.seed, `JacobianPool.${fn}`, 'seed', {}, 0);
     const drawn = opts.direction === undefined && source instanceof tf.Tensor && !source.isDisposed ? seededNormal(source.shape, seed) : undefined;
     try {
@@ -589,7 +620,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     kernelPath: (source, target, opts = {}) => targetPath('kernelPath', source, target, opts),
     async scanPlane(plane, opts = {}) {
       const call = 'JacobianPool.scanPlane';
-      accept(call, opts);
+      accept('scanPlane', opts);
       const scan = await planScan(model, plane, opts, call);
       const { onProgress, signal, ...rest } = opts;
       const share: Share = (b0, b1) => ({ args: [{ origin: plane.origin, axes: plane.axes, anchors: plane.anchors }, rest, b0, b1], owned: [] });
@@ -601,7 +632,7 @@ export async function createJacobianPool(model: LayersModel, options: JacobianPo
     },
     async relativeStability(images, opts = {}) {
       const call = 'JacobianPool.relativeStability';
-      accept(call, opts);
+      accept('relativeStability', opts);
       const plan = await planStability(model, images, opts, call);
       const { onProgress, signal, ...rest } = opts;
       const share: Share = (b0, b1) => {

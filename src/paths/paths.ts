@@ -6,14 +6,15 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { checkFloatTensor, checkNumber, describe } from '../checks.js';
+import { checkFloatTensor, checkNumber, checkOptions, describe } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import type { Classifier, ClassifierOptions } from '../model/classifier.js';
-import { assertFinite, checkBatch, checkBatchShape, wrapClassifier } from '../model/classifier.js';
+import { assertFinite, checkBatch, checkBatchShape, CLASSIFIER_OPTIONS, classifierOf } from '../model/classifier.js';
 import { pause } from '../jacobian/chunks.js';
 import { leafGeometry } from '../infogeo/dataMatrix.js';
 import { RowSpaceProjector } from '../linalg/lowRankPSD.js';
 import { seededNormal } from '../linalg/random.js';
+import type { OptionNames } from '../checks.js';
 
 /** Why a path stopped. */
 export type StopReason = 'reached' | 'maxSteps' | 'stalled' | 'aborted';
@@ -56,6 +57,9 @@ export interface PathOptions extends ClassifierOptions {
   signal?: AbortSignal;
 }
 
+/** The option names of {@link PathOptions}. @internal */
+export const PATH_OPTIONS: OptionNames<PathOptions> = { ...CLASSIFIER_OPTIONS, stepSize: true, maxSteps: true, clamp: true, recordEvery: true, rtol: true, onStep: true, signal: true };
+
 /** Options of {@link horizontalPath}. */
 export interface HorizontalPathOptions extends PathOptions {
   /** Stop when ‖target − x‖ ≤ threshold. @defaultValue 1.0 */
@@ -68,6 +72,9 @@ export interface HorizontalPathOptions extends PathOptions {
   stallTolerance?: number;
 }
 
+/** The option names of {@link HorizontalPathOptions}. @internal */
+export const HORIZONTAL_PATH_OPTIONS: OptionNames<HorizontalPathOptions> = { ...PATH_OPTIONS, threshold: true, stallTolerance: true };
+
 /** Options of {@link orthogonalPath}. */
 export interface OrthogonalPathOptions extends PathOptions {
   /** The fixed direction r, `[B, ...inputShape]`; drawn from N(0, I) with `seed` when absent. */
@@ -75,6 +82,9 @@ export interface OrthogonalPathOptions extends PathOptions {
   /** Seed of the random direction. @defaultValue 0 */
   seed?: number;
 }
+
+/** The option names of {@link OrthogonalPathOptions}. @internal */
+export const ORTHOGONAL_PATH_OPTIONS: OptionNames<OrthogonalPathOptions> = { ...PATH_OPTIONS, direction: true, seed: true };
 
 /** One path. `frames` belongs to the caller. */
 export interface LeafPath {
@@ -272,10 +282,10 @@ async function checkPair(clf: Classifier, source: tf.Tensor, other: tf.Tensor, o
 
 /** The stopping distances of a path towards a target: `threshold` and `stallTolerance`, checked. */
 function targetStops(options: HorizontalPathOptions, fn: string): { threshold: number; stall: number } {
-  const threshold = options.threshold ?? 1.0;
-  if (!(Number.isFinite(threshold) && threshold >= 0)) throw new ValueError(`${fn}: threshold must be a number >= 0, got ${String(threshold)}.`);
-  const stall = options.stallTolerance ?? (options.stepSize ?? 0.1) / 2;
-  if (!(Number.isFinite(stall) && stall >= 0)) throw new ValueError(`${fn}: stallTolerance must be a number >= 0, got ${String(stall)}.`);
+  const threshold = checkNumber(options.threshold, fn, 'threshold', { min: 0 }, 1.0);
+  // The default tolerance derives from stepSize: a bad stepSize is named as such, before it.
+  const stepSize = checkNumber(options.stepSize, fn, 'stepSize', { above: 0 }, 0.1);
+  const stall = checkNumber(options.stallTolerance, fn, 'stallTolerance', { min: 0 }, stepSize / 2);
   return { threshold, stall };
 }
 
@@ -319,7 +329,7 @@ async function targetPath(
   fn: string,
   part: (P: RowSpaceProjector, d: tf.Tensor) => tf.Tensor,
 ): Promise<LeafPath[]> {
-  const clf = wrapClassifier(model, options, fn);
+  const clf = classifierOf(model, checkOptions(options, fn, HORIZONTAL_PATH_OPTIONS), fn);
   await checkPair(clf, source, target, 'target', fn);
   const { threshold, stall } = targetStops(options, fn);
   const targets = (idx: number[]) => tf.gather(target, idx);
@@ -378,7 +388,7 @@ async function directionPath(
   fn: string,
   part: (P: RowSpaceProjector, r: tf.Tensor) => tf.Tensor,
 ): Promise<LeafPath[]> {
-  const clf = wrapClassifier(model, options, fn);
+  const clf = classifierOf(model, checkOptions(options, fn, ORTHOGONAL_PATH_OPTIONS), fn);
   checkBatchShape(clf, source, fn, 'source'); // its data is checked with the direction's
   const seed = checkNumber(options.seed, fn, 'seed', {}, 0);
   const direction = options.direction ?? seededNormal(source.shape, seed);

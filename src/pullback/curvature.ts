@@ -17,17 +17,18 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { checkChoice } from '../checks.js';
+import { checkChoice, checkOptions } from '../checks.js';
 import { UnsupportedModelError, ValueError } from '../errors.js';
-import { runChunks } from '../jacobian/chunks.js';
+import { RUN_OPTIONS, runChunks } from '../jacobian/chunks.js';
 import type { RunOptions } from '../jacobian/chunks.js';
 import { graphFor, linearChunk, linearize } from '../jacobian/linearize.js';
 import { inverseSPD } from '../linalg/special.js';
-import { checkBatch, wrapClassifier } from '../model/classifier.js';
+import { checkBatch, CLASSIFIER_OPTIONS, classifierOf } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
 import { rethrowKernelError } from '../model/support.js';
 import { featureTarget, subspaceBasis } from './metric.js';
 import type { MetricNormalization } from './metric.js';
+import type { OptionNames } from '../checks.js';
 
 /** The most directions (input dimensions or subspace axes) whose curvature is computed. */
 export const MAX_CURVATURE_DIM = 32;
@@ -59,6 +60,9 @@ export interface ScalarCurvatureOptions extends ClassifierOptions, RunOptions {
    */
   convention?: 'standard' | 'reference';
 }
+
+/** The option names of {@link ScalarCurvatureOptions}. @internal */
+export const SCALAR_CURVATURE_OPTIONS: OptionNames<ScalarCurvatureOptions> = { ...CLASSIFIER_OPTIONS, ...RUN_OPTIONS, target: true, normalization: true, subspace: true, convention: true };
 
 /** The result of {@link scalarCurvature}: plain arrays, one entry per sample. */
 export interface ScalarCurvatureResult {
@@ -112,7 +116,7 @@ export interface ScalarCurvatureResult {
  */
 export async function scalarCurvature(model: LayersModel, x: tf.Tensor, options: ScalarCurvatureOptions = {}): Promise<ScalarCurvatureResult> {
   const fn = 'scalarCurvature';
-  return curvatureOf(wrapClassifier(model, options, fn), x, options, fn);
+  return curvatureOf(classifierOf(model, checkOptions(options, fn, SCALAR_CURVATURE_OPTIONS), fn), x, options, fn);
 }
 
 /** Why the graph cannot give second derivatives of `target`, as the error to throw, or undefined. @internal */

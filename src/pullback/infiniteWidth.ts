@@ -9,6 +9,7 @@ import { ValueError } from '../errors.js';
 import { gaussHermite } from '../linalg/special.js';
 import { derivatives, erfScaleOf, readPoints, results } from './shallow.js';
 import type { ShallowActivation, ShallowMetricResult } from './shallow.js';
+import type { OptionNames } from '../checks.js';
 
 /** Options of {@link infiniteWidthMetric}. */
 export interface InfiniteWidthOptions {
@@ -25,6 +26,9 @@ export interface InfiniteWidthOptions {
   /** Gauss–Hermite nodes for the activations without a closed form. @defaultValue 64 */
   quadratureOrder?: number;
 }
+
+/** The option names of {@link InfiniteWidthOptions}. @internal */
+const INFINITE_WIDTH_OPTIONS: OptionNames<InfiniteWidthOptions> = { activation: true, erfScale: true, sigma: true, zeta: true, x: true, quadratureOrder: true };
 
 /** {@link ShallowMetricResult} plus the scalar curvature where a closed form exists. */
 export interface InfiniteWidthResult extends ShallowMetricResult {
@@ -48,14 +52,14 @@ export interface InfiniteWidthResult extends ShallowMetricResult {
  */
 export function infiniteWidthMetric(options: InfiniteWidthOptions): InfiniteWidthResult {
   const fn = 'infiniteWidthMetric';
-  checkOptions(options, fn, true);
+  checkOptions(options, fn, INFINITE_WIDTH_OPTIONS, true);
   const sigma = options.sigma ?? 1;
   const zeta = options.zeta ?? 1;
   if (!(Number.isFinite(sigma) && sigma > 0)) throw new ValueError(`${fn}: sigma must be a positive number, got ${String(sigma)}.`);
   if (!(Number.isFinite(zeta) && zeta >= 0)) throw new ValueError(`${fn}: zeta must be a non-negative number, got ${String(zeta)}.`);
   const d = (options.x?.[0] as ArrayLike<number> | undefined)?.length ?? 0;
   if (d < 1) throw new ValueError(`${fn}: x must be a non-empty list of points of length d >= 1.`);
-  const points = readPoints(options.x, d, fn);
+  const points = readPoints(options.x, d, fn, "the length of x's first point");
   if (!points.every((p) => p.every(Number.isFinite))) throw new ValueError(`${fn}: x must be finite.`);
   const dphi = derivatives(options, fn);
   const s2 = sigma * sigma;

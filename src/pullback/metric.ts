@@ -7,17 +7,18 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
-import { checkChoice, checkFloatTensor, checkNumber } from '../checks.js';
+import { checkChoice, checkFloatTensor, checkNumber, checkOptions } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
-import { runChunks } from '../jacobian/chunks.js';
+import { RUN_OPTIONS, runChunks } from '../jacobian/chunks.js';
 import type { RunOptions } from '../jacobian/chunks.js';
 import { linearChunk, linearize } from '../jacobian/linearize.js';
-import { checkRtol, LowRankPSD, ownedPSD } from '../linalg/lowRankPSD.js';
+import { checkRtol, LowRankPSD, ownedPSD, RANK_OPTIONS } from '../linalg/lowRankPSD.js';
 import type { RankOptions } from '../linalg/lowRankPSD.js';
 import { singularValues } from '../linalg/special.js';
-import { assertFinite, checkBatch, wrapClassifier } from '../model/classifier.js';
+import { assertFinite, checkBatch, CLASSIFIER_OPTIONS, classifierOf } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
 import { rethrowKernelError } from '../model/support.js';
+import type { OptionNames } from '../checks.js';
 
 /**
  * The metric's normalisation: `'none'` for g = J_Φᵀ J_Φ, `'width'` for g = J_Φᵀ J_Φ / m (m = the
@@ -54,6 +55,9 @@ export interface PullbackMetricOptions extends ClassifierOptions, RunOptions {
   strategy?: 'auto' | 'rows' | 'columns';
 }
 
+/** The option names of {@link PullbackMetricOptions}. @internal */
+export const PULLBACK_METRIC_OPTIONS: OptionNames<PullbackMetricOptions> = { ...CLASSIFIER_OPTIONS, ...RUN_OPTIONS, target: true, normalization: true, subspace: true, strategy: true };
+
 /**
  * The name of the layer that feeds the classifier head (the default feature map Φ): the input of
  * the model's last layer, or of the one before a trailing `Softmax`/`Activation` layer.
@@ -62,7 +66,7 @@ export interface PullbackMetricOptions extends ClassifierOptions, RunOptions {
  *   hidden feature map).
  */
 export function defaultFeatureLayer(model: LayersModel, fn = 'defaultFeatureLayer'): string {
-  wrapClassifier(model, {}, fn); // a built model with one input and one [B, C] output
+  classifierOf(model, {}, fn); // a built model with one input and one [B, C] output
   const layerNames = new Set(model.layers.map((l) => l.name));
   const source = (t: SymbolicTensor | SymbolicTensor[]) => (Array.isArray(t) ? (t[0] as SymbolicTensor) : t).sourceLayer;
   let head = source(model.outputs);
@@ -122,7 +126,7 @@ export async function subspaceBasis(E: tf.Tensor, B: number, inputShape: readonl
  */
 export async function pullbackMetric(model: LayersModel, x: tf.Tensor, options: PullbackMetricOptions = {}): Promise<LowRankPSD> {
   const fn = 'pullbackMetric';
-  return (await computeMetric(wrapClassifier(model, options, fn), x, options, fn)).metric;
+  return (await computeMetric(classifierOf(model, checkOptions(options, fn, PULLBACK_METRIC_OPTIONS), fn), x, options, fn)).metric;
 }
 
 /** The feature map of the options (default: the layer that feeds the head) and its width. @internal */
@@ -192,6 +196,9 @@ export interface VolumeElementOptions extends PullbackMetricOptions, RankOptions
   base?: number;
 }
 
+/** The option names of {@link VolumeElementOptions}. @internal */
+export const VOLUME_ELEMENT_OPTIONS: OptionNames<VolumeElementOptions> = { ...PULLBACK_METRIC_OPTIONS, ...RANK_OPTIONS, mode: true, k: true, base: true };
+
 /** The result of {@link volumeElement}. */
 export interface VolumeElementResult {
   /**
@@ -235,7 +242,7 @@ export interface VolumeElementResult {
  */
 export async function volumeElement(model: LayersModel, x: tf.Tensor, options: VolumeElementOptions = {}): Promise<VolumeElementResult> {
   const fn = 'volumeElement';
-  return volumeOf(wrapClassifier(model, options, fn), x, options, fn);
+  return volumeOf(classifierOf(model, checkOptions(options, fn, VOLUME_ELEMENT_OPTIONS), fn), x, options, fn);
 }
 
 /** {@link volumeElement} for a wrapped classifier, its errors named after `fn` (a plane scan's too). @internal */

@@ -6,16 +6,17 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { checkChoice, checkFloatTensor, checkNumber, describe } from '../checks.js';
+import { checkChoice, checkFloatTensor, checkNumber, checkOptions, describe } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
-import { pause } from '../jacobian/chunks.js';
+import { pause, RUN_OPTIONS } from '../jacobian/chunks.js';
 import type { Progress } from '../jacobian/chunks.js';
 import { dot } from '../linalg/rows.js';
-import { assertFinite, assertFiniteSync, checkBatch, wrapClassifier } from '../model/classifier.js';
+import { assertFinite, assertFiniteSync, checkBatch, CLASSIFIER_OPTIONS, classifierOf } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
 import { curvatureOf, curvatureSupport } from './curvature.js';
 import { featureTarget, volumeOf } from './metric.js';
 import type { MetricNormalization } from './metric.js';
+import type { OptionNames } from '../checks.js';
 
 /**
  * The affine plane o + a·r + b·u through three inputs x₁, x₂, x₃, parametrised as the reference
@@ -156,6 +157,9 @@ export interface ScanPlaneOptions extends ClassifierOptions {
   signal?: AbortSignal;
 }
 
+/** The option names of {@link ScanPlaneOptions}. @internal */
+export const SCAN_PLANE_OPTIONS: OptionNames<ScanPlaneOptions> = { ...CLASSIFIER_OPTIONS, ...RUN_OPTIONS, steps: true, range: true, volume: true, k: true, target: true, curvature: true, normalization: true, base: true, batchSize: true };
+
 /** The result of {@link scanPlane}: row-major grids of `steps × steps` values (b varies slowest). */
 export interface PlaneScan {
   /** Grid points per axis. */
@@ -202,7 +206,7 @@ export interface PlaneScan {
  * ```
  */
 export async function scanPlane(model: LayersModel, plane: Plane, options: ScanPlaneOptions = {}): Promise<PlaneScan> {
-  const scan = await planScan(model, plane, options, 'scanPlane');
+  const scan = await planScan(model, plane, checkOptions(options, 'scanPlane', SCAN_PLANE_OPTIONS), 'scanPlane');
   return scanPoints(scan, plane, options, 0, scan.P, options.onProgress);
 }
 
@@ -222,7 +226,7 @@ export interface ScanPlan {
 
 /** Checks a scan's arguments (errors name `fn`) and lays out its grid. @internal */
 export async function planScan(model: LayersModel, plane: Plane, options: ScanPlaneOptions, fn: string): Promise<ScanPlan> {
-  const clf = wrapClassifier(model, options, fn);
+  const clf = classifierOf(model, options, fn);
   const steps = checkNumber(options.steps, fn, 'steps', { integer: true, min: 2 }, 60);
   const range = options.range ?? [-1, 1];
   if (!(Array.isArray(range) && range.length === 2 && range.every((v) => typeof v === 'number' && Number.isFinite(v)) && range[0] < range[1])) {

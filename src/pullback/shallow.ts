@@ -6,9 +6,10 @@
  *
  * @module
  */
-import { checkOptions } from '../checks.js';
+import { checkKeys, checkOptions } from '../checks.js';
 import { ValueError } from '../errors.js';
 import { inverseSPD, logDetPSD, normalCdf, normalPdf } from '../linalg/special.js';
+import type { OptionNames } from '../checks.js';
 
 /**
  * The hidden activation φ. `'erf'` is φ(z) = erf(a·z) with a = {@link ShallowNet.erfScale}
@@ -28,6 +29,9 @@ export interface ShallowNet {
   erfScale?: number;
 }
 
+/** The option names of {@link ShallowNet}. @internal */
+const SHALLOW_NET: OptionNames<ShallowNet> = { W: true, b: true, activation: true, erfScale: true };
+
 /** Options of {@link shallowAnalyticDetG}. */
 export interface ShallowMetricOptions extends ShallowNet {
   /** The points x, each of length d. */
@@ -41,6 +45,9 @@ export interface ShallowMetricOptions extends ShallowNet {
    */
   method?: 'direct' | 'cauchy-binet';
 }
+
+/** The option names of {@link ShallowMetricOptions}. @internal */
+const SHALLOW_METRIC_OPTIONS: OptionNames<ShallowMetricOptions> = { ...SHALLOW_NET, x: true, method: true };
 
 /** Per-point results of {@link shallowAnalyticDetG} and {@link infiniteWidthMetric}. */
 export interface ShallowMetricResult {
@@ -100,8 +107,8 @@ export function erfScaleOf(net: Pick<ShallowNet, 'erfScale'>, fn: string): numbe
 }
 
 /** Validated float64 copies: W (N × d row-major), b, and the points. */
-function readNet(opts: ShallowNet & { x: ArrayLike<ArrayLike<number>> }, fn: string) {
-  checkOptions(opts, fn, true);
+function readNet(opts: ShallowNet & { x: ArrayLike<ArrayLike<number>> }, fn: string, names: OptionNames<ShallowMetricOptions> | OptionNames<ShallowCurvatureOptions>) {
+  checkOptions(opts, fn, names as OptionNames<typeof opts>, true);
   const N = opts.W?.length ?? 0;
   if (N < 1) throw new ValueError(`${fn}: W must have at least one row (one per hidden unit).`);
   const d = (opts.W[0] as ArrayLike<number>).length;
@@ -120,11 +127,11 @@ function readNet(opts: ShallowNet & { x: ArrayLike<ArrayLike<number>> }, fn: str
 }
 
 /** The points as float64 rows of length d, checked. @internal */
-export function readPoints(x: ArrayLike<ArrayLike<number>>, d: number, fn: string): Float64Array[] {
+export function readPoints(x: ArrayLike<ArrayLike<number>>, d: number, fn: string, dimension = "the length of W's rows"): Float64Array[] {
   if (x == null || typeof x.length !== 'number') throw new ValueError(`${fn}: x must be a list of points.`);
   return Array.from({ length: x.length }, (_, p) => {
     const pt = x[p] as ArrayLike<number>;
-    if (pt?.length !== d) throw new ValueError(`${fn}: point ${p} has length ${pt?.length}; the input dimension is ${d}.`);
+    if (pt?.length !== d) throw new ValueError(`${fn}: point ${p} of x has length ${pt?.length}; the input dimension (${dimension}) is ${d}.`);
     return Float64Array.from(pt);
   });
 }
@@ -223,7 +230,7 @@ function cauchyBinet(W: Float64Array, c: Float64Array, N: number, d: number): nu
  */
 export function shallowAnalyticDetG(options: ShallowMetricOptions): ShallowMetricResult {
   const fn = 'shallowAnalyticDetG';
-  const { N, d, W, b, points } = readNet(options, fn);
+  const { N, d, W, b, points } = readNet(options, fn, SHALLOW_METRIC_OPTIONS);
   const dphi = derivatives(options, fn);
   const method = options.method ?? 'direct';
   if (method !== 'direct' && method !== 'cauchy-binet') throw new ValueError(`${fn}: method must be 'direct' or 'cauchy-binet', got '${String(method)}'.`);
@@ -259,6 +266,9 @@ export interface ShallowCurvatureOptions extends ShallowNet {
   convention?: 'standard' | 'reference';
 }
 
+/** The option names of {@link ShallowCurvatureOptions}. @internal */
+const SHALLOW_CURVATURE_OPTIONS: OptionNames<ShallowCurvatureOptions> = { ...SHALLOW_NET, x: true, convention: true };
+
 /**
  * The scalar curvature R of the metric g = (1/N) Wᵀ diag(φ'(z)²) W of a one-hidden-layer feature
  * map, any input dimension d ≥ 2, in float64. The derivative ∂_a g_{mr} = (2/N) Σⱼ φ'φ''(zⱼ)
@@ -276,7 +286,7 @@ export interface ShallowCurvatureOptions extends ShallowNet {
  */
 export function shallowScalarCurvature(options: ShallowCurvatureOptions): Float64Array {
   const fn = 'shallowScalarCurvature';
-  const { N, d, W, b, points } = readNet(options, fn);
+  const { N, d, W, b, points } = readNet(options, fn, SHALLOW_CURVATURE_OPTIONS);
   if (d < 2) throw new ValueError(`${fn}: curvature needs input dimension d >= 2, got ${d}.`);
   const convention = options.convention ?? 'standard';
   if (convention !== 'standard' && convention !== 'reference') throw new ValueError(`${fn}: convention must be 'standard' or 'reference'.`);

@@ -7,10 +7,11 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { checkChoice, checkFloatTensor, checkNumber, checkOptions, requireNumber } from '../checks.js';
+import { checkChoice, checkFloatTensor, checkNested, checkNumber, checkOptions, requireNumber } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
 import { betaGenerator, normalGenerator } from '../linalg/random.js';
 import { assertFiniteSync } from '../model/classifier.js';
+import type { OptionNames } from '../checks.js';
 
 /** Checks the cutoff: c ≥ 2 (ln c = 0 at c = 1) and, with n, c < 2n/π (else T_min ≥ T_max). @internal */
 export function checkCut(n: number, c: number, fn: string): void {
@@ -50,7 +51,7 @@ export function temperatureGrid(n: number, c: number, options?: { count?: number
   const fn = 'temperatureGrid';
   checkCut(n, c, fn);
   const { tMin, tMax } = temperatureRange(n, c);
-  const o = checkOptions(options, fn);
+  const o = checkOptions(options, fn, { count: true, low: true, high: true });
   const count = checkNumber(o.count, fn, 'count', { integer: true, min: 2 }, 30);
   const low = checkNumber(o.low, fn, 'low', { above: 0 }, 1 / 15);
   const high = checkNumber(o.high, fn, 'high', { above: 0 }, 2);
@@ -97,6 +98,9 @@ export interface DisplacementFieldOptions {
   seed?: number;
 }
 
+/** The option names of {@link DisplacementFieldOptions}. @internal */
+const DISPLACEMENT_FIELD_OPTIONS: OptionNames<DisplacementFieldOptions> = { batch: true, n: true, c: true, T: true, seed: true };
+
 /**
  * Samples displacement fields τ = (dx, dy) in pixels, one per image: each component is
  * √T·n·Σ C_ij sin(iπx/(n−1)) sin(jπy/(n−1)) over the active modes, with independent
@@ -108,7 +112,7 @@ export interface DisplacementFieldOptions {
  */
 export function sampleDisplacementField(options: DisplacementFieldOptions): tf.Tensor4D {
   const fn = 'sampleDisplacementField';
-  const { batch, n, T, c: cut, seed: s } = checkOptions(options, fn, true);
+  const { batch, n, T, c: cut, seed: s } = checkOptions(options, fn, DISPLACEMENT_FIELD_OPTIONS, true);
   const c = cut ?? 3;
   checkCut(n, c, fn);
   requireNumber(batch, fn, 'batch', { integer: true, min: 1 });
@@ -205,11 +209,16 @@ export interface RandomDeformOptions {
   seed?: number;
 }
 
+/** The option names of {@link RandomDeformOptions} and of its nested objects. @internal */
+const RANDOM_DEFORM_OPTIONS: OptionNames<RandomDeformOptions> = { temperature: true, cutoff: true, interpolation: true, seed: true };
+const TEMPERATURE_OPTIONS: OptionNames<NonNullable<RandomDeformOptions['temperature']>> = { concentration: true, ratio: true, scale: true };
+const CUTOFF_OPTIONS: OptionNames<NonNullable<RandomDeformOptions['cutoff']>> = { min: true, max: true, concentration: true, ratio: true };
+
 let deformCalls = 0;
 
 /** The Beta(α, β) of a concentration s and a ratio r = α/β, checked (errors name `fn` and `what`). */
 function betaOf(o: { concentration?: number; ratio?: number } | undefined, fn: string, what: string): [number, number] {
-  const x = checkOptions(o, fn);
+  const x = o ?? {};
   const s = checkNumber(x.concentration, fn, `${what}.concentration`, { above: 0 }, 2);
   const r = checkNumber(x.ratio, fn, `${what}.ratio`, { above: 0 }, 1);
   return [s - s / (r + 1), s / (r + 1)];
@@ -220,15 +229,15 @@ function betaOf(o: { concentration?: number; ratio?: number } | undefined, fn: s
  * @internal
  */
 export function drawDeformations(n: number, count: number, options: RandomDeformOptions, seed: number, fn = 'randomDeform'): { c: number[]; T: number[] } {
-  const o = checkOptions(options, fn);
-  const cut = checkOptions(o.cutoff, fn);
+  const o = checkOptions(options, fn, RANDOM_DEFORM_OPTIONS);
+  const cut = checkNested(o.cutoff, fn, 'cutoff', CUTOFF_OPTIONS);
   const largest = Math.ceil((2 * n) / Math.PI) - 1;
   if (largest < 2) throw new ValueError(`${fn}: ${n} × ${n} images admit no cutoff (c must be at least 2 and below 2n/π = ${((2 * n) / Math.PI).toFixed(2)}).`);
   const min = checkNumber(cut.min, fn, 'cutoff.min', { integer: true, min: 2 }, 2);
   const max = checkNumber(cut.max, fn, 'cutoff.max', { integer: true, min: 2 }, Math.min(15, largest));
   if (min > max) throw new ValueError(`${fn}: cutoff.min (${min}) must not exceed cutoff.max (${max}).`);
   checkCut(n, max, fn);
-  const scale = checkNumber(checkOptions(o.temperature, fn).scale, fn, 'temperature.scale', { above: 0 }, 1);
+  const scale = checkNumber(checkNested(o.temperature, fn, 'temperature', TEMPERATURE_OPTIONS).scale, fn, 'temperature.scale', { above: 0 }, 1);
   const [ca, cb] = betaOf(o.cutoff, fn, 'cutoff');
   const [ta, tb] = betaOf(o.temperature, fn, 'temperature');
   const cutDraw = betaGenerator(ca, cb, seed);
@@ -266,7 +275,7 @@ export function drawDeformations(n: number, count: number, options: RandomDeform
 export function randomDeform(images: tf.Tensor, options: RandomDeformOptions = {}): tf.Tensor4D {
   const fn = 'randomDeform';
   const [B, n] = checkImages(images, fn);
-  const o = checkOptions(options, fn);
+  const o = checkOptions(options, fn, RANDOM_DEFORM_OPTIONS);
   const interpolation = checkChoice(o.interpolation, fn, 'interpolation', ['bilinear', 'nearest', 'gaussian'] as const, 'bilinear');
   const seed = checkNumber(o.seed, fn, 'seed', {}, 0x1f123bb5 + 7919 * deformCalls++);
   const { c, T } = drawDeformations(n, B, o, seed, fn);
@@ -321,7 +330,7 @@ export function deform(images: tf.Tensor, field: tf.Tensor, options?: { interpol
     throw new ShapeError(`${fn}: field must have shape [${B},${n},${n},2] (dx, dy per pixel), got ${fmtShape(field.shape)}.`);
   }
   assertFiniteSync(field, fn, 'field');
-  const interpolation = checkChoice(checkOptions(options, fn).interpolation, fn, 'interpolation', ['bilinear', 'nearest', 'gaussian'] as const, 'bilinear');
+  const interpolation = checkChoice(checkOptions(options, fn, { interpolation: true }).interpolation, fn, 'interpolation', ['bilinear', 'nearest', 'gaussian'] as const, 'bilinear');
   return remap(images, field, interpolation);
 }
 

@@ -7,13 +7,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { ValueError } from '../errors.js';
-import { checkChoice, checkNumber, describe } from '../checks.js';
-import { budgetBytes, bytesPerSamplePass, pause } from '../jacobian/chunks.js';
+import { checkChoice, checkNumber, checkOptions, describe } from '../checks.js';
+import { budgetBytes, bytesPerSamplePass, pause, RUN_OPTIONS } from '../jacobian/chunks.js';
 import type { Progress, RunOptions } from '../jacobian/chunks.js';
-import { checkBatch, wrapClassifier } from '../model/classifier.js';
+import { checkBatch, CLASSIFIER_OPTIONS, classifierOf } from '../model/classifier.js';
 import type { ClassifierOptions } from '../model/classifier.js';
 import { checkCut, imageFields, imageNoise, remap, temperatureForDisplacement, temperatureGrid, typicalDisplacement } from './diffeo.js';
 import type { Interpolation } from './diffeo.js';
+import type { OptionNames } from '../checks.js';
 
 /** Options of {@link relativeStability}. */
 export interface RelativeStabilityOptions extends ClassifierOptions, RunOptions {
@@ -74,6 +75,23 @@ export interface RelativeStabilityOptions extends ClassifierOptions, RunOptions 
   /** Cancels the measurement between draws; the promise rejects with `signal.reason`. */
   signal?: AbortSignal;
 }
+
+/** The option names of {@link RelativeStabilityOptions}. @internal */
+export const RELATIVE_STABILITY_OPTIONS: OptionNames<RelativeStabilityOptions> = {
+  ...CLASSIFIER_OPTIONS,
+  ...RUN_OPTIONS,
+  target: true,
+  c: true,
+  temperatures: true,
+  delta: true,
+  interpolation: true,
+  aggregation: true,
+  noiseMagnitude: true,
+  normalize: true,
+  draws: true,
+  seed: true,
+  batchSize: true,
+};
 
 /** Values at one temperature: the mean over the draws, and their standard deviation. */
 export interface StabilityPoint {
@@ -178,7 +196,7 @@ const std = (a: number[]) => {
  * ```
  */
 export async function relativeStability(model: LayersModel, images: tf.Tensor, options: RelativeStabilityOptions = {}): Promise<RelativeStabilityResult> {
-  const plan = await planStability(model, images, options, 'relativeStability');
+  const plan = await planStability(model, images, checkOptions(options, 'relativeStability', RELATIVE_STABILITY_OPTIONS), 'relativeStability');
   const total = plan.temps.length * plan.draws;
   let acc: ReturnType<typeof aggregate> | undefined;
   await stabilityOutputs(plan, images, 0, options.signal, {
@@ -211,7 +229,7 @@ export interface StabilityPlan {
 
 /** Checks relativeStability's arguments (errors name `fn`); a pool's thread takes shares of one image. @internal */
 export async function planStability(model: LayersModel, images: tf.Tensor, options: RelativeStabilityOptions, fn: string, minImages = 2): Promise<StabilityPlan> {
-  const clf = wrapClassifier(model, options, fn);
+  const clf = classifierOf(model, options, fn);
   await checkBatch(clf, images, fn, 'images');
   if (clf.inputShape.length !== 3 || clf.inputShape[0] !== clf.inputShape[1]) {
     throw new ValueError(`${fn}: the model must take square NHWC images [n, n, channels]; its input shape is [${clf.inputShape.join(', ')}].`);

@@ -189,6 +189,8 @@ export interface Ctx {
 export interface Case {
   /** e.g. `x: wrong rank or shape`, `options.memoryBudgetMB`. */
   label: string;
+  /** For one option's case: its name, which the error message must contain. */
+  option?: string;
   canon: unknown[];
   arb: fc.Arbitrary<unknown>;
   /** Puts `bad` into a fresh copy of the good arguments (in place). */
@@ -235,6 +237,7 @@ export function plainArg(index: number, name: string, canon: unknown[], extra?: 
 export function opt(index: number, key: string, canon: unknown[], extra?: fc.Arbitrary<unknown>, base: Record<string, unknown> = {}): Case {
   return {
     label: `options.${key}`,
+    option: key,
     canon,
     arb: extra ? fc.oneof(fc.constantFrom(...canon), extra) : fc.constantFrom(...canon),
     apply: (args, bad) => {

@@ -839,6 +839,7 @@ export async function contractProblems(ctx: HostileCtx, entry: Entry, c: Case, b
     } else {
       if (!isTyped(outcome.error)) problems.push(`untyped error: ${describeError(outcome.error)}`);
       else if (!(outcome.error as Error).message.includes(entry.fn)) problems.push(`the message does not name '${entry.fn}': ${describeError(outcome.error)}`);
+      else if (c.option !== undefined && !(outcome.error as Error).message.includes(c.option)) problems.push(`the message does not name the option '${c.option}': ${describeError(outcome.error)}`);
       if (delta > 0) problems.push(`left ${delta} tensor(s) behind`);
     }
     if (delta < 0) problems.push(`disposed ${-delta} tensor(s) it did not own`);
