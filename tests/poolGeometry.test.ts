@@ -159,14 +159,15 @@ describe('the pool runs every batched call (2 threads, on the backend of this th
   it('horizontalPath and orthogonalPath: the B pairs split, the paths in order (the random direction drawn once)', async () => {
     const target = randn([B, 28, 28, 1], 45);
     const opts = { maxSteps: 3, threshold: 0, stallTolerance: 0 };
+    const along = { maxSteps: 3 }; // the paths along a direction have no target to reach or stall on
     const h1 = await horizontalPath(model, x, target, opts);
     const h2 = await pooled((onProgress) => pool.horizontalPath(x, target, { ...opts, onProgress }), (r) => r.map((p) => p.frames));
-    const o1 = await orthogonalPath(model, x, { ...opts, seed: 3 });
-    const o2 = await pooled((onProgress) => pool.orthogonalPath(x, { ...opts, seed: 3, onProgress }), (r) => r.map((p) => p.frames));
+    const o1 = await orthogonalPath(model, x, { ...along, seed: 3 });
+    const o2 = await pooled((onProgress) => pool.orthogonalPath(x, { ...along, seed: 3, onProgress }), (r) => r.map((p) => p.frames));
     const k1 = await kernelPath(model, x, target, opts);
     const k2 = await pooled((onProgress) => pool.kernelPath(x, target, { ...opts, onProgress }), (r) => r.map((p) => p.frames));
-    const t1 = await tangentPath(model, x, { ...opts, seed: 5 });
-    const t2 = await pooled((onProgress) => pool.tangentPath(x, { ...opts, seed: 5, onProgress }), (r) => r.map((p) => p.frames));
+    const t1 = await tangentPath(model, x, { ...along, seed: 5 });
+    const t2 = await pooled((onProgress) => pool.tangentPath(x, { ...along, seed: 5, onProgress }), (r) => r.map((p) => p.frames));
     for (const [a, b] of [[h1, h2], [o1, o2], [k1, k2], [t1, t2]] as const) {
       expect(b.length).toBe(B);
       b.forEach((p, i) => {
