@@ -111,8 +111,9 @@ export class LayerNotFoundError extends ValueError {
 
 /**
  * The model cannot be used as it is: several inputs or outputs, an output that is not `[B, C]`,
- * fewer than two classes, or a layer whose gradient kernel is missing on the active backend
- * (the message names the layer and the kernel, and says how to fix it).
+ * fewer than two classes, a layer whose gradient kernel is missing on the active backend
+ * (the message names the layer and the kernel, and says how to fix it), or a custom layer whose
+ * `call()` leaves the tensor graph, so that tfjs finds no gradient path through it (named too).
  */
 export class UnsupportedModelError extends InfogeoError {
   /** The kind of this class, `'UnsupportedModelError'`: what `instanceof` checks in errors from another copy of the classes. */

@@ -3,18 +3,33 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
 import {
+  datasetFisher,
+  distributionProjector,
+  horizontalPath,
   inputJacobian,
   InfogeoError,
+  jvp,
+  kernelPath,
   LayerNotFoundError,
   localDataMatrix,
+  localFisher,
+  orthogonalPath,
+  planeThroughPoints,
+  pullbackMetric,
+  scalarCurvature,
+  scanPlane,
+  secondDerivative,
   ShapeError,
+  tangentPath,
   UnsupportedModelError,
   ValueError,
+  vjp,
+  volumeElement,
   weightJacobian,
   wrapClassifier,
 } from '../src/index.js';
 import { cifarResnet, denseNet } from '../examples/models.js';
-import { expectClose, randn, withoutKernel } from './helpers.js';
+import { expectClose, randn, ReadBackLayer, withoutKernel } from './helpers.js';
 
 const seed = (s: number) => tfl.initializers.glorotUniform({ seed: s });
 
@@ -230,6 +245,72 @@ describe('a model that reads token ids through an Embedding', () => {
       jacobian.dispose();
     }
     tf.dispose([ids, int]);
+    m.dispose();
+  });
+});
+
+describe('a custom layer that leaves the tensor graph (reads its input back with dataSync)', () => {
+  // conv → flatten → dense → ReadBack → dense(softmax): the weights and the input sit before the
+  // layer, so no gradient path reaches them through tfjs's tape (the tf.grad fallback: infogeo's
+  // graph covers no custom layer).
+  const model = () => {
+    const m = tfl.sequential();
+    m.add(tfl.layers.conv2d({ inputShape: [6, 6, 1], filters: 2, kernelSize: 3, activation: 'tanh', kernelInitializer: seed(4), name: 'conv' }));
+    m.add(tfl.layers.flatten({ name: 'flat' }));
+    m.add(tfl.layers.dense({ units: 5, activation: 'tanh', kernelInitializer: seed(5), name: 'h1' }));
+    m.add(new ReadBackLayer({ name: 'readback' }));
+    m.add(tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: seed(6), name: 'out' }));
+    return m;
+  };
+
+  it('every function that differentiates the model refuses it with an UnsupportedModelError naming the layer and why (tfjs threw an untyped Error), and leaks nothing', async () => {
+    const m = model();
+    const x = randn([2, 6, 6, 1], 1);
+    const u = randn([2, 6, 6, 1], 2);
+    const v = randn([2, 6, 6, 1], 3);
+    const cot = randn([2, 3], 4);
+    const pts = randn([3, 6, 6, 1], 5);
+    const plane = planeThroughPoints(pts);
+    // The tf.grad fallback says why; the second-order functions need infogeo's graph, which covers no custom layer.
+    const why = /: tfjs found no gradient path from the output back to the (input|weights\b.*) through layer 'readback' \(InfogeoTestReadBack, a custom layer\): its call\(\) leaves the tensor graph .*dataSync.* rewrite its call\(\) with tf ops only, or give it a gradient with tf.customGrad/;
+    const uncovered = /: .*second derivatives .*infogeo's own graph, which does not cover layer 'readback' \(InfogeoTestReadBack, a custom layer\)/;
+    const calls: [string, RegExp, () => Promise<unknown>][] = [
+      ['inputJacobian', why, () => inputJacobian(m, x)],
+      ['inputJacobian', why, () => inputJacobian(m, x, { strategy: 'loop' })],
+      ['inputJacobian', why, () => inputJacobian(m, x, { strategy: 'tiled', target: 'logits' })],
+      ['inputJacobian', why, () => inputJacobian(m, x, { strategy: 'softmax-chain' })],
+      ['weightJacobian', why, () => weightJacobian(m, x)],
+      ['vjp', why, () => vjp(m, x, cot)],
+      ['jvp', why, () => jvp(m, x, u)],
+      ['secondDerivative', uncovered, () => secondDerivative(m, x, u, v)],
+      ['localDataMatrix', why, () => localDataMatrix(m, x)],
+      ['distributionProjector', why, () => distributionProjector(m, x)],
+      ['localFisher', why, () => localFisher(m, x)],
+      ['datasetFisher', why, () => datasetFisher(m, x)],
+      ['horizontalPath', why, () => horizontalPath(m, x, u, { maxSteps: 2 })],
+      ['orthogonalPath', why, () => orthogonalPath(m, x, { maxSteps: 2 })],
+      ['kernelPath', why, () => kernelPath(m, x, u, { maxSteps: 2 })],
+      ['tangentPath', why, () => tangentPath(m, x, { maxSteps: 2 })],
+      ['pullbackMetric', why, () => pullbackMetric(m, x, { target: 'logits' })],
+      ['volumeElement', why, () => volumeElement(m, x, { mode: 'effective', k: 2 })],
+      ['scalarCurvature', uncovered, () => scalarCurvature(m, x, { target: 'logProbs', subspace: u })],
+      ['scanPlane', why, () => scanPlane(m, plane, { steps: 2, volume: 'plane' })],
+    ];
+    for (const [fn, message, call] of calls) {
+      const before = tf.memory().numTensors;
+      const err = await call().then(() => undefined, (e: unknown) => e);
+      expect(err, fn).toBeInstanceOf(UnsupportedModelError);
+      expect((err as Error).message, fn).toMatch(new RegExp(`^${fn}${message.source}`));
+      expect(tf.memory().numTensors, `${fn}: tensors left behind`).toBe(before);
+    }
+    // What needs no gradient through the layer still runs: the weights after it (tf.variableGrads
+    // reaches them), central differences (no backward pass).
+    const { jacobian } = await weightJacobian(m, x, { layers: ['out'] });
+    expect(jacobian.shape).toEqual([2, 3, 5 * 3 + 3]);
+    const Jv = await jvp(m, x, u, { strategy: 'central' });
+    expect(Jv.shape).toEqual([2, 3]);
+    tf.dispose([x, u, v, cot, pts, jacobian, Jv]);
+    plane.dispose();
     m.dispose();
   });
 });

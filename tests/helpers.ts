@@ -109,3 +109,16 @@ export class CustomTanh extends tfl.layers.Layer {
     return tf.tidy(() => tf.mul(2, tf.tanh(Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs)));
   }
 }
+
+/**
+ * A custom layer that leaves the tensor graph: its call() reads its input back to JS with
+ * `dataSync` and returns a new tensor of the same values (the identity in value, with no gradient
+ * path on tfjs's tape), as a layer written with JS loops does.
+ */
+export class ReadBackLayer extends tfl.layers.Layer {
+  static className = 'InfogeoTestReadBack';
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    const x = Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs;
+    return tf.tensor(x.dataSync(), x.shape, 'float32');
+  }
+}

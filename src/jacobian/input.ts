@@ -215,7 +215,7 @@ export async function inputJacobian(model: LayersModel, x: tf.Tensor, options: I
     });
     return J as tf.Tensor;
   } catch (e) {
-    return rethrowKernelError(e, fn);
+    return rethrowKernelError(e, fn, clf.model);
   }
 }
 
@@ -307,6 +307,6 @@ export async function logitDifferences(
     });
     return { D: D as tf.Tensor3D, logits: logits as tf.Tensor2D, reference };
   } catch (e) {
-    return rethrowKernelError(e, fn);
+    return rethrowKernelError(e, fn, clf.model);
   }
 }

@@ -68,7 +68,7 @@ export async function vjp(model: LayersModel, x: tf.Tensor, cotangent: tf.Tensor
     });
     return g as tf.Tensor;
   } catch (e) {
-    return rethrowKernelError(e, fn);
+    return rethrowKernelError(e, fn, clf.model);
   }
 }
 
@@ -170,7 +170,7 @@ export async function jvp(model: LayersModel, x: tf.Tensor, tangent: tf.Tensor, 
     });
     return out as tf.Tensor;
   } catch (e) {
-    return rethrowKernelError(e, fn);
+    return rethrowKernelError(e, fn, clf.model);
   }
 }
 
@@ -238,6 +238,6 @@ export async function secondDerivative(model: LayersModel, x: tf.Tensor, u: tf.T
     });
     return out as tf.Tensor;
   } catch (e) {
-    return rethrowKernelError(e, fn);
+    return rethrowKernelError(e, fn, clf.model);
   }
 }

@@ -8,7 +8,7 @@ import type { LayersModel, LayerVariable } from '@tensorflow/tfjs-layers';
 import { LayerNotFoundError, UnsupportedModelError, ValueError } from '../errors.js';
 import { checkBatch, CLASSIFIER_OPTIONS, classifierOf } from '../model/classifier.js';
 import type { Classifier, ClassifierOptions } from '../model/classifier.js';
-import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
+import { assertDifferentiable, NoWeightGradient, rethrowKernelError } from '../model/support.js';
 import { checkChoice, checkOptions, checkRunOptions, describe } from '../checks.js';
 import { budgetBytes, bytesPerSamplePass, RUN_OPTIONS, runChunks, tidySteps } from './chunks.js';
 import type { RunOptions } from './chunks.js';
@@ -121,6 +121,9 @@ function variableGradRows(clf: Classifier, xi: tf.Tensor, U: tf.Tensor2D, vars: 
           const u = tf.slice(U, [r, 0], [1, -1]);
           const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(clf.logits(xi), u)), vars);
           value.dispose();
+          // tfjs leaves out (null) the weights it found no path to: those before a custom layer that leaves the tensor graph.
+          const cut = vars.filter((v) => grads[v.name] == null);
+          if (cut.length > 0) throw new NoWeightGradient(`no gradient reached ${cut.map((v) => `'${v.name}'`).join(', ')}`);
           return tf.concat(vars.map((v) => tf.reshape(grads[v.name] as tf.Tensor, [-1])));
         }),
       );
@@ -303,7 +306,7 @@ export async function weightRows(
       if (into === undefined) target.out.dispose();
     }
   } catch (e) {
-    return rethrowKernelError(e, fn);
+    return rethrowKernelError(e, fn, clf.model);
   }
 }
 

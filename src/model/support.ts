@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { UnsupportedModelError } from '../errors.js';
+import { LAYER_CLASSES } from '../jacobian/graph/rule.js';
 
 /** What is differentiated: the input (input Jacobians, VJPs) or the trainable weights. */
 export type DiffMode = 'input' | 'weights';
@@ -123,13 +124,48 @@ export function releaseFailedTape(): void {
 }
 
 /**
- * Rethrows tfjs's "Kernel 'X' not registered for backend 'Y'" and its missing gradients as an
+ * A backward pass through `tf.variableGrads` that reached none of these weights (their gradients
+ * came back null): the weights before a layer that leaves the tensor graph. @internal
+ */
+export class NoWeightGradient extends Error {}
+
+/** The layers of classes tfjs-layers does not register (a user's own classes), nested models searched. */
+export function customLayers(model: LayersModel): { name: string; className: string }[] {
+  const known = new Set<string>(LAYER_CLASSES);
+  return collectLayers(model).filter((l) => !known.has(l.className));
+}
+
+/**
+ * Why the `tf.grad` fallback found no gradient path (`what`: from the output back to the input, or
+ * to some weights): the model's custom layers named, with what to do about them.
+ */
+function noGradientPath(model: LayersModel, what: string): string {
+  const custom = customLayers(model).map((l) => `'${l.name}' (${l.className}, a custom layer)`);
+  const fix =
+    "its call() leaves the tensor graph (it reads values back with dataSync, arraySync or data() and makes a new tensor of them, say), so tfjs cannot differentiate through it; rewrite its call() with tf ops only, or give it a gradient with tf.customGrad.";
+  if (custom.length === 1) return `tfjs found no gradient path ${what} through layer ${custom[0] as string}: ${fix}`;
+  if (custom.length > 1) return `tfjs found no gradient path ${what} through the model's custom layers ${custom.join(', ')}: one of them cuts it, as a layer does when ${fix}`;
+  return `tfjs found no gradient path ${what} in this model: one of its layers leaves the tensor graph (reads values back with dataSync or arraySync, say), which tfjs cannot differentiate.`;
+}
+
+/**
+ * Rethrows tfjs's "Kernel 'X' not registered for backend 'Y'", its missing gradients and a
+ * gradient path cut by a custom layer (`model`'s custom layers named) as an
  * {@link UnsupportedModelError} (other errors as they are), after freeing what a failed backward
  * pass left behind.
  */
-export function rethrowKernelError(e: unknown, fn: string): never {
+export function rethrowKernelError(e: unknown, fn: string, model: LayersModel): never {
   releaseFailedTape();
   const msg = e instanceof Error ? e.message : String(e);
+  // tf.grad: the output does not depend on the input on tfjs's tape; tf.variableGrads: on no
+  // weight (tfjs) or not on some (NoWeightGradient).
+  if (/Cannot compute gradient of y=f\(x\) with respect to x/.test(msg)) {
+    throw new UnsupportedModelError(`${fn}: ${noGradientPath(model, 'from the output back to the input')}`);
+  }
+  if (e instanceof NoWeightGradient || /Cannot find a connection between any variable and the result/.test(msg)) {
+    const which = e instanceof NoWeightGradient ? ` (${msg})` : '';
+    throw new UnsupportedModelError(`${fn}: ${noGradientPath(model, `from the output back to the weights${which}`)}`);
+  }
   const m = /Kernel '(\w+)' not registered for backend '(\w+)'/.exec(msg);
   if (m) {
     throw new UnsupportedModelError(

@@ -192,7 +192,7 @@ export async function curvatureOf(clf: Classifier, x: tf.Tensor, options: Scalar
     tf.dispose(done);
     return { scalar, ricci, dim: k, target, width: m };
   } catch (e) {
-    return rethrowKernelError(e, fn);
+    return rethrowKernelError(e, fn, clf.model);
   } finally {
     E?.dispose();
   }

@@ -169,7 +169,7 @@ async function computeMetric(clf: Classifier, x: tf.Tensor, options: PullbackMet
     });
     return { metric: await ownedPSD(factor as tf.Tensor3D, fn), dim: k, target, width: m };
   } catch (e) {
-    return rethrowKernelError(e, fn);
+    return rethrowKernelError(e, fn, clf.model);
   } finally {
     E?.dispose();
   }
