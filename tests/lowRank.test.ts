@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { describe, expect, it } from 'vitest';
-import { LowRankPSD, ShapeError, ValueError } from '../src/index.js';
+import { LowRankPSD, RowSpaceProjector, ShapeError, ValueError } from '../src/index.js';
 import { multinomialCotangents, multinomialCovSqrt, orthonormalRows, otherClass } from '../src/linalg/rows.js';
 import { expectClose, expectNoLeak, randn } from './helpers.js';
 
@@ -224,5 +224,53 @@ describe('LowRankPSD', () => {
     expect(M.isDisposed).toBe(true);
     await expect(M.trace()).rejects.toThrow(/disposed/);
     expect(() => M.matvec(tf.zeros([B, n]))).toThrow(/disposed/);
+  });
+
+  it('every method of a disposed factor or projector says whose method it is, what happened and what to do, and leaks nothing', async () => {
+    const M = make(6);
+    const P = await M.basis();
+    const v = randn([B, n], 2);
+    const calls: Record<string, Record<string, () => unknown>> = {
+      LowRankPSD: {
+        trace: () => M.trace(),
+        matvec: () => M.matvec(v),
+        quadForm: () => M.quadForm(v),
+        rank: () => M.rank(),
+        basis: () => M.basis(),
+        eig: () => M.eig(),
+        toDense: () => M.toDense(),
+      },
+      RowSpaceProjector: { project: () => P.project(v), projectKernel: () => P.projectKernel(v) },
+    };
+    // Every public method is in the table (the internal and private ones, and dispose, aside).
+    const methods = (proto: object, aside: string[]) =>
+      Object.getOwnPropertyNames(proto).filter((k) => typeof Object.getOwnPropertyDescriptor(proto, k)?.value === 'function' && !['constructor', 'dispose', ...aside].includes(k));
+    expect(methods(LowRankPSD.prototype, ['bases', 'assertLive']).sort()).toEqual(Object.keys(calls['LowRankPSD'] as object).sort());
+    expect(methods(RowSpaceProjector.prototype, ['projectTrusted', 'projectAs', 'projectColumns', 'assertLive']).sort()).toEqual(Object.keys(calls['RowSpaceProjector'] as object).sort());
+    M.dispose();
+    P.dispose();
+    for (const [cls, byMethod] of Object.entries(calls)) {
+      const what = cls === 'LowRankPSD' ? 'factor' : 'projector';
+      for (const [method, call] of Object.entries(byMethod)) {
+        const before = tf.memory().numTensors;
+        let err: unknown;
+        try {
+          await call();
+        } catch (e) {
+          err = e;
+        }
+        expect(err, `${cls}.${method}`).toBeInstanceOf(ValueError);
+        expect((err as Error).message).toBe(
+          `${cls}.${method}: this ${what} has been disposed (dispose() was called on it, or on the result that owns it); compute it again, and dispose it after its last use.`,
+        );
+        expect(tf.memory().numTensors, `${cls}.${method}: tensors left behind`).toBe(before);
+      }
+    }
+    // eig reads the factor again once the bases are ready: disposed in between, it says so too.
+    const M2 = make(7);
+    const pending = M2.eig();
+    M2.dispose();
+    await expect(pending).rejects.toThrow(/^LowRankPSD\.eig: this factor has been disposed/);
+    v.dispose();
   });
 });

@@ -47,6 +47,11 @@ function asColumns(v: tf.Tensor, B: number, n: number, fn: string): tf.Tensor3D 
   return tf.reshape(v, [B, n, 1]);
 }
 
+/** What a method of a disposed factor or projector says: whose method, what happened, what to do. */
+function disposedMessage(method: string, what: string): string {
+  return `${method}: this ${what} has been disposed (dispose() was called on it, or on the result that owns it); compute it again, and dispose it after its last use.`;
+}
+
 /**
  * Orthonormal bases of one subspace of ℝⁿ per sample, with the orthogonal projections onto each
  * subspace and onto its orthogonal complement. Owns its `basis` tensor: call {@link dispose}.
@@ -114,7 +119,7 @@ export class RowSpaceProjector {
   }
 
   private assertLive(fn: string): void {
-    if (this.basis.isDisposed) throw new ValueError(`${fn}: this projector has been disposed.`);
+    if (this.basis.isDisposed) throw new ValueError(disposedMessage(`RowSpaceProjector.${fn}`, 'projector'));
   }
 }
 
@@ -214,6 +219,7 @@ export class LowRankPSD {
     vectors: tf.Tensor3D;
   }> {
     const bases = await this.bases(options, 'eig');
+    this.assertLive('eig'); // disposed while the bases were computed
     const a = await this.factor.data();
     const per = this.rows * this.dim;
     const k = Math.max(1, ...bases.map((b) => b.rank));
@@ -269,7 +275,7 @@ export class LowRankPSD {
   }
 
   private assertLive(fn: string): void {
-    if (this.factor.isDisposed) throw new ValueError(`${fn}: this LowRankPSD has been disposed.`);
+    if (this.factor.isDisposed) throw new ValueError(disposedMessage(`LowRankPSD.${fn}`, 'factor'));
   }
 }
 
