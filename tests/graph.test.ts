@@ -309,3 +309,49 @@ describe("strategies 'graph', 'loop' and 'tiled' agree on broadcasting merges an
     model.dispose();
   });
 });
+
+describe("average pooling with 'same' padding: the exact Jacobian of a linear model", () => {
+  // A model of linear layers only (AveragePooling, Flatten, Dense without activation or bias) has
+  // logits f(x) = J x, so f of the n basis tensors gives the columns of J — forward kernels only, an
+  // oracle independent of any gradient code (tfjs's own AvgPoolGrad divides a border window by the
+  // full window area, wrong with 'same' padding). Windows and strides are chosen so that the border
+  // windows are partial and the windows do not tile the input (the rule's other path).
+  const cases: { label: string; inputShape: number[]; pool: () => tfl.layers.Layer }[] = [
+    { label: '2D 3×3 stride 2 on 5×6', inputShape: [5, 6, 2], pool: () => tfl.layers.averagePooling2d({ poolSize: 3, strides: 2, padding: 'same' }) },
+    { label: '2D 2×2 stride 1 on 4×5', inputShape: [4, 5, 1], pool: () => tfl.layers.averagePooling2d({ poolSize: 2, strides: 1, padding: 'same' }) },
+    { label: '2D 3×2 strides 1×2 on 5×5', inputShape: [5, 5, 2], pool: () => tfl.layers.averagePooling2d({ poolSize: [3, 2], strides: [1, 2], padding: 'same' }) },
+    { label: '1D 3 stride 2 on 7', inputShape: [7, 2], pool: () => tfl.layers.averagePooling1d({ poolSize: 3, strides: 2, padding: 'same' }) },
+  ];
+  it.each(cases.map((c, i) => [c.label, c, i] as const))('%s: reverse rows (graph and tf.grad with the corrected AvgPoolGrad) and forward mode', async (_label, { inputShape, pool }, i) => {
+    const m = tfl.sequential();
+    m.add(tfl.layers.inputLayer({ inputShape }));
+    m.add(pool());
+    m.add(tfl.layers.flatten());
+    m.add(tfl.layers.dense({ units: 3, useBias: false, kernelInitializer: init(400 + i) }));
+    const n = inputShape.reduce((a, d) => a * d, 1);
+    // Column k of J: f(e_k), all n basis tensors in one batch; the model computes them in float32.
+    const columns = tf.tidy(() => (m.predict(tf.reshape(tf.eye(n), [n, ...inputShape])) as tf.Tensor).dataSync());
+    const J = new Float64Array(3 * n);
+    for (let k = 0; k < n; k++) for (let c = 0; c < 3; c++) J[c * n + k] = columns[k * 3 + c] as number;
+    const x = randn([2, ...inputShape], 410 + i);
+    const v = randn([2, ...inputShape], 420 + i);
+    // Sums of at most 9 window entries and a few dozen products: float32 rounding, ~1e-7 relative;
+    // the bug (a border window divided by its full area) is off by a factor of up to 9/4 on them.
+    for (const strategy of ['graph', 'loop'] as const) {
+      const got = await inputJacobian(m, x, { target: 'logits', strategy, flatten: true });
+      expect(got.shape).toEqual([2, 3, n]);
+      const rows = got.dataSync();
+      // The same J at every sample (f is linear).
+      expectClose(rows.subarray(0, 3 * n), J, { rtol: 1e-5, label: `${strategy}, sample 0` });
+      expectClose(rows.subarray(3 * n), J, { rtol: 1e-5, label: `${strategy}, sample 1` });
+      got.dispose();
+    }
+    // Forward mode: J v = f(v).
+    const Jv = await jvp(m, x, v, { target: 'logits' });
+    const fv = tf.tidy(() => m.predict(v) as tf.Tensor);
+    expectClose(Jv, fv, { rtol: 1e-5, label: 'jvp' });
+    expect(planInputJacobian(wrapClassifier(m), 2, { target: 'logits' }).strategy).toBe('graph');
+    tf.dispose([x, v, Jv, fv]);
+    m.dispose();
+  });
+});
