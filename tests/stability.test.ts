@@ -346,6 +346,30 @@ describe('randomDeform: deformations as training augmentation (the reference tra
     expect(Math.abs(mb.variance - 3 / 80)).toBeLessThan(0.004);
   });
 
+  it('draws the cutoff and the temperature from independent streams: uncorrelated', () => {
+    const N = 4000;
+    const pearson = (a: number[], b: number[]) => {
+      const [ma, mb] = [moments(a).mean, moments(b).mean];
+      let [ab, aa, bb] = [0, 0, 0];
+      a.forEach((v, i) => {
+        ab += (v - ma) * ((b[i] as number) - mb);
+        aa += (v - ma) ** 2;
+        bb += ((b[i] as number) - mb) ** 2;
+      });
+      return ab / Math.sqrt(aa * bb);
+    };
+    // T's range [T_min(c), T_max(c)] depends on c by design; where T falls in it, u, must not. Under
+    // independence ρ(c, u) is about N(0, 1/N): |ρ| < 4/√N = 0.063 (a shared seed gives ρ ≈ 0.99).
+    for (const [seed, options] of [[7, {}], [123456, { temperature: { concentration: 4, ratio: 3 }, cutoff: { concentration: 4, ratio: 3 } }]] as const) {
+      const { c, T } = drawDeformations(32, N, options, seed);
+      const u = T.map((t, i) => {
+        const { tMin, tMax } = temperatureRange(32, c[i] as number);
+        return (t - tMin) / (tMax - tMin);
+      });
+      expect(Math.abs(pearson(c, u)), `seed ${seed}`).toBeLessThan(4 / Math.sqrt(N));
+    }
+  });
+
   it('the Beta draws stay numbers for tiny shapes (both gammas underflow: a Bernoulli(a/(a+b)) draw)', () => {
     const draw = betaGenerator(0.001, 0.003, 5);
     const u = Array.from({ length: 5000 }, () => draw());
