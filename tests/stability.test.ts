@@ -271,6 +271,47 @@ describe('matchedNoise and relativeStability', () => {
     m.dispose();
   });
 
+  it('draws image i of draw k at temperature t from the documented seeds: its field from s = seed + 7919·(t·draws + k) + 104729·i, its noise from s + 1', async () => {
+    // A linear f (no bias), so that D and G rebuilt from the public functions are the measured ones
+    // up to float32 rounding of f; a projection onto 2 of 64 directions, so that G depends on the
+    // noise's direction, not only on its norm (‖η‖ = ‖τx − x‖ whatever the seed).
+    const n = 8;
+    const m = tfl.sequential({ layers: [tfl.layers.flatten({ inputShape: [n, n, 1] }), tfl.layers.dense({ units: 2, useBias: false, kernelInitializer: tfl.initializers.glorotNormal({ seed: 3 }) })] });
+    const P = 3;
+    const x = randn([P, n, n, 1], 41);
+    const [c, seed, draws] = [3, 11, 2];
+    const temps = [temperatureForDisplacement(0.7, c, n), temperatureForDisplacement(1.5, c, n)];
+    const measured = await relativeStability(m, x, { c, temperatures: temps, draws, seed, normalize: false, batchSize: 2 });
+    const sq = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => tf.sum(tf.square(tf.sub(m.predict(a) as tf.Tensor, m.predict(b) as tf.Tensor))).dataSync()[0] as number);
+    for (const [t, T] of temps.entries()) {
+      const D: number[] = [];
+      const G: number[] = [];
+      for (let k = 0; k < draws; k++) {
+        let [d, g] = [0, 0];
+        for (let i = 0; i < P; i++) {
+          const s = seed + 7919 * (t * draws + k) + 104729 * i;
+          const xi = tf.slice(x, i, 1);
+          const field = sampleDisplacementField({ batch: 1, n, c, T, seed: s });
+          const tx = deform(xi, field);
+          const eta = matchedNoise(xi, tx, s + 1);
+          const noisy = tf.add(xi, eta);
+          d += sq(tx, xi) / P;
+          g += sq(noisy, xi) / P;
+          tf.dispose([xi, field, tx, eta, noisy]);
+        }
+        D.push(d);
+        G.push(g);
+      }
+      const point = measured.points[t]!;
+      // The same numbers through f in another batch size: float32 rounding of f, ~1e-7 relative.
+      expect(Math.abs(point.D - (D[0]! + D[1]!) / 2), `D at temperature ${t}`).toBeLessThan(1e-5 * point.D);
+      expect(Math.abs(point.G - (G[0]! + G[1]!) / 2), `G at temperature ${t}`).toBeLessThan(1e-5 * point.G);
+      expect(Math.abs(point.spread.G - Math.abs(G[0]! - G[1]!) / Math.SQRT2), `spread of G at temperature ${t}`).toBeLessThan(1e-4 * point.G);
+    }
+    x.dispose();
+    m.dispose();
+  });
+
   it.skipIf(MNIST_DIR === undefined)(`is of order 1 for a fresh CNN on real MNIST digits (science.md §3.7)${needs('mnist', MNIST_DIR)}`, async () => {
     const { model, x } = await trainSmallCnn(100);
     const fresh = mnistCnn(7, { filters: [8, 16], hidden: 32 });

@@ -61,7 +61,12 @@ export interface RelativeStabilityOptions extends ClassifierOptions, RunOptions 
   normalize?: boolean;
   /** Independent draws of diffeomorphisms and noise per temperature (for the spread). @defaultValue 1 */
   draws?: number;
-  /** Seed of the fields and the noise (image i of draw k at temperature t uses seed + 7919·(t·draws + k) + 104729·i). @defaultValue 0 */
+  /**
+   * Seed of the fields and the noise: image i of draw k at temperature t (indices from 0) takes its
+   * field from s = seed + 7919·(t·draws + k) + 104729·i (`sampleDisplacementField({ batch: 1, n, c,
+   * T, seed: s })`, applied with `deform`) and its noise from s + 1 (`matchedNoise(x_i, τx_i, s + 1)`).
+   * @defaultValue 0
+   */
   seed?: number;
   /**
    * Images per forward pass, at most (fewer when `memoryBudgetMB` asks for it). Each image's field
