@@ -99,7 +99,12 @@ function specOf(files: Record<string, Buffer>, mirrors: string[], complete?: Rec
 
 // ---- a local HTTP server with range requests and scripted misbehaviour ----
 
-type Behaviour = { body: Buffer; status?: number; dropAfter?: number; stallAfter?: number };
+/**
+ * What a route serves; `misrange` answers a range request from byte `asked` with a 206 whose
+ * Content-Range starts at `misrange(asked)` instead (a server or proxy that misreads the range),
+ * without a Content-Length with `noLength`.
+ */
+type Behaviour = { body: Buffer; status?: number; dropAfter?: number; stallAfter?: number; misrange?: (asked: number) => number; noLength?: boolean };
 const routes = new Map<string, Behaviour>();
 const requests: { path: string; range: string | undefined }[] = [];
 let base = '';
@@ -113,13 +118,14 @@ const server = createServer((req: IncomingMessage, res: ServerResponse) => {
   }
   const buf = route.body;
   const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-  const start = m ? Number(m[1]) : 0;
-  if (start >= buf.length) {
+  const asked = m ? Number(m[1]) : 0;
+  if (asked >= buf.length) {
     res.writeHead(416).end();
     return;
   }
+  const start = m && route.misrange ? route.misrange(asked) : asked;
   const body = buf.subarray(start);
-  res.writeHead(m ? 206 : 200, { 'content-length': body.length, ...(m ? { 'content-range': `bytes ${start}-${buf.length - 1}/${buf.length}` } : {}) });
+  res.writeHead(m ? 206 : 200, { ...(route.noLength ? {} : { 'content-length': body.length }), ...(m ? { 'content-range': `bytes ${start}-${buf.length - 1}/${buf.length}` } : {}) });
   const cut = route.dropAfter ?? route.stallAfter;
   if (cut !== undefined && cut < body.length) {
     if (route.dropAfter !== undefined) delete route.dropAfter; // drop once
@@ -287,6 +293,30 @@ describe('downloadDataset against a local server', () => {
     expect(readFileSync(join(dir, 'a.bin')).equals(a)).toBe(true);
     expect(requests.map((q) => q.range)).toEqual([undefined, expect.stringMatching(/^bytes=\d+-$/)]);
     expect(Number(/\d+/.exec(requests[1]!.range!)![0])).toBeGreaterThan(0);
+  });
+
+  it('a resume answered with a 206 from another byte than asked is not appended: it starts over (from byte 0 it is the file again)', async () => {
+    const cases: [string, Partial<Behaviour>, boolean][] = [
+      ['before the part file ends', { misrange: (asked) => asked - 1000 }, true],
+      ['past it (a gap)', { misrange: (asked) => asked + 5000 }, true],
+      ['before it, without a Content-Length', { misrange: (asked) => asked - 1000, noLength: true }, true],
+      ['at byte 0: the whole file', { misrange: () => 0 }, false],
+    ];
+    for (const [label, behaviour, restarts] of cases) {
+      routes.set('/m/a.bin', { body: a, dropAfter: 100_000, ...behaviour });
+      requests.length = 0;
+      const dir = tmp('misrange');
+      await downloadSpec(specOf({ 'a.bin': a }, [`${base}/m/`]), dir);
+      expect(md5(readFileSync(join(dir, 'a.bin'))), label).toBe(md5(a));
+      expect(readdirSync(dir), label).toEqual(['a.bin']);
+      // The first request dropped, the resume misanswered, then a plain request from the start.
+      expect(requests.map((q) => q.range), label).toEqual([undefined, expect.stringMatching(/^bytes=[1-9]\d*-$/), ...(restarts ? [undefined] : [])]);
+    }
+    // No retry left to start over: a DataError that says what the server sent.
+    routes.set('/m/a.bin', { body: a, dropAfter: 100_000, misrange: (asked) => asked - 1000 });
+    const err = await downloadSpec(specOf({ 'a.bin': a }, [`${base}/m/`]), tmp('misrange0'), { retries: 1 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DataError);
+    expect((err as Error).message).toMatch(/HTTP 206 with Content-Range 'bytes \d+-299999\/300000' for a resume from byte \d+ \(started over\); gave up after 1 retries/);
   });
 
   it('abort: rejects with the reason, keeps what arrived, and the next call resumes from it', async () => {

@@ -206,10 +206,20 @@ async function fetchResuming(spec: DatasetSpec, file: PublishedFile, url: string
       throw new MirrorFailed(`HTTP ${res.status}`);
     }
     const range = /^bytes (\d+)-\d+\/(\d+)$/.exec(res.headers.get('content-range') ?? '');
-    const resumed = res.status === 206 && range !== null && Number(range[1]) === have;
+    // A 206 holds the bytes its Content-Range names: from `have` (the resume asked for), from 0 (the
+    // file again), or from elsewhere, which the part file cannot take (a server or proxy that
+    // misread the range): appended, it would corrupt the file. Start over with a plain request.
+    const from = res.status === 206 ? (range === null ? undefined : Number(range[1])) : 0;
+    if (from !== have && from !== 0) {
+      await res.body?.cancel();
+      await rm(part, { force: true });
+      lastError = `HTTP 206 with Content-Range '${res.headers.get('content-range') ?? ''}' for a resume from byte ${have} (started over)`;
+      continue;
+    }
+    const resumed = have > 0 && from === have;
     if (!resumed) have = 0;
     const length = res.headers.get('content-length');
-    const served = resumed ? Number(range[2]) : length !== null ? Number(length) : file.bytes;
+    const served = res.status === 206 ? Number((range as RegExpExecArray)[2]) : length !== null ? Number(length) : file.bytes;
     if (served !== file.bytes) {
       await res.body?.cancel();
       throw new MirrorFailed(`it serves ${served} bytes, the published size is ${file.bytes}`);
