@@ -9,7 +9,8 @@
  *    UnsupportedModelError, and the page recovers (buttons enabled, the bundled model again);
  * 5. the wasm backend (the .wasm files served by the site): G(x) and 5 path steps; an orthogonal
  *    path stopped with Stop; a PNG of the user's (a 56 × 56 RGB 3), resized and analysed; a
- *    plane scan with a feature layer the model lacks (infogeo's LayerNotFoundError);
+ *    3 × 3 plane scan, then one with a feature layer the model lacks (infogeo's LayerNotFoundError),
+ *    which clears the first scan's maps;
  *
  * with no page errors and no error shown (except in 4). Saves a screenshot after 1, 2 and 3 to
  * examples/browser/out/explorer-{model,path,plane}.png (docs/images/ has copies) and one of the
@@ -191,14 +192,24 @@ try {
   if ((await page.locator('#gallery button').count()) !== 31) fail('the PNG was not added to the gallery');
   if (site.trained && (await attr('prediction')) !== '3') fail(`the CNN should call the PNG a 3, got ${await page.textContent('#prediction')}`);
   console.log(`browser e2e: 5. wasm: a 56 × 56 RGB PNG: "${await page.textContent('#prediction')}", tr G = ${Number(await attr('trace')).toPrecision(4)}; ${await page.textContent('#tensors')} (${elapsed()})`);
-  // A feature layer the model does not have: infogeo's LayerNotFoundError, listing the layers.
-  await page.fill('#phi', 'no_such_layer');
+  // A 3 × 3 scan, then one with a feature layer the model does not have: infogeo's
+  // LayerNotFoundError, listing the layers, and the first scan's maps cleared (not left on screen
+  // as if they were the failed scan's).
+  const maps = ['map-class', 'map-entropy', 'map-volume'];
   await page.fill('#grid', '3');
+  n = await jobs(page);
+  await page.click('#scan');
+  await waitIdle(page, n, 60_000, 'the 3 × 3 scan on wasm');
+  await noErrors('after the scan on wasm');
+  for (const id of maps) if ((await colours(page, id)) < 3) fail(`#${id} is not drawn after the 3 × 3 scan on wasm`);
+  await page.fill('#phi', 'no_such_layer');
   n = await jobs(page);
   await page.click('#scan');
   await waitIdle(page, n, 30_000, 'the scan with a wrong layer');
   const layerError = (await page.textContent('#error')) ?? '';
   if ((await attr('error')) !== 'LayerNotFoundError' || !/infogeo LayerNotFoundError:.*no layer named 'no_such_layer'.*'fc1'/.test(layerError)) fail(`expected LayerNotFoundError in the panel, got "${layerError}"`);
+  for (const id of maps) if ((await colours(page, id)) !== 1) fail(`#${id} still shows the previous scan after the failed one`);
+  if ((await page.textContent('#plane-stats')) !== '–' || (await attr('plane-done')) !== '') fail(`the plane's numbers still show the previous scan: "${await page.textContent('#plane-stats')}"`);
   console.log(`browser e2e: 5. wasm: Φ = no_such_layer: "${layerError.replace(/×$/, '').slice(0, 110)}…" (${elapsed()})`);
   await page.click('#error-close');
 

@@ -173,10 +173,18 @@ async function useModel(source: ModelSource, signal: AbortSignal): Promise<void>
 
 /** Empties every result panel (a new model makes them stale). */
 function clearResults(): void {
-  for (const id of ['prediction', 'trace', 'path-label', 'path-stats', 'plane-stats']) $(id).textContent = '–';
-  for (const id of ['eigenvalues', 'eigenvectors', 'strip', 'legend-class', 'legend-entropy', 'legend-volume']) $(id).replaceChildren();
+  for (const id of ['prediction', 'trace', 'path-label', 'path-stats']) $(id).textContent = '–';
+  for (const id of ['eigenvalues', 'eigenvectors', 'strip']) $(id).replaceChildren();
+  mark({ prediction: undefined, probability: undefined, trace: undefined, msG: undefined, steps: undefined, pathDone: undefined });
+  clearPlane();
+}
+
+/** Empties the plane's maps, legends and numbers (a new model, or a scan that failed or was stopped: they would show another scan's). */
+function clearPlane(): void {
+  $('plane-stats').textContent = '–';
+  for (const id of ['legend-class', 'legend-entropy', 'legend-volume']) $(id).replaceChildren();
   for (const id of ['map-class', 'map-entropy', 'map-volume']) canvas(id).getContext('2d')!.clearRect(0, 0, canvas(id).width, canvas(id).height);
-  mark({ prediction: undefined, probability: undefined, trace: undefined, msG: undefined, steps: undefined, pathDone: undefined, planeDone: undefined, planeClasses: undefined });
+  mark({ planeDone: undefined, planeClasses: undefined });
 }
 
 function setNormalisation(norm: Normalisation): void {
@@ -405,6 +413,9 @@ async function scan(signal: AbortSignal): Promise<void> {
     $('plane-stats').textContent = `${steps * steps} points, ${classes.length} classes, ${ms.toFixed(0)} ms per point on ${tf.getBackend()}`;
     status(`plane scanned in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     mark({ planeDone: 'true', planeClasses: classes.length, msPerPoint: ms.toFixed(1) });
+  } catch (e) {
+    clearPlane(); // the previous scan's maps are not this one's
+    throw e;
   } finally {
     points.dispose();
     plane?.dispose();
