@@ -15,6 +15,19 @@ export function seededNormal(shape: number[], seed: number): tf.Tensor {
   return tf.randomNormal(shape, 0, 1, 'float32', (seed === 0 ? '0' : seed) as number);
 }
 
+/**
+ * The seed of stream `stream` of a call seeded `seed`: MurmurHash3's 32-bit finaliser of both, so
+ * that the streams of consecutive seeds share nothing. (Streams `seed`, `seed + 1`, `seed + 2` made
+ * the second stream of `seed` the first of `seed + 1`: `randomDeform` with `seed: step` drew each
+ * step's cutoffs from the previous step's temperature stream, ρ ≈ 0.997.)
+ */
+export function streamSeed(seed: number, stream: number): number {
+  let h = (Math.floor(seed) ^ Math.imul(stream + 1, 0x9e3779b9)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
 /** mulberry32: a seeded generator of uniform numbers in [0, 1). */
 export function uniformGenerator(seed: number): () => number {
   let a = (Math.floor(seed) ^ 0x9e3779b9) >>> 0;

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { checkChoice, checkFloatTensor, checkNested, checkNumber, checkOptions, requireNumber } from '../checks.js';
 import { fmtShape, ShapeError, ValueError } from '../errors.js';
-import { betaGenerator, normalGenerator } from '../linalg/random.js';
+import { betaGenerator, normalGenerator, streamSeed } from '../linalg/random.js';
 import { assertFiniteSync } from '../model/classifier.js';
 import type { OptionNames } from '../checks.js';
 
@@ -240,8 +240,8 @@ export function drawDeformations(n: number, count: number, options: RandomDeform
   const scale = checkNumber(checkNested(o.temperature, fn, 'temperature', TEMPERATURE_OPTIONS).scale, fn, 'temperature.scale', { above: 0 }, 1);
   const [ca, cb] = betaOf(o.cutoff, fn, 'cutoff');
   const [ta, tb] = betaOf(o.temperature, fn, 'temperature');
-  const cutDraw = betaGenerator(ca, cb, seed);
-  const tempDraw = betaGenerator(ta, tb, seed + 1);
+  const cutDraw = betaGenerator(ca, cb, streamSeed(seed, 0));
+  const tempDraw = betaGenerator(ta, tb, streamSeed(seed, 1));
   const c: number[] = [];
   const T: number[] = [];
   for (let i = 0; i < count; i++) {
@@ -279,7 +279,7 @@ export function randomDeform(images: tf.Tensor, options: RandomDeformOptions = {
   const interpolation = checkChoice(o.interpolation, fn, 'interpolation', ['bilinear', 'nearest', 'gaussian'] as const, 'bilinear');
   const seed = checkNumber(o.seed, fn, 'seed', {}, 0x1f123bb5 + 7919 * deformCalls++);
   const { c, T } = drawDeformations(n, B, o, seed, fn);
-  const rand = normalGenerator(seed + 2);
+  const rand = normalGenerator(streamSeed(seed, 2));
   const field = fields(n, c.map((ci, i) => ({ c: ci, T: T[i] as number, rand })));
   try {
     return deform(images, field, { interpolation });
