@@ -16,7 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { disposeDeep, Owner } from './hostile/arbitraries.js';
 import type { Case } from './hostile/arbitraries.js';
 import { buildCtx, contractProblems, disposeCtx, ENTRIES } from './hostile/table.js';
@@ -51,14 +51,19 @@ describe('hostile inputs: typed errors, no leaks, weights intact', () => {
 
   for (const entry of ENTRIES) {
     describe(entry.title, () => {
-      it('accepts its good arguments (the baseline every case changes one thing of)', async () => {
+      it('accepts its good arguments (the baseline every case changes one thing of), and prints nothing', async () => {
         const before = tf.memory().numTensors;
         const own = new Owner();
+        // A library logs nothing unasked: its progress goes to onProgress, its problems to errors.
+        const printed: string[] = [];
+        const spies = (['log', 'info', 'warn', 'error', 'debug'] as const).map((level) => vi.spyOn(console, level).mockImplementation((...a: unknown[]) => void printed.push(`console.${level}: ${a.join(' ')}`)));
         try {
           disposeDeep(await entry.call(await entry.good(ctx, own)));
         } finally {
+          spies.forEach((s) => s.mockRestore());
           own.dispose();
         }
+        expect(printed).toEqual([]);
         // (a constructor takes its factor: counted once the arguments and the result are freed)
         expect(tf.memory().numTensors, 'tensors left behind by a good call').toBe(before);
       });

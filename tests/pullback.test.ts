@@ -240,4 +240,26 @@ describe('planeThroughPoints and scanPlane', () => {
     xp.dispose();
     plane.dispose();
   });
+
+  it("works with its defaults on 2-D inputs: k is min(10, m, n), every singular value of a 2-D plane's metric", async () => {
+    // A 2-16-3 tanh MLP: n = 2, so the reference's k = 10 cannot apply (it was refused: 'k must be
+    // an integer in [1, 2]'). The effective volume with k = 2 is then ½ log det g, the full volume.
+    const mlp = tfl.sequential({
+      layers: [
+        tfl.layers.dense({ inputShape: [2], units: 16, activation: 'tanh', name: 'h', kernelInitializer: tfl.initializers.glorotNormal({ seed: 3 }) }),
+        tfl.layers.dense({ units: 3, kernelInitializer: tfl.initializers.glorotNormal({ seed: 4 }) }),
+      ],
+    });
+    const pts = tf.tensor2d([[0, 0], [1, 0], [0, 1]]);
+    const plane = planeThroughPoints(pts);
+    const scan = await expectNoLeak(() => scanPlane(mlp, plane, { steps: 3 }), () => []);
+    expect(scan.rank.every((r) => r === 2)).toBe(true);
+    const corner = planePoints(plane, [[1, 1]]);
+    const full = await volumeElement(mlp, corner, { normalization: 'width', base: 10 });
+    expect(scan.logVolume[8]).toBeCloseTo(full.logVolume[0]!, 5);
+    await expect(scanPlane(mlp, plane, { steps: 2, k: 3 })).rejects.toThrow(/scanPlane: k must be an integer >= 1 and <= 2, got 3/);
+    tf.dispose([pts, corner]);
+    plane.dispose();
+    mlp.dispose();
+  });
 });

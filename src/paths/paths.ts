@@ -291,7 +291,10 @@ function targetStops(options: HorizontalPathOptions, fn: string): { threshold: n
 
 /**
  * Algorithm 4.1 of Grementieri & Fioresi: walk from `source` towards `target` inside the leaf of
- * the data foliation. At each step the displacement target − x is projected on the leaf tangent
+ * the data foliation. Up to 5,000 steps by default (the reference's `maxSteps`), each an input
+ * Jacobian of the active pairs: pass a smaller `maxSteps` for a first look.
+ *
+ * At each step the displacement target − x is projected on the leaf tangent
  * D_x (see {@link distributionProjector}) and x moves by `stepSize` along it:
  *
  *   x ← clamp(x + α P_{D_x}(target − x) / ‖P_{D_x}(target − x)‖).
@@ -355,7 +358,10 @@ async function targetPath(
 
 /**
  * The kernel path of Grementieri & Fioresi: from `source`, move across the leaves along one fixed
- * direction r projected on ker G(x) at every step,
+ * direction. Up to 1,000 steps by default (the reference's `maxSteps`), each an input Jacobian
+ * (C − 1 backward passes): pass a smaller `maxSteps` for a first look.
+ *
+ * The direction r is projected on ker G(x) at every step,
  *
  *   x ← clamp(x + α (r − P_{D_x} r) / ‖r − P_{D_x} r‖),
  *
@@ -421,7 +427,8 @@ async function directionPath(
 export type KernelPathOptions = HorizontalPathOptions;
 
 /**
- * Walk from `source` towards `target` across the leaves: at each step the displacement
+ * Walk from `source` towards `target` across the leaves, up to 5,000 steps by default (as
+ * {@link horizontalPath}; pass a smaller `maxSteps` for a first look). At each step the displacement
  * target − x is projected on ker G(x), the complement of the leaf tangent D_x,
  *
  *   x ← clamp(x + α (I − P_{D_x})(target − x) / ‖(I − P_{D_x})(target − x)‖),
@@ -453,8 +460,9 @@ export async function kernelPath(model: LayersModel, source: tf.Tensor, target: 
 }
 
 /**
- * Walk from `source` inside the leaf along one fixed direction r: at each step r is projected on
- * the leaf tangent D_x,
+ * Walk from `source` inside the leaf along one fixed direction r, up to 1,000 steps by default (as
+ * {@link orthogonalPath}; pass a smaller `maxSteps` for a first look). At each step r is projected
+ * on the leaf tangent D_x,
  *
  *   x ← clamp(x + α P_{D_x} r / ‖P_{D_x} r‖),
  *
