@@ -21,7 +21,9 @@ export interface Progress {
 export interface RunOptions {
   /**
    * Upper bound, in MiB, on the transient memory of one backward pass (activations and their
-   * gradients, estimated from the layers' output sizes). The batch is cut into chunks that fit.
+   * gradients, estimated from the layers' output sizes). The batch is cut into chunks that fit; a
+   * pass takes at least one sample (and one row of a large head), even where that alone passes the
+   * budget: the budget shapes the work, it does not refuse it.
    * The returned tensors are not counted: their size is what you asked for. On `wasm` the heap
    * grows to its high-water mark and never shrinks, so this is also the heap you keep.
    * @defaultValue 256
