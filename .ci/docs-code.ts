@@ -129,36 +129,7 @@ const LEAK_CHECK = `
 }
 `;
 
-/**
- * The packed package's markdown (README, guides, reference) links only to files the package has,
- * except the repository's examples, benchmarks and images, which the README says are not in it.
- */
-function checkPackedLinks(): string[] {
-  const pkg = join(project, 'node_modules', 'infogeo');
-  const files = [join(pkg, 'README.md'), join(pkg, 'CHANGELOG.md'), ...filesUnder(join(pkg, 'docs/guide'), '.md'), ...filesUnder(join(pkg, 'docs/reference'), '.md')];
-  const broken: string[] = [];
-  for (const file of files) {
-    const text = readFileSync(file, 'utf8').replace(/```[\s\S]*?```/g, '');
-    for (const m of text.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)) {
-      const target = m[1]!;
-      if (/^[a-z]+:/.test(target)) continue; // absolute URLs
-      const abs = join(file, '..', target);
-      const inPkg = relative(pkg, abs);
-      if (/^(examples|bench|docs\/images)\//.test(inPkg)) continue; // repository-only, as the README says
-      if (!existsSync(abs)) broken.push(`${relative(pkg, file)}: ${target}`);
-    }
-  }
-  return broken;
-}
-
 async function main(): Promise<number> {
-  const broken = checkPackedLinks();
-  if (broken.length > 0) {
-    console.error(`docs-code: links in the packed package to files it does not have:\n  ${broken.join('\n  ')}`);
-    return 1;
-  }
-  console.log('docs-code: every link of the packed README, guides and reference resolves in the package');
-
   const work = join(project, 'docs-code');
   rmSync(work, { recursive: true, force: true });
   mkdirSync(join(work, 'run'), { recursive: true });

@@ -7,6 +7,12 @@ trap 'rm -rf "$tmp"' EXIT
 tarball="$(cd "$root" && npm pack --silent --pack-destination "$tmp" | tail -n 1)"
 echo "packed: $tarball ($(du -k "$tmp/$tarball" | cut -f1) KiB)"
 tar -tzf "$tmp/$tarball" | sed 's/^/  /'
+# What a reader of the installed package sees: every relative link and picture of its markdown
+# resolves inside it, and it stays within its size budget.
+mkdir "$tmp/unpacked"
+tar -xzf "$tmp/$tarball" -C "$tmp/unpacked"
+"$root/node_modules/.bin/tsx" "$root/.ci/pack-budget.ts" "$tmp/$tarball" "$tmp/unpacked/package"
+"$root/node_modules/.bin/tsx" "$root/.ci/packed-links.ts" "$tmp/unpacked/package"
 cd "$tmp"
 npm init -y >/dev/null
 npm install --no-audit --no-fund "./$tarball" @tensorflow/tfjs-core@4.22.0 @tensorflow/tfjs-layers@4.22.0 \
