@@ -356,6 +356,8 @@ describe('downloadDataset against a local server', () => {
     const err = await downloadSpec(specOf({ 'a.bin': a }, [`${base}/gone/`, `${base}/also-gone/`]), tmp('404b')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DataError);
     expect((err as Error).message).toMatch(/gone\/a\.bin: HTTP 404\n.*also-gone\/a\.bin: HTTP 404/s);
+    // What to do offline: a mirror of the same files, or the files by hand in a folder of one's own.
+    expect((err as Error).message).toMatch(/Set INFOGEO_DATA_MIRROR to a URL that serves the same files \(as URL\/mnist\/a\.bin\), or put the files into a folder yourself and pass it with --dir/);
     // Not retried: a 404 will not change.
     expect(requests.filter((q) => q.path.endsWith('gone/a.bin')).length).toBe(3);
   });
@@ -422,6 +424,7 @@ describe('the infogeo-data command', () => {
     // The generated image file is not the published one: refused by its size, and nothing is kept.
     expect(failed.stderr).toMatch(/could not download Fashion-MNIST's train-images-idx3-ubyte\.gz\.\n.*it serves \d+ bytes, the published size is 26421880/);
     expect(failed.stderr).not.toMatch(/^\s+at /m); // no stack
+    expect(failed.stderr).toContain(`INFOGEO_DATA_MIRROR is ${base}/mirror: check that it serves fashion-mnist/train-images-idx3-ubyte.gz there`);
     expect(readdirSync(dir)).toEqual([]);
     const usage = await run(['imagenet'], {});
     expect(usage.status).toBe(2);

@@ -159,11 +159,17 @@ async function fetchVerified(spec: DatasetSpec, file: PublishedFile, dest: strin
       failures.push(`${url}: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
+  const folder = dest.slice(0, dest.length - file.name.length);
+  const envMirror = process.env['INFOGEO_DATA_MIRROR'];
+  const mirrorHint =
+    options.mirrors === undefined && envMirror
+      ? `INFOGEO_DATA_MIRROR is ${envMirror}: check that it serves ${spec.name}/${file.name} there`
+      : `No network, or these hosts blocked? Set INFOGEO_DATA_MIRROR to a URL that serves the same files (as URL/${spec.name}/${file.name})`;
   throw new DataError(
     `${FN}: could not download ${spec.title}'s ${file.name}.\n` +
       failures.map((f) => `  ${f}`).join('\n') +
-      `\nCheck the network (a proxy?), or fetch the file by hand into ${dest.slice(0, dest.length - file.name.length)} ` +
-      `(MD5 ${file.md5}); a rerun resumes what arrived.`,
+      `\n${mirrorHint}, or put the files into a folder yourself and pass it with --dir (the \`dir\` option); ` +
+      `this one is ${folder} (${file.name}: MD5 ${file.md5}). A rerun resumes what arrived.`,
   );
 }
 

@@ -7,6 +7,12 @@
  * folder) downloads a data set into the cache folder: `INFOGEO_DATA`, or `infogeo` in the user's
  * cache directory (`~/.cache/infogeo` on Linux). The loaders read from the same folder by default.
  *
+ * Offline, or where the publishers' sites are blocked: set `INFOGEO_DATA_MIRROR` to a URL that
+ * serves the same files under each data set's name, and the command (and {@link downloadDataset})
+ * fetches `URL/mnist/train-images-idx3-ubyte.gz` and so on from it instead, checking the same MD5s;
+ * or copy the files into a folder yourself and pass it (`--dir D` to the command, `{ dir: D }` to
+ * the loaders).
+ *
  * ```ts
  * import { loadMnist } from 'infogeo/data';
  * const test = loadMnist('test', { limit: 100 });   // after `npx infogeo-data mnist`
