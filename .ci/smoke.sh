@@ -98,5 +98,52 @@ node smoke.mjs
 node pool.mjs
 node smoke.cjs
 
+# A TypeScript user's file, compiled with exactly the tsconfig.json of the README's install section
+# (strict, skipLibCheck) against this install, then run. Without skipLibCheck, tsc fails inside
+# @tensorflow/tfjs-layers' own typings only, as the README says.
+node -e '
+const fs = require("fs");
+const m = /```json\n(\{[^`]*"skipLibCheck": true[^`]*\})\n```/.exec(fs.readFileSync(process.argv[1], "utf8"));
+if (!m) { console.error("smoke: the README has no ```json tsconfig block with skipLibCheck"); process.exit(1); }
+fs.writeFileSync("tsconfig.json", m[1] + "\n");
+' "$root/README.md"
+cat > user.mts <<'TS'
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { inputJacobian, InfogeoError, localDataMatrix, ShapeError, type LowRankPSD } from 'infogeo';
+import { useWasmBackend } from 'infogeo/wasm';
+
+tf.env().set('PROD', true);
+await useWasmBackend();
+const model: tfl.LayersModel = tfl.sequential({
+  layers: [tfl.layers.dense({ inputShape: [4], units: 3, activation: 'softmax' })],
+});
+const x = tf.randomNormal([2, 4]);
+const J = await inputJacobian(model, x);
+const { G, probs }: { G: LowRankPSD; probs: tf.Tensor } = await localDataMatrix(model, x);
+const rank = await G.rank();
+let refused: InfogeoError | undefined;
+try {
+  await inputJacobian(model, tf.zeros([2, 5]));
+} catch (e) {
+  if (e instanceof ShapeError) refused = e;
+}
+if (J.shape.join() !== '2,3,4' || rank.length !== 2 || refused === undefined) throw new Error('unexpected results');
+console.log(`TypeScript ok: Jacobian ${J.shape}, rank of G ${rank.join(', ')}, ${refused.name}`);
+tf.dispose([x, J, probs]);
+G.dispose();
+model.dispose();
+TS
+tsc="$root/node_modules/typescript/bin/tsc"
+node "$tsc" -p . --listEmittedFiles
+node user.mjs
+if node "$tsc" -p . --noEmit --skipLibCheck false > strict.log; then
+  echo "smoke: tsc passes without skipLibCheck now: the README's TypeScript note is out of date"; exit 1
+fi
+if grep 'error TS' strict.log | grep -v '^node_modules/@tensorflow/tfjs-layers/'; then
+  echo "smoke: errors outside tfjs-layers' typings without skipLibCheck (above)"; exit 1
+fi
+echo "TypeScript without skipLibCheck: $(grep -c 'error TS' strict.log) errors, all inside @tensorflow/tfjs-layers' typings"
+
 # The README's and the guides' code, run against this install (and the @examples type-checked).
 "$root/node_modules/.bin/tsx" "$root/.ci/docs-code.ts" "$root" "$tmp"
