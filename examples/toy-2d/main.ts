@@ -195,6 +195,7 @@ const summary = {
     return {
       step: s.step,
       trainAccuracy: s.accuracy,
+      pointsNearBoundary: near.length,
       meanLog10VolumeNearBoundary: mean(near),
       meanLog10VolumeElsewhere: mean(far),
       medianCurvatureNearBoundary: lowerMedian(rNear),
@@ -205,7 +206,13 @@ const summary = {
 };
 writeFileSync(join(OUT, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
 for (const s of summary.snapshots) {
-  console.log(`step ${s.step}: train accuracy ${(100 * s.trainAccuracy).toFixed(1)} %, mean log10 √det g near the boundary ${s.meanLog10VolumeNearBoundary.toFixed(3)}, elsewhere ${s.meanLog10VolumeElsewhere.toFixed(3)}; median R near the boundary ${s.medianCurvatureNearBoundary.toFixed(2)}, elsewhere ${s.medianCurvatureElsewhere.toFixed(2)}`);
+  const accuracy = `step ${s.step}: train accuracy ${(100 * s.trainAccuracy).toFixed(1)} %`;
+  if (s.pointsNearBoundary === 0) {
+    // One class over the whole grid (at initialisation, typically): there is no boundary to be near.
+    console.log(`${accuracy}, no points near the boundary yet (one class on the whole grid); mean log10 √det g ${s.meanLog10VolumeElsewhere.toFixed(3)}, median R ${s.medianCurvatureElsewhere.toFixed(2)}`);
+  } else {
+    console.log(`${accuracy}, mean log10 √det g near the boundary ${s.meanLog10VolumeNearBoundary.toFixed(3)}, elsewhere ${s.meanLog10VolumeElsewhere.toFixed(3)}; median R near the boundary ${s.medianCurvatureNearBoundary.toFixed(2)}, elsewhere ${s.medianCurvatureElsewhere.toFixed(2)}`);
+  }
 }
 console.log(`training took ${trainSeconds.toFixed(0)} s; wrote ${join(OUT, 'volume-during-training.svg')} and curvature-during-training.svg (and .png) and summary.json`);
 tf.dispose([xs, ys, gridTensor]);
