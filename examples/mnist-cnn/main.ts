@@ -5,7 +5,7 @@
  * and the Gaussian curvature of the plane under the log-probabilities).
  *
  *   npm run demo                  # ~12 min of training the first time, then reuses the checkpoint
- *   npm run demo -- --quick       # a 2-minute smoke run (short training, short paths)
+ *   npm run demo -- --quick       # a smoke run of under a minute (short training, short paths)
  *   npm run demo -- --data DIR    # MNIST from DIR; --retrain ignores the checkpoint
  *
  * Writes SVG and PNG figures to examples/mnist-cnn/out/ and a summary.json of the measured numbers.

@@ -4,7 +4,7 @@
  * hidden-layer metric grows along that boundary during training; its scalar curvature R is drawn
  * next to it.
  *
- *   npm run example:toy-2d             # about a minute on 2 cores
+ *   npm run example:toy-2d             # under a minute on 2 cores
  *   npm run example:toy-2d -- --quick  # 1,000 training steps instead of 10,000
  *
  * Writes examples/toy-2d/out/volume-during-training.svg and curvature-during-training.svg (and
