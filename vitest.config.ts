@@ -6,6 +6,8 @@ const shared = {
   include: ['tests/**/*.test.ts'],
   testTimeout: 180_000,
   hookTimeout: 180_000,
+  // Once per run, which data sets are missing (their tests are skipped).
+  globalSetup: ['tests/setup/dataNote.ts'],
 };
 
 export default defineConfig({

@@ -1,8 +1,9 @@
 /**
  * The real data sets for the tests that need them: found where the examples look
  * (`../shared/datasets`, then the cache folder of `npm run data -- NAME`). Without them those tests
- * are skipped, and their names say how to get the data; with INFOGEO_REQUIRE_DATA set (CI sets it
- * where `../shared/datasets` exists) a missing data set fails the test file instead.
+ * are skipped, and their names say how to get the data (tests/setup/dataNote.ts says it once per
+ * run); with INFOGEO_REQUIRE_DATA set (CI sets it where `../shared/datasets` exists) a missing data
+ * set fails the test file instead.
  */
 import { DATASETS, type DatasetName } from '../src/data/index.js';
 import { findDataset, SHARED_DATASETS } from '../examples/data.js';
@@ -12,7 +13,6 @@ export function realDataset(name: DatasetName): string | undefined {
   if (dir === undefined && process.env['INFOGEO_REQUIRE_DATA']) {
     throw new Error(`INFOGEO_REQUIRE_DATA is set, but ${DATASETS[name].title} is neither in ${SHARED_DATASETS}/${name} nor in the cache folder.`);
   }
-  if (dir === undefined) console.warn(`Skipping the tests that need ${DATASETS[name].title}: it is neither in ${SHARED_DATASETS}/${name} nor in the cache folder (npm run data -- ${name}).`);
   return dir;
 }
 
