@@ -4,13 +4,19 @@
  * ~40 KB of that line and exits with code 7); useWasmBackend removes them. Runs child processes.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+
+const made: string[] = [];
+afterEach(() => {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
 function runScript(body: string) {
   const dir = mkdtempSync(join(tmpdir(), 'infogeo-clean-'));
+  made.push(dir);
   const file = join(dir, 'script.mts');
   writeFileSync(file, `import { useWasmBackend } from ${JSON.stringify(resolve('src/backends/wasm.ts'))};\n${body}\n`);
   return spawnSync(process.execPath, ['--import', 'tsx', file], { encoding: 'utf8', timeout: 60_000 });

@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -31,7 +31,16 @@ import { needs, realDataset } from './realData.js';
 
 const MNIST = realDataset('mnist');
 const CIFAR = realDataset('cifar10');
-const tmp = (prefix: string) => mkdtempSync(join(tmpdir(), `infogeo-${prefix}-`));
+/** A fresh folder under the system's temporary one, removed after the test that made it. */
+const made: string[] = [];
+const tmp = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), `infogeo-${prefix}-`));
+  made.push(dir);
+  return dir;
+};
+afterEach(() => {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 
 // ---- small generated files in the official formats ----

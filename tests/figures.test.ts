@@ -1,14 +1,19 @@
 /** The examples' figures: every SVG gets a PNG twin of the same picture and size. No tensors: cpu only. */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { imageStrip, lineChart, pngDataUri } from '../examples/svg.js';
+
+let dir = '';
+afterEach(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
 
 describe('the examples write PNG next to SVG', () => {
   it('a line chart and an image strip: the PNG has the size of the SVG, and ink where the SVG draws', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'infogeo-fig-'));
+    dir = mkdtempSync(join(tmpdir(), 'infogeo-fig-'));
     lineChart(join(dir, 'line.svg'), 'title', [0, 1, 2], [1, 3, 2], 'x', 'y');
     const black = pngDataUri(new Array(784).fill(0), 28, 28);
     imageStrip(join(dir, 'strip.svg'), 'title', [{ uri: black, caption: ['a'] }, { uri: black, caption: ['b'] }]);
