@@ -135,7 +135,7 @@ G.dispose();
 model.dispose();
 TS
 tsc="$root/node_modules/typescript/bin/tsc"
-node "$tsc" -p . --listEmittedFiles
+node "$tsc" -p .
 node user.mjs
 if node "$tsc" -p . --noEmit --skipLibCheck false > strict.log; then
   echo "smoke: tsc passes without skipLibCheck now: the README's TypeScript note is out of date"; exit 1
