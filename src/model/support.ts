@@ -66,10 +66,11 @@ export function assertDifferentiable(model: LayersModel, mode: DiffMode, fn: str
   for (const layer of collectLayers(model)) {
     for (const kernel of kernelsFor(layer.className, layer.config, mode)) {
       if (tf.getKernel(kernel, backend) === undefined) {
-        const hint =
-          kernel === BP_FILTER
-            ? ` Call registerGradientKernels() from 'infogeo' once after setting the backend: it adds a fast, exact ${BP_FILTER}.`
-            : ` No infogeo kernel covers it yet; use the 'cpu' backend for this model.`;
+        // registerGradientKernels adds the filter gradient everywhere and the depthwise backprops
+        // where tfjs lacks them (wasm).
+        const hint = [BP_FILTER, DW_INPUT, DW_FILTER].includes(kernel)
+          ? ` Call registerGradientKernels() from 'infogeo' once after setting the backend: it adds a fast, exact ${kernel}.`
+          : ` No infogeo kernel covers it yet; use the 'cpu' backend for this model.`;
         throw new UnsupportedModelError(
           `${fn}: layer '${layer.name}' (${layer.className}) cannot be differentiated with respect to the ` +
             `${mode === 'input' ? 'input' : 'weights'} on the '${backend}' backend: kernel '${kernel}' is not registered.${hint}`,
