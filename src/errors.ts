@@ -97,6 +97,9 @@ export class LayerNotFoundError extends ValueError {
   /** The layer names of the model, in order. */
   readonly validNames: readonly string[];
   /**
+   * @param fn - the public function, for the message.
+   * @param layerName - the name that matched no layer.
+   * @param validNames - the model's layer names, in order.
    * @param option - the option or argument that named the layer (`target`, `layers`), for the
    *   message.
    */

@@ -295,6 +295,7 @@ export const DISTRIBUTION_PROJECTOR_OPTIONS: OptionNames<DistributionProjectorOp
  *
  * @param model - a classifier `LayersModel`.
  * @param x - input batch `[B, ...inputShape]`, float32.
+ * @param options - see {@link DistributionProjectorOptions}.
  * @returns the projector; the caller owns it (`dispose()`).
  * @throws as {@link inputJacobian}; {@link ValueError} for `rtol` outside [0, 1).
  *

@@ -48,7 +48,7 @@ export interface InputJacobianOptions extends ClassifierOptions, RunOptions {
    * @defaultValue `'logProbs'`
    */
   target?: Target;
-  /** @defaultValue `'auto'` */
+  /** How the rows are computed (see {@link JacobianStrategy}); all give the same Jacobian. @defaultValue `'auto'` */
   strategy?: JacobianStrategy;
   /**
    * Return `[B, R, n]` (n = the product of the input shape) instead of `[B, R, ...inputShape]`.
