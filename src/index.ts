@@ -25,6 +25,9 @@
  * - {@link sampleDisplacementField}, {@link deform}, {@link matchedNoise}, {@link temperatureRange}:
  *   the random smooth diffeomorphisms it needs; {@link randomDeform} for training with them.
  *
+ * A text classifier's token ids have no geometry: {@link splitAt} its Embedding, and measure the
+ * part after it at the embedded sequence.
+ *
  * Everything rests on one batched Jacobian core:
  * - {@link inputJacobian}: ∂ log p/∂x (or logits, or any layer's features), per sample;
  * - {@link weightJacobian}: per-sample rows ∂ log p_c/∂w over the trainable weights;
@@ -54,6 +57,8 @@ export { DataError, InfogeoError, LayerNotFoundError, ShapeError, UnsupportedMod
 
 export { wrapClassifier } from './model/classifier.js';
 export type { Classifier, ClassifierOptions, LogitsSource, ModelOutput, Target } from './model/classifier.js';
+export { splitAt } from './model/split.js';
+export type { SplitModel } from './model/split.js';
 
 export { inputJacobian } from './jacobian/input.js';
 export type { InputJacobianOptions, JacobianStrategy } from './jacobian/input.js';

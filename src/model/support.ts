@@ -89,7 +89,7 @@ export function embeddingLayer(model: LayersModel): string | undefined {
   if (layer === undefined) return undefined;
   return (
     `layer '${layer.name}' (Embedding) reads integer token ids, which have no input geometry to differentiate. ` +
-    `Measure from the embedding's output: a model whose input is a float [T, d] sequence and whose layers are the ones after the embedding; the weight-space functions (weightJacobian, localFisher) take the ids as float32 (on cpu: wasm has no kernel for the Embedding's gradient, UnsortedSegmentSum).`
+    `Measure from the embedding's output: const { features, head } = splitAt(model, '${layer.name}'), then call this function on head at features(ids). The weight-space functions (weightJacobian, localFisher) take the ids as float32 (on cpu: wasm has no kernel for the Embedding's gradient, UnsortedSegmentSum).`
   );
 }
 

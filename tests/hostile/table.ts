@@ -34,6 +34,7 @@ import {
   scanPlane,
   shallowAnalyticDetG,
   shallowScalarCurvature,
+  splitAt,
   temperatureForDisplacement,
   temperatureGrid,
   temperatureRange,
@@ -747,6 +748,15 @@ export const ENTRIES: Entry[] = [
     good: (ctx) => [ctx.model],
     call: (a) => defaultFeatureLayer(...(a as Args<typeof defaultFeatureLayer>)),
     cases: [modelCase(0), named(0, 'model without a hidden layer', { '<linear model>': (ctx) => (ctx as HostileCtx).linearModel })],
+  },
+
+  {
+    title: 'splitAt',
+    fn: 'splitAt',
+    good: (ctx) => [ctx.model, 'conv'],
+    // The head is a new model, the caller's: freed here so that the call leaves nothing behind.
+    call: (a) => void splitAt(...(a as Args<typeof splitAt>)).head.dispose(),
+    cases: [modelCase(0), plainArg(1, 'layerName', ['nope', '', 42, null, undefined, {}, ['conv'], 'out', 'hostile_cnn'], stringNotIn(['conv', 'flat']))],
   },
 
   // ---------------- LowRankPSD and RowSpaceProjector ----------------
