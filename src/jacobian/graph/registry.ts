@@ -27,7 +27,7 @@ const RECURRENT = 'a recurrent layer not written yet (SimpleRNN, GRU, LSTM and B
 const UNCOVERED = {
   RNN: RECURRENT,
   ConvLSTM2D: RECURRENT,
-  Embedding: 'an Embedding reads integer indices: an input with no geometry',
+  Embedding: 'an Embedding reads integer indices, an input with no geometry: measure from its output with splitAt',
   Masking: 'Masking is not covered (masks are not carried through the graph)',
   Dot: 'the Dot merge is not covered yet',
   Conv3D: '3-D convolutions are not covered',
