@@ -230,6 +230,27 @@ export function broadcastSequenceNet(): tfl.LayersModel {
 }
 
 /**
+ * 7b'. Dot merges on a [4, 3] sequence: queries (tanh Dense) against keys (linear Dense), scores
+ * [4, 4] = Dot(axes 2); those scores applied to the keys, [4, 3] = Dot(axes [2, 1]); the keys'
+ * Gram matrix over time, [3, 3] = Dot(axes 1); both flattened into two tanh Dense vectors whose
+ * similarity [1] = Dot(axes 1) joins one of them ('joined', the hidden target) → softmax Dense.
+ */
+export function dotNet(): tfl.LayersModel {
+  const input = tfl.input({ shape: [4, 3] });
+  const q = on(tfl.layers.dense({ units: 3, activation: 'tanh', kernelInitializer: init(1701), biasInitializer: biasInit(1702) }), input);
+  const k = on(tfl.layers.dense({ units: 3, kernelInitializer: init(1703), biasInitializer: biasInit(1704) }), input);
+  const scores = on(tfl.layers.dot({ axes: 2 }), [q, k]); // [4, 4]
+  const mixed = on(tfl.layers.dot({ axes: [2, 1] }), [scores, k]); // [4, 3]
+  const gram = on(tfl.layers.dot({ axes: 1 }), [k, q]); // [3, 3]
+  const flat = on(tfl.layers.concatenate(), [on(tfl.layers.flatten(), mixed), on(tfl.layers.flatten(), gram)]); // [21]
+  const a = on(tfl.layers.dense({ units: 4, activation: 'tanh', kernelInitializer: init(1705) }), flat);
+  const b = on(tfl.layers.dense({ units: 4, activation: 'tanh', kernelInitializer: init(1706) }), flat);
+  const sim = on(tfl.layers.dot({ axes: 1 }), [a, b]); // [1]
+  const joined = on(tfl.layers.concatenate({ name: 'joined' }), [a, sim]); // [5]
+  return tfl.model({ inputs: input, outputs: on(tfl.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: init(1707) }), joined) });
+}
+
+/**
  * 7c. Channels first, as models converted from PyTorch are, on a [2, 8, 8] image: ZeroPadding2D →
  * tanh Conv2D → BatchNorm (axis 1, random statistics) → 2×2 max pool → linear Conv2D → BatchNorm
  * (axis 1) → ELU Conv2D with stride 2 and 'same' padding → UpSampling2D → Cropping2D →
@@ -353,6 +374,7 @@ export const ZOO: ZooEntry[] = [
   { name: 'recurrent net (LSTM, GRU backwards, SimpleRNN; sigmoid gates)', build: recurrentNet, inputShape: [6, 3], hidden: 'hidden' },
   { name: 'recurrent net with hard-sigmoid gates (LSTM backwards without bias, GRU after a Conv1D)', build: defaultGatesNet, inputShape: [5, 2], hidden: 'hidden' },
   { name: 'bidirectional LSTM, GRU and SimpleRNN (merge modes concat, sum, mul, ave)', build: bidirectionalNet, inputShape: [5, 2], hidden: 'hidden' },
+  { name: 'Dot merges (scores, scores × keys, a Gram matrix over time, a vector similarity)', build: dotNet, inputShape: [4, 3], hidden: 'joined' },
   { name: 'channels-first CNN (conv, BatchNorm axis 1, pools, padding, cropping, upsampling, depthwise, Flatten)', build: channelsFirstCnn, inputShape: [2, 8, 8], hidden: 'merge' },
 ];
 

@@ -29,7 +29,6 @@ const UNCOVERED = {
   ConvLSTM2D: RECURRENT,
   Embedding: 'an Embedding reads integer indices, an input with no geometry: measure from its output with splitAt',
   Masking: 'Masking is not covered (masks are not carried through the graph)',
-  Dot: 'the Dot merge is not covered yet',
   Conv3D: '3-D convolutions are not covered',
   Conv3DTranspose: '3-D convolutions are not covered',
   MaxPooling3D: '3-D pooling is not covered',

@@ -145,6 +145,55 @@ function firstExtreme(kind: 'max' | 'min') {
   };
 }
 
+/**
+ * Dot without `normalize`: the batched product of two inputs of rank 2 (`[B, d]·[B, d] → [B, 1]`)
+ * or rank 3 (`[B, T, d]·[B, S, d] → [B, T, S]`, each contracted over the axis `axes` names, as
+ * tfjs-layers' `batchDot`). Bilinear: ẏ = D(ȧ, b) + D(a, ḃ), the cotangents are D's partial
+ * adjoints, and the second-order block adds the cross terms D(ȧ_u, ḃ_v) + D(ȧ_v, ḃ_u).
+ * Tangents and cotangents are `[K·B, ...]` (K blocks of the B samples); a and b are tiled to match.
+ */
+function dotRule(layer: Layer, inShapes: Shape[]): Rule {
+  const c = config(layer);
+  if (c['normalize'] === true) throw new NotCompilable(`Dot '${layer.name}' with normalize`);
+  const ranks = inShapes.map((s) => s.length);
+  if (inShapes.length !== 2 || ranks[0] !== ranks[1] || (ranks[0] !== 2 && ranks[0] !== 3)) {
+    throw new NotCompilable(`Dot '${layer.name}' of inputs of rank ${ranks.join(' and ')}`);
+  }
+  const rank = ranks[0] as number;
+  const axes = (typeof c['axes'] === 'number' ? [c['axes'], c['axes']] : (c['axes'] as number[])).map((a) => (a < 0 ? a + rank : a));
+  // The contracted axis moved last: a' = [B, T, d], b' = [B, S, d] (a transpose is its own inverse).
+  const last = (t: tf.Tensor, axis: number) => (rank === 3 && axis === 1 ? tf.transpose(t, [0, 2, 1]) : t);
+  const [la, lb] = [(t: tf.Tensor) => last(t, axes[0] as number), (t: tf.Tensor) => last(t, axes[1] as number)];
+  const dot = (a: tf.Tensor, b: tf.Tensor): tf.Tensor =>
+    rank === 2 ? tf.sum(tf.mul(a, b), 1, true) : tf.matMul(la(a) as tf.Tensor3D, lb(b) as tf.Tensor3D, false, true);
+  const tiled = (t: tf.Tensor, N: number) => (t.shape[0] === N ? t : tf.tile(t, [N / (t.shape[0] as number), ...t.shape.slice(1).map(() => 1)]));
+  const tangent = ([da, db]: tf.Tensor[], [a, b]: tf.Tensor[]): tf.Tensor => {
+    const N = (da as tf.Tensor).shape[0] as number;
+    return tf.add(dot(da as tf.Tensor, tiled(b as tf.Tensor, N)), dot(tiled(a as tf.Tensor, N), db as tf.Tensor));
+  };
+  return {
+    forward(inputs) {
+      const [a, b] = inputs as [tf.Tensor, tf.Tensor];
+      // (copies: the tape disposes what a rule saves, and these are other ops' outputs)
+      return { y: apply(layer, inputs), saved: [tf.reshape(a, a.shape), tf.reshape(b, b.shape)] };
+    },
+    backward(dy, [a, b]) {
+      const N = dy.shape[0] as number;
+      const [A, Bt] = [tiled(a as tf.Tensor, N), tiled(b as tf.Tensor, N)];
+      if (rank === 2) return [tf.mul(dy, Bt), tf.mul(dy, A)];
+      const g = dy as tf.Tensor3D;
+      return [la(tf.matMul(g, lb(Bt) as tf.Tensor3D)), lb(tf.matMul(g, la(A) as tf.Tensor3D, true, false))];
+    },
+    tangent,
+    jet(dx, saved) {
+      const [au, av] = jetBlocks(dx[0] as tf.Tensor);
+      const [bu, bv] = jetBlocks(dx[1] as tf.Tensor);
+      const [yu, yv, yuv] = jetBlocks(tangent(dx, saved));
+      return stackJet(yu, yv, tf.add(yuv, tf.add(dot(au, bv), dot(av, bu))));
+    },
+  };
+}
+
 /** Nearest-neighbour UpSampling2D: the transpose sums each block. */
 function upSamplingRule(layer: Layer, inShape: number[]): Rule {
   const c = config(layer);
@@ -204,6 +253,7 @@ export const STRUCTURE_RULES = {
     return linearRule(layer, (dy) => [tf.pad(dy, [[0, 0], [t, b], [l, r], [0, 0]])]);
   },
   UpSampling2D: ({ layer, inShapes }) => upSamplingRule(layer, tail(inShapes[0] as Shape)),
+  Dot: ({ layer, inShapes }) => dotRule(layer, inShapes),
   Rescaling: ({ layer }) => {
     const scale = Number(config(layer)['scale'] ?? 1);
     return { forward: (inputs) => ({ y: apply(layer, inputs), saved: [] }), backward: (dy) => [tf.mul(dy, scale)], tangent: ([dx]) => tf.mul(dx as tf.Tensor, scale) };
