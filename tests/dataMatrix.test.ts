@@ -13,7 +13,7 @@ import { orthonormalRows } from '../src/linalg/rows.js';
 import { denseNet } from '../examples/models.js';
 import { MNIST_DIR, needs } from './realData.js';
 import { trainSmallCnn } from './trainedCnn.js';
-import { expectClose, expectNoLeak, peakBufferBytes, randn } from './helpers.js';
+import { smallestBudget, expectClose, expectNoLeak, peakBufferBytes, randn } from './helpers.js';
 
 /** A linear softmax model s = xW + b with the given scale of W. */
 function linearModel(n: number, C: number, scale = 1, seed = 1) {
@@ -132,6 +132,22 @@ describe('localDataMatrix with a 1,000-class head: the rows go backward in the p
       r.G.dispose();
       r.probs.dispose();
     }
+  });
+
+  it('a budget too small for one row is a ValueError before any work: no progress, nothing left behind', async () => {
+    const least = await smallestBudget((mb) => localDataMatrix(model, x, { memoryBudgetMB: mb }));
+    const seen: number[] = [];
+    const before = tf.memory().numTensors;
+    const err = await localDataMatrix(model, x, { memoryBudgetMB: least / 2, onProgress: (p) => seen.push(p.done) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ValueError);
+    expect((err as Error).message).toMatch(new RegExp(`^localDataMatrix: memoryBudgetMB = ${least / 2} cannot hold one sample's forward tape and one row's backward pass \\(.* MiB, the least the call can do at once\\); give at least ${least}, or leave it out\\.$`));
+    expect(seen).toEqual([]);
+    expect(tf.memory().numTensors).toBe(before);
+    // The least it names is enough: one sample per chunk, one row per pass, the exact G.
+    const r = await localDataMatrix(model, x, { memoryBudgetMB: least, onProgress: (p) => seen.push(p.done) });
+    expect(seen).toEqual([1, 2]);
+    r.G.dispose();
+    r.probs.dispose();
   });
 });
 

@@ -122,3 +122,18 @@ export class ReadBackLayer extends tfl.layers.Layer {
     return tf.tensor(x.dataSync(), x.shape, 'float32');
   }
 }
+
+/**
+ * The smallest `memoryBudgetMB` a call accepts, read from its refusal of a tiny one (refused before
+ * any work): with it, a chunk holds one sample and a pass one row, the most a call can be cut.
+ */
+export async function smallestBudget(call: (memoryBudgetMB: number) => Promise<unknown>): Promise<number> {
+  try {
+    await call(1e-9);
+  } catch (e) {
+    const m = /give at least ([0-9.e+-]+), or leave it out/.exec((e as Error).message);
+    if (m) return Number(m[1]);
+    throw e;
+  }
+  throw new Error('the call took a memory budget of 1e-9 MiB');
+}

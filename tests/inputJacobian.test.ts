@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { inputJacobian, wrapClassifier } from '../src/index.js';
 import type { JacobianStrategy, Target } from '../src/index.js';
 import { cifarResnet, denseNet, mnistCnn, randomizeBatchNorm } from '../examples/models.js';
-import { expectClose, expectNoLeak, randn } from './helpers.js';
+import { expectClose, expectNoLeak, smallestBudget, randn } from './helpers.js';
 
 /** J·v for J [B, R, n] and v [B, n], in float64. */
 function contract(J: tf.Tensor, v: tf.Tensor): Float64Array {
@@ -172,13 +172,17 @@ for (const c of CASES) {
       }
       const perSample = tf.concat(rows);
       expectClose(perSample, J, { rtol: 2e-5, label: 'per-sample' });
-      // A budget smaller than one sample's pass forces chunks of one sample and one row per pass.
+      // The smallest budget a call takes (one sample's pass) forces chunks of one sample and one row
+      // per pass; a smaller one is refused before any work.
       const progress: number[] = [];
-      const chunked = await inputJacobian(model, x, { memoryBudgetMB: 0.01, strategy: 'tiled', onProgress: (p) => progress.push(p.done) });
+      const tiled = await smallestBudget((mb) => inputJacobian(model, x, { memoryBudgetMB: mb, strategy: 'tiled' }));
+      const chunked = await inputJacobian(model, x, { memoryBudgetMB: tiled, strategy: 'tiled', onProgress: (p) => progress.push(p.done) });
       expect(progress).toEqual([1, 2, 3]);
       expectClose(chunked, J, { rtol: 2e-5, label: 'chunked' });
+      await expect(inputJacobian(model, x, { memoryBudgetMB: tiled / 2, strategy: 'tiled' })).rejects.toThrow(/^inputJacobian: memoryBudgetMB = .* cannot hold one sample's backward pass/);
       // The same for infogeo's graph: one sample per chunk, one row per backward pass.
-      const graphChunked = await inputJacobian(model, x, { memoryBudgetMB: 0.01, strategy: 'graph' });
+      const least = await smallestBudget((mb) => inputJacobian(model, x, { memoryBudgetMB: mb, strategy: 'graph' }));
+      const graphChunked = await inputJacobian(model, x, { memoryBudgetMB: least, strategy: 'graph' });
       expectClose(graphChunked, J, { rtol: 2e-5, label: 'graph, chunked' });
       tf.dispose([...rows, perSample, chunked, graphChunked]);
     });
@@ -197,12 +201,14 @@ for (const c of CASES) {
 
     it('leaks no tensors (every strategy, chunked, and on abort)', async () => {
       for (const strategy of ['graph', 'loop', 'tiled', 'softmax-chain'] as JacobianStrategy[]) {
-        const out = await expectNoLeak(() => inputJacobian(model, x, { strategy, memoryBudgetMB: 1 }), (t) => [t]);
+        const least = await smallestBudget((mb) => inputJacobian(model, x, { strategy, memoryBudgetMB: mb }));
+        const out = await expectNoLeak(() => inputJacobian(model, x, { strategy, memoryBudgetMB: least }), (t) => [t]);
         out.dispose();
       }
       const ctrl = new AbortController();
       const before = tf.memory().numTensors;
-      const p = inputJacobian(model, x, { memoryBudgetMB: 0.01, onProgress: (pr) => pr.done === 1 && ctrl.abort() , signal: ctrl.signal });
+      const least = await smallestBudget((mb) => inputJacobian(model, x, { memoryBudgetMB: mb }));
+      const p = inputJacobian(model, x, { memoryBudgetMB: least, onProgress: (pr) => pr.done === 1 && ctrl.abort(), signal: ctrl.signal });
       await expect(p).rejects.toMatchObject({ name: 'AbortError' });
       expect(tf.memory().numTensors).toBe(before);
     });

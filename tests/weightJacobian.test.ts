@@ -7,7 +7,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
 import { LayerNotFoundError, ValueError, weightJacobian, wrapClassifier } from '../src/index.js';
 import { cifarResnet, denseNet, mnistCnn, randomizeBatchNorm } from '../examples/models.js';
-import { expectClose, expectNoLeak, randn } from './helpers.js';
+import { expectClose, expectNoLeak, smallestBudget, randn } from './helpers.js';
 
 describe('weightJacobian', () => {
   it('linear softmax model: ∂log p_c/∂W = x (e_c − p)ᵀ and ∂log p_c/∂b = e_c − p (closed form)', async () => {
@@ -113,12 +113,13 @@ describe('weightJacobian', () => {
     const offset = full.slices.find((s) => s.layer === 'logits')!.offset;
     expectClose(sub.jacobian, tf.slice(full.jacobian, [0, 0, offset], [-1, -1, sub.numWeights]), { rtol: 0 });
     const progress: number[] = [];
-    const chunked = await weightJacobian(model, x, { memoryBudgetMB: 1e-6, onProgress: (p) => progress.push(p.done) });
+    const least = await smallestBudget((mb) => weightJacobian(model, x, { memoryBudgetMB: mb })); // one sample per chunk
+    const chunked = await weightJacobian(model, x, { memoryBudgetMB: least, onProgress: (p) => progress.push(p.done) });
     expect(progress).toEqual([1, 2, 3]);
     expectClose(chunked.jacobian, full.jacobian, { rtol: 0 });
     const ctrl = new AbortController();
     const before = tf.memory().numTensors;
-    await expect(weightJacobian(model, x, { memoryBudgetMB: 1e-6, signal: ctrl.signal, onProgress: () => ctrl.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(weightJacobian(model, x, { memoryBudgetMB: least, signal: ctrl.signal, onProgress: () => ctrl.abort() })).rejects.toMatchObject({ name: 'AbortError' });
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([full.jacobian, sub.jacobian, chunked.jacobian, x]);
   });

@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { checkNumber } from '../checks.js';
+import { ValueError } from '../errors.js';
 import type { OptionNames } from '../checks.js';
 
 /** Progress of a long call, reported after each chunk. */
@@ -21,9 +22,10 @@ export interface Progress {
 export interface RunOptions {
   /**
    * Upper bound, in MiB, on the transient memory of one backward pass (activations and their
-   * gradients, estimated from the layers' output sizes). The batch is cut into chunks that fit; a
-   * pass takes at least one sample (and one row of a large head), even where that alone passes the
-   * budget: the budget shapes the work, it does not refuse it.
+   * gradients, estimated from the layers' output sizes). The batch is cut into chunks that fit, down
+   * to one sample per chunk and one row per backward pass. A budget you give that cannot hold that
+   * much is refused with a `ValueError` (naming the least it takes) before any work; the default
+   * budget lets such a pass go ahead.
    * The returned tensors are not counted: their size is what you asked for. On `wasm` the heap
    * grows to its high-water mark and never shrinks, so this is also the heap you keep.
    * @defaultValue 256
@@ -67,6 +69,30 @@ export function bytesPerSamplePass(model: LayersModel): number {
 /** Reads and checks the budget option, in bytes. */
 export function budgetBytes(options: RunOptions, fn: string): number {
   return checkNumber(options.memoryBudgetMB, fn, 'memoryBudgetMB', { above: 0 }, DEFAULT_BUDGET_MB) * 1024 * 1024;
+}
+
+/**
+ * The budget in bytes, for a call whose smallest pass (`what`) needs `minimum` bytes. A
+ * `memoryBudgetMB` you gave that is below it is refused before any work (you asked for a bound the
+ * call cannot keep); the default budget lets that one pass go ahead (a large model's first call
+ * should not fail for a number you did not choose).
+ * @throws {@link ValueError} naming the budget, what it must hold and how much that takes.
+ */
+export function budgetFor(options: RunOptions, fn: string, minimum: number, what: string): number {
+  const budget = budgetBytes(options, fn);
+  if (options.memoryBudgetMB !== undefined && budget < minimum) {
+    // Rounded up, so that the number it names is enough.
+    const mb = (bytes: number) => {
+      const v = bytes / 2 ** 20;
+      const step = 10 ** (Math.floor(Math.log10(v)) - 2);
+      return Number((Math.ceil(v / step) * step).toPrecision(3)).toString();
+    };
+    throw new ValueError(
+      `${fn}: memoryBudgetMB = ${options.memoryBudgetMB} cannot hold ${what} (${mb(minimum)} MiB, the least the call can do at once); ` +
+        `give at least ${mb(minimum)}, or leave it out.`,
+    );
+  }
+  return budget;
 }
 
 /** Lets the event loop run (so an abort or a progress redraw can happen) between chunks. */

@@ -11,7 +11,7 @@ import { checkBatch, CLASSIFIER_OPTIONS, classifierOf } from '../model/classifie
 import type { Classifier, ClassifierOptions, Target } from '../model/classifier.js';
 import { assertDifferentiable, rethrowKernelError } from '../model/support.js';
 import { rowsAssembler } from './assemble.js';
-import { budgetBytes, bytesPerSamplePass, pause, RUN_OPTIONS, runChunks, tidySteps } from './chunks.js';
+import { budgetFor, bytesPerSamplePass, pause, RUN_OPTIONS, runChunks, tidySteps } from './chunks.js';
 import type { RunOptions } from './chunks.js';
 import type { CompiledGraph } from './graph/compile.js';
 import { graphFor, linearChunk, linearize } from './linearize.js';
@@ -91,11 +91,11 @@ export function planInputJacobian(clf: Classifier, B: number, options: InputJaco
   if (requested === 'softmax-chain' && target !== 'logProbs') {
     throw new ValueError(`${fn}: strategy 'softmax-chain' only applies to target 'logProbs'.`);
   }
-  const budget = budgetBytes(options, fn);
   let graphUnavailable: string | undefined;
   if (requested === 'auto' || requested === 'graph') {
     const graph = graphFor(clf, target);
     if (!('reason' in graph)) {
+      const budget = budgetFor(options, fn, graph.tapeBytesPerSample + graph.bytesPerRow, "one sample's forward tape and one row's backward pass");
       const R = target === 'logProbs' ? width - 1 : width;
       // The tape is held for the whole chunk; the rows go backward `rowsPerPass` at a time.
       const samplesPerChunk = Math.max(1, Math.min(B, Math.floor(budget / (R * graph.bytesPerRow + graph.tapeBytesPerSample))));
@@ -110,6 +110,7 @@ export function planInputJacobian(clf: Classifier, B: number, options: InputJaco
   }
   const strategy: JacobianPlan['strategy'] = requested === 'auto' ? (target === 'logProbs' ? 'softmax-chain' : 'loop') : requested;
   const passRows = strategy === 'softmax-chain' ? width - 1 : width;
+  const budget = budgetFor(options, fn, bytesPerSamplePass(clf.model), "one sample's backward pass for one row");
   const maxSampleRows = Math.max(1, Math.floor(budget / bytesPerSamplePass(clf.model)));
   let rowsPerPass = strategy === 'tiled' ? passRows : 1;
   if (requested === 'auto') {

@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import type { Classifier, Target } from '../model/classifier.js';
 import { assertDifferentiable, firstOrderOnlyLayer } from '../model/support.js';
-import { budgetBytes, bytesPerSamplePass } from './chunks.js';
+import { budgetFor, bytesPerSamplePass } from './chunks.js';
 import type { RunOptions } from './chunks.js';
 import { softmaxJet } from './graph/activation.js';
 import { compileGraph } from './graph/compile.js';
@@ -95,13 +95,15 @@ export function weightGraphFor(clf: Classifier): CompiledGraph | { reason: strin
  * differentiability of the fallback on the active backend.
  */
 export function linearChunk(clf: Classifier, target: Target, rows: number, options: RunOptions, fn: string, passes = 1, second = false): number {
-  const budget = budgetBytes(options, fn);
   const graph = graphFor(clf, target);
+  const what = `one sample's ${rows} ${rows === 1 ? 'row' : 'rows'} at once`;
   if ('reason' in graph) {
     assertDifferentiable(clf.model, 'input', fn);
-    return Math.max(1, Math.floor(budget / (passes * rows * bytesPerSamplePass(clf.model))));
+    const unit = passes * rows * bytesPerSamplePass(clf.model);
+    return Math.max(1, Math.floor(budgetFor(options, fn, unit, what) / unit));
   }
-  return Math.max(1, Math.floor(budget / (rows * graph.bytesPerRow + (second ? graph.jetTapeBytesPerSample : graph.tapeBytesPerSample))));
+  const unit = rows * graph.bytesPerRow + (second ? graph.jetTapeBytesPerSample : graph.tapeBytesPerSample);
+  return Math.max(1, Math.floor(budgetFor(options, fn, unit, what) / unit));
 }
 
 /** The linear maps of the logits as plain functions on row-major `[K·B, ·]` tensors. */

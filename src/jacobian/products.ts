@@ -11,7 +11,7 @@ import { fmtShape, ShapeError, UnsupportedModelError } from '../errors.js';
 import { assertFinite, checkBatch, CLASSIFIER_OPTIONS, classifierOf } from '../model/classifier.js';
 import type { ClassifierOptions, Target } from '../model/classifier.js';
 import { rethrowKernelError } from '../model/support.js';
-import { budgetBytes, bytesPerSamplePass, RUN_OPTIONS, runChunks } from './chunks.js';
+import { budgetFor, bytesPerSamplePass, RUN_OPTIONS, runChunks } from './chunks.js';
 import type { RunOptions } from './chunks.js';
 import { centralDifference, graphFor, linearChunk, linearize } from './linearize.js';
 import type { OptionNames } from '../checks.js';
@@ -143,7 +143,8 @@ export async function jvp(model: LayersModel, x: tf.Tensor, tangent: tf.Tensor, 
   const reps = Math.max(k, 1);
   const n = clf.inputSize;
   // Central differences need no gradient: two forward passes of the k directions tiled in.
-  const chunk = strategy === 'central' ? Math.max(1, Math.floor(budgetBytes(options, fn) / (2 * reps * bytesPerSamplePass(model)))) : linearChunk(clf, target, reps, options, fn, 2);
+  const centralUnit = 2 * reps * bytesPerSamplePass(model);
+  const chunk = strategy === 'central' ? Math.max(1, Math.floor(budgetFor(options, fn, centralUnit, "one sample's forward passes of the central differences") / centralUnit)) : linearChunk(clf, target, reps, options, fn, 2);
   try {
     const [out] = await runChunks(x, chunk, options, (xc, start) => {
       const b = xc.shape[0] as number;

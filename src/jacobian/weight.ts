@@ -10,7 +10,7 @@ import { checkBatch, CLASSIFIER_OPTIONS, classifierOf } from '../model/classifie
 import type { Classifier, ClassifierOptions } from '../model/classifier.js';
 import { assertDifferentiable, NoWeightGradient, rethrowKernelError } from '../model/support.js';
 import { checkChoice, checkOptions, checkRunOptions, describe } from '../checks.js';
-import { budgetBytes, bytesPerSamplePass, RUN_OPTIONS, runChunks, tidySteps } from './chunks.js';
+import { budgetFor, bytesPerSamplePass, RUN_OPTIONS, runChunks, tidySteps } from './chunks.js';
 import type { RunOptions } from './chunks.js';
 import type { CompiledGraph, WeightPlan } from './graph/compile.js';
 import { weightGraphFor } from './linearize.js';
@@ -251,7 +251,9 @@ export async function weightRows(
   const R = rows(clf.numClasses);
   const B = x.shape[0] as number;
   const perSample = R * numWeights * 4 + (engine.graph ? engine.graph.tapeBytesPerSample + R * engine.graph.bytesPerRow : bytesPerSamplePass(model));
-  const budget = budgetBytes(options, fn);
+  // (one sample's rows may go in several passes: the least a pass can hold is one row and the tape)
+  const oneRow = numWeights * 4 + (engine.graph ? engine.graph.tapeBytesPerSample + engine.graph.bytesPerRow : bytesPerSamplePass(model));
+  const budget = budgetFor(options, fn, oneRow, `one row over ${numWeights} weights and its backward pass`);
   let chunk = Math.max(1, Math.floor(budget / perSample));
   // Progress after each chunk of the graph, after each sample of the loop (C backward passes each).
   const { onProgress, ...rest } = options;

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { ValueError } from '../errors.js';
 import { checkChoice, checkNumber, checkOptions, describe } from '../checks.js';
-import { budgetBytes, bytesPerSamplePass, pause, RUN_OPTIONS } from '../jacobian/chunks.js';
+import { budgetFor, bytesPerSamplePass, pause, RUN_OPTIONS } from '../jacobian/chunks.js';
 import type { Progress, RunOptions } from '../jacobian/chunks.js';
 import { checkBatch, CLASSIFIER_OPTIONS, classifierOf } from '../model/classifier.js';
 import type { ClassifierOptions } from '../model/classifier.js';
@@ -259,7 +259,7 @@ export async function planStability(model: LayersModel, images: tf.Tensor, optio
   const draws = checkNumber(options.draws, fn, 'draws', { integer: true, min: 1 }, 1);
   // Images per pass: at most batchSize, and the forward activations of a pass within the budget.
   const perImage = bytesPerSamplePass(model) / 2;
-  const batchSize = Math.max(1, Math.min(checkNumber(options.batchSize, fn, 'batchSize', { integer: true, min: 1 }, 64), Math.floor(budgetBytes(options, fn) / perImage)));
+  const batchSize = Math.max(1, Math.min(checkNumber(options.batchSize, fn, 'batchSize', { integer: true, min: 1 }, 64), Math.floor(budgetFor(options, fn, perImage, "one image's forward pass") / perImage)));
   const interpolation = checkChoice(options.interpolation, fn, 'interpolation', ['bilinear', 'nearest', 'gaussian'] as const, 'bilinear');
   const target = options.target ?? 'logits';
   if (target !== 'logits' && (target === null || typeof target !== 'object' || typeof target.layer !== 'string')) {
