@@ -132,6 +132,10 @@ describe.each(ZOO.map((z, i) => ({ ...z, seed: 3000 + 7 * i })))('weight-space z
     const { jacobian, slices, numWeights } = await expectNoLeak(() => weightJacobian(model, x, { target: 'logits' }), (r) => [r.jacobian]);
     const C = clf.numClasses;
     expect(jacobian.shape).toEqual([B, C, numWeights]);
+    // tf.variableGrads on the model itself (with infogeo's gradient kernels): the same rows.
+    const loop = await expectNoLeak(() => weightJacobian(model, x, { target: 'logits', strategy: 'loop' }), (r) => [r.jacobian]);
+    expectClose(loop.jacobian, jacobian, { rtol: 1e-5, label: "strategy 'loop'" });
+    loop.jacobian.dispose();
     const ref = await onStockCpu(() => referenceRows(model, twin, x, C, numWeights));
     const got = jacobian.dataSync();
     jacobian.dispose();

@@ -153,6 +153,17 @@ describe.each(ZOO.map((z, i) => ({ ...z, seed: 1000 + 7 * i })))('zoo: $name', (
     }
   });
 
+  it("'loop', 'tiled' and 'softmax-chain' (tf.grad, with infogeo's gradient kernels) give the graph's rows; no strategy is refused", async () => {
+    const graphRows = await inputJacobian(model, x, { strategy: 'graph', flatten: true });
+    for (const strategy of ['loop', 'tiled', 'softmax-chain'] as const) {
+      const got = await expectNoLeak(() => inputJacobian(model, x, { strategy, flatten: true }), (t) => [t]);
+      // The same derivatives through tfjs's kernels and gradients: float32 rounding.
+      expectClose(got, graphRows, { rtol: 1e-5, label: strategy });
+      got.dispose();
+    }
+    graphRows.dispose();
+  });
+
   it('vjp(u) equals J_refᵀ u', async () => {
     for (const [t, { target, m, J }] of refs.entries()) {
       const u = randn([B, m], seed + 10 + t);

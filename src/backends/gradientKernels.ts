@@ -16,8 +16,8 @@
  *
  * @module
  */
-import { add, backend_util, getGradient, getKernel, mul, registerGradient, registerKernel, reshape, rsqrt, scalar, slice_util, step, sub, sum, unregisterKernel, util } from '@tensorflow/tfjs-core';
-import type { GradConfig, KernelBackend, KernelConfig, KernelFunc, NamedAttrMap, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
+import { add, backend_util, conv2dTranspose, engine, getGradient, getKernel, mul, pad as tfPad, registerGradient, registerKernel, reshape, rsqrt, scalar, slice, slice_util, step, stridedSlice, sub, sum, unregisterKernel, util, zerosLike } from '@tensorflow/tfjs-core';
+import type { GradConfig, KernelBackend, KernelConfig, KernelFunc, NamedAttrMap, Tensor, Tensor4D, TensorInfo } from '@tensorflow/tfjs-core';
 
 const KERNEL = 'Conv2DBackpropFilter';
 const BP_INPUT = 'Conv2DBackpropInput';
@@ -512,6 +512,65 @@ export const extremeGradConfigs: GradConfig[] = (['Maximum', 'Minimum'] as const
 }));
 
 /**
+ * The gradient of a dilated `Conv2D` (tfjs 4.22 asserts dilation 1 in its gradient, so `tf.grad`,
+ * and with it `strategy: 'loop'`, failed on every dilated Conv2D and Conv1D with a non-linear
+ * activation): a convolution with dilations (dh, dw) is the undilated convolution with the
+ * filter spread out, W_d[dh·i, dw·j] = W[i, j] and zeros between, of the same effective size (so
+ * the same padding). ∂/∂x is W_d's transposed convolution; ∂/∂W is W_d's filter gradient read at
+ * the taps. Undilated convolutions keep tfjs's gradient. NHWC only (tfjs-layers transposes a
+ * channels-first input before its conv). @internal
+ */
+export function dilatedConvGradConfig(previous: GradConfig | undefined): GradConfig {
+  return {
+    kernelName: 'Conv2D',
+    inputsToSave: ['x', 'filter'],
+    gradFunc: (dy, saved, attrs) => {
+      const { dilations, strides, pad, dataFormat, dimRoundingMode } = attrs as unknown as {
+        dilations: number | [number, number];
+        strides: number | [number, number];
+        pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
+        dataFormat: 'NHWC' | 'NCHW';
+        dimRoundingMode?: 'floor' | 'round' | 'ceil';
+      };
+      const [dh, dw] = typeof dilations === 'number' ? [dilations, dilations] : dilations;
+      if ((dh === 1 && dw === 1) || dataFormat === 'NCHW') {
+        if (previous === undefined) throw new Error("infogeo: tfjs's Conv2D gradient is not registered");
+        return previous.gradFunc(dy, saved, attrs);
+      }
+      const [x, filter] = saved as [Tensor4D, Tensor4D];
+      const [kh, kw, ci, co] = filter.shape;
+      const spread = (): Tensor4D => {
+        const gaps = tfPad(reshape(filter, [kh, 1, kw, 1, ci, co]), [[0, 0], [0, dh - 1], [0, 0], [0, dw - 1], [0, 0], [0, 0]]);
+        return slice(reshape(gaps, [kh * dh, kw * dw, ci, co]), [0, 0, 0, 0], [(kh - 1) * dh + 1, (kw - 1) * dw + 1, ci, co]) as Tensor4D;
+      };
+      return {
+        x: () => conv2dTranspose(dy as Tensor4D, spread(), x.shape, strides, pad as 'valid' | 'same' | number, dimRoundingMode),
+        filter: () => {
+          const spreadShape = [(kh - 1) * dh + 1, (kw - 1) * dw + 1, ci, co];
+          const full = engine().runKernel('Conv2DBackpropFilter', { x, dy: dy as Tensor }, { strides, pad, dataFormat, dimRoundingMode, filterShape: spreadShape } as unknown as NamedAttrMap) as unknown as Tensor4D;
+          return stridedSlice(full, [0, 0, 0, 0], spreadShape, [dh, dw, 1, 1]);
+        },
+      };
+    },
+  };
+}
+
+/**
+ * The gradients of the comparisons, which tfjs 4.22 does not register: zero almost everywhere
+ * (a step), so that a layer built from one (`ThresholdedReLU`: x·[x > θ]) can be differentiated by
+ * `tf.grad` as it is by infogeo's graph. Registered only where tfjs has none. @internal
+ */
+export const COMPARISONS = ['Greater', 'GreaterEqual', 'Less', 'LessEqual', 'Equal', 'NotEqual'] as const;
+const comparisonGradConfig = (kernelName: string): GradConfig => ({
+  kernelName,
+  inputsToSave: ['a', 'b'],
+  gradFunc: (_dy, saved) => {
+    const [a, b] = saved as [Tensor, Tensor];
+    return { a: () => zerosLike(a), b: () => zerosLike(b) };
+  },
+});
+
+/**
  * Registers infogeo's exact, fast convolution gradient kernels for the `cpu` and `wasm` backends
  * (or the ones named): `Conv2DBackpropFilter` (missing on `wasm`, ~20× too slow on `cpu`) and, on
  * `wasm` only, `Conv2DBackpropInput` for stride-1 convolutions (strided ones keep the backend's
@@ -523,8 +582,10 @@ export const extremeGradConfigs: GradConfig[] = (['Maximum', 'Minimum'] as const
  * first); an `AvgPoolGrad` that divides each window by its entries inside the input, as the forward
  * pool does (tfjs's divide by the whole window, wrong along a `'same'` pool's border); on `wasm`, the depthwise conv's two backprop kernels, which it lacks, and a `MaxPoolGrad`
  * that gives a window of negative values' gradient to its maximum; a BatchNorm gradient without tfjs's wasted
- * full-size `tile`, and `Maximum`/`Minimum` gradients that sum over broadcast axes (tfjs's fail on
- * a broadcast input); gradients are shared by all backends. With them, models
+ * full-size `tile`, `Maximum`/`Minimum` gradients that sum over broadcast axes (tfjs's fail on
+ * a broadcast input), a dilated `Conv2D`'s gradient (tfjs's refuses dilation > 1) and the
+ * comparisons' zero gradients (tfjs has none, so `ThresholdedReLU` failed); gradients are shared by
+ * all backends (tfjs cannot unregister a gradient: the restore function leaves the comparisons'). With them, models
  * with BatchNorm (ResNets) can be differentiated on `wasm`, input Jacobians of conv nets run
  * several times faster there, and weight gradients of conv nets are fast on both.
  *
@@ -568,7 +629,10 @@ export function registerGradientKernels(backends: readonly string[] = PATCHED_BA
       });
     }
   }
-  for (const grad of [batchNormGradConfig, ...extremeGradConfigs]) {
+  const tfjsConvGrad = getGradient('Conv2D') as (GradConfig & { [MARK]?: true }) | undefined;
+  const convGrads = tfjsConvGrad?.[MARK] ? [] : [dilatedConvGradConfig(tfjsConvGrad)];
+  const comparisonGrads = COMPARISONS.filter((k) => getGradient(k) === undefined).map(comparisonGradConfig);
+  for (const grad of [batchNormGradConfig, ...extremeGradConfigs, ...convGrads, ...comparisonGrads]) {
     const previousGrad = getGradient(grad.kernelName) as (GradConfig & { [MARK]?: true }) | undefined;
     if (previousGrad?.[MARK]) continue;
     registerGradient({ ...grad, [MARK]: true } as GradConfig);
