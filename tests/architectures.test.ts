@@ -1,6 +1,7 @@
 /**
  * Full architectures (tests/zoo/architectures.ts: MobileNetV2, MobileNetV3-Small, EfficientNet-B0,
- * ResNet-50, DenseNet-121, VGG-16, Xception, a Conv1D audio classifier) at small input sizes, with
+ * ResNet-50, DenseNet-121, VGG-16, Xception, a Conv1D audio classifier, a BiLSTM/GRU text classifier
+ * from its embedding) at small input sizes, with
  * random weights: every one runs on infogeo's graph (no tf.grad fallback, for the logits, the
  * log-probabilities and the penultimate features), and its logit Jacobian equals tf.grad's — one
  * backward pass of all rows ('tiled') through the zoo's twin, whose BatchNorms are diagonal Dense

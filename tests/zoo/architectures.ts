@@ -8,6 +8,7 @@
  * Used by tests and benches only: not shipped.
  */
 import * as tfl from '@tensorflow/tfjs-layers';
+import { splitAt } from '../../src/index.js';
 
 type ST = tfl.SymbolicTensor;
 type Layer = tfl.layers.Layer;
@@ -230,6 +231,26 @@ export function audioConv1d(samples: number, classes = 10): tfl.LayersModel {
   return tfl.model({ inputs: input, outputs: on(tfl.layers.dense({ units: classes, activation: 'softmax', kernelInitializer: s.dense() }), features) });
 }
 
+/**
+ * A text classifier measured from its embedding: token ids [T] → Embedding(vocab, d) → a
+ * bidirectional LSTM over the sequence (concat) → a GRU → Dense ('features', tanh) → Dense with
+ * softmax. Returns the head after the Embedding ({@link splitAt}), whose input is the embedded
+ * sequence [T, d]: token ids have no geometry.
+ */
+export function textClassifierHead(T: number, vocab = 5000, d = 32, classes = 4): tfl.LayersModel {
+  const s = seeds(90_000);
+  const rnn = () => ({ kernelInitializer: s.dense(), recurrentInitializer: s.dense() }); // (orthogonal needs a chained op in Node)
+  const m = tfl.sequential({ name: 'text' });
+  m.add(tfl.layers.embedding({ name: 'embed', inputDim: vocab, outputDim: d, inputLength: T, embeddingsInitializer: s.dense() }));
+  m.add(tfl.layers.bidirectional({ layer: tfl.layers.lstm({ units: 32, returnSequences: true, ...rnn() }) as tfl.RNN, mergeMode: 'concat' }));
+  m.add(tfl.layers.gru({ units: 32, ...rnn() }));
+  m.add(tfl.layers.dense({ name: 'features', units: 16, activation: 'tanh', kernelInitializer: s.dense() }));
+  m.add(tfl.layers.dense({ units: classes, activation: 'softmax', kernelInitializer: s.dense() }));
+  const { head } = splitAt(m, 'embed');
+  m.dispose();
+  return head;
+}
+
 /** The architectures, each at the small input size the tests run it at. */
 export const ARCHITECTURES: { name: string; build: () => tfl.LayersModel; inputShape: number[] }[] = [
   { name: 'MobileNetV2', build: () => mobileNetV2(32), inputShape: [32, 32, 3] },
@@ -240,4 +261,5 @@ export const ARCHITECTURES: { name: string; build: () => tfl.LayersModel; inputS
   { name: 'VGG-16 (classifier width 256)', build: () => vgg16(32, 10, 256), inputShape: [32, 32, 3] },
   { name: 'Xception', build: () => xception(71), inputShape: [71, 71, 3] },
   { name: 'Conv1D audio classifier', build: () => audioConv1d(1600), inputShape: [1600, 1] },
+  { name: 'text classifier from its embedding (BiLSTM, GRU)', build: () => textClassifierHead(40), inputShape: [40, 32] },
 ];
