@@ -282,15 +282,6 @@ seriesChart(
   { logX: true, zero: false },
 );
 
-// The README's tables, from the same rows.
-const fmt = (v: number) => (v >= 0.1 ? v.toFixed(2) : v.toPrecision(2));
-const tableRow = (r: Row) => `| ${TITLE[r.dataset]} | ${MARK[r.arch][1]} | ${r.trained ? r.P.toLocaleString('en-US') : 'init'} | ${(100 * r.testError).toFixed(1)} % | ${fmt(r.R)} [${fmt(r.Rlo)}, ${fmt(r.Rhi)}] | ${r.D.toExponential(2)} | ${r.G.toExponential(2)} |`;
-const head = '| data | network | trained on | test error | R_f [95 % interval] | D_f | G_f |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |';
-writeFileSync(
-  join(out, 'tables.md'),
-  `${head}\n${grid.map(tableRow).join('\n')}\n\n${head}\n${rows.filter((r) => r.dataset === 'mnist' && SWEEP_ARCHS.includes(r.arch) && SWEEP.includes(r.P)).map(tableRow).join('\n')}\n`,
-);
-
 console.log(`\nSpearman ρ(R_f, error) over the ${trainedGrid.length} trained networks: ${summary.spearman.pooled.rhoR.toFixed(2)}; ρ(D_f, error): ${summary.spearman.pooled.rhoD.toFixed(2)}`);
 for (const d of DATASETS) console.log(`  ${TITLE[d]}: ρ(R_f) ${byDataset[d]!.rhoR.toFixed(2)}, ρ(D_f) ${byDataset[d]!.rhoD.toFixed(2)}`);
-console.log(`wrote ${summaryPath}, ${join(out, 'tables.md')}, error-vs-rf.svg/.png and sweep.svg/.png (${summary.minutes} min)`);
+console.log(`wrote ${summaryPath} (npm run experiments:doc writes the README's tables from it), ${join(out, 'error-vs-rf.svg')}/.png and sweep.svg/.png (${summary.minutes} min)`);
