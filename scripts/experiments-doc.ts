@@ -5,9 +5,10 @@
  * tables cannot drift from the numbers; tests/experiments-doc.test.ts fails when a committed README
  * differs from what this writes.
  *
- * The prose quotes numbers too. Those are not generated (a number can change a verdict, which is for
- * a person to write): {@link quotes} lists, per README, each quoted phrase as the summary makes it,
- * and the check fails on any that the README does not contain. {@link inconsistencies} recomputes
+ * The prose quotes numbers too, here, in the experiments' index (its "held here?" column) and in the
+ * project's README. Those are not generated (a number can change a verdict, which is for a person to
+ * write): {@link quotes} lists each quoted phrase as the summary makes it, and the check fails on any
+ * that its README does not contain. {@link inconsistencies} recomputes
  * each summary's derived numbers (medians, counts, correlations) from its raw ones, and each README
  * carries the SHA-256 of its summary, so a number changed by hand in a summary fails the check
  * whether or not a README prints it.
@@ -27,8 +28,12 @@ export type Experiment = (typeof EXPERIMENTS)[number];
 const ROOT = new URL('../examples/experiments/', import.meta.url);
 /** The committed summary of an experiment. */
 export const summaryFile = (name: Experiment): string => fileURLToPath(new URL(`${name}/summary.json`, ROOT));
-/** An experiment's README, or the experiments' index README. */
-export const readmeFile = (name: Experiment | 'index'): string => fileURLToPath(new URL(name === 'index' ? 'README.md' : `${name}/README.md`, ROOT));
+/** Where a README's prose quotes an experiment's numbers: its own README, the experiments' index, the project's README. */
+export type Readme = Experiment | 'index' | 'root';
+/** A README's file. */
+export const readmeFile = (name: Readme): string => fileURLToPath(new URL(name === 'root' ? '../../README.md' : name === 'index' ? 'README.md' : `${name}/README.md`, ROOT));
+/** A README's path in the repository, for messages. */
+const readmePath = (name: Readme): string => (name === 'root' ? 'README.md' : name === 'index' ? 'examples/experiments/README.md' : `examples/experiments/${name}/README.md`);
 
 // ---------------------------------------------------------------------------------------------
 // The summaries' shapes (what the experiments' main.ts write; only the fields read here).
@@ -206,7 +211,7 @@ export function withRegions(text: string, generated: Record<string, string>, fil
 // The prose's numbers: each phrase as the summary makes it.
 
 /** A phrase that a README's prose must contain (compared with runs of white space made one space). */
-export interface Quote { readme: Experiment | 'index'; text: string }
+export interface Quote { readme: Readme; text: string }
 
 function magnificationQuotes(s: MagnificationSummary): Quote[] {
   const row = (n: Network, step: number) => {
@@ -241,6 +246,7 @@ function magnificationQuotes(s: MagnificationSummary): Quote[] {
         `goes from ${fixed(cnn0.medianRho, 2)} to ${fixed(row('cnn', last).medianRho, 2)} (CNN) and from ${fixed(mlp0.medianRho, 2)} to ${fixed(row('mlp', last).medianRho, 2)} ` +
         `(tanh MLP) over ${last} steps, positive on ${row('cnn', last).planesWithPositiveRho} and ${row('mlp', last).planesWithPositiveRho} of ${planes} planes after training`,
     },
+    { readme: 'root', text: `on ${row('cnn', last).planesWithPositiveRho} (CNN) and ${row('mlp', last).planesWithPositiveRho} (MLP) of ${planes} planes after training` },
   ];
 }
 
@@ -282,6 +288,7 @@ function leavesQuotes(s: LeavesSummary): Quote[] {
         `${reached} of ${h.pairs} horizontal paths end with the target's label (${reachedImage.toLowerCase()} the target image: the leaf passes by it at a median ${pct(h.distanceLeftFraction.median)} of the distance); ` +
         `${kept} of ${o.count} orthogonal paths keep their prediction; tr G spreads out over training (its 10 % quantile falls ${fall('cnn').toFixed(0)}-fold (CNN) and ${fall('mlp').toFixed(0)}-fold (MLP), its 90 % quantile rises)`,
     },
+    { readme: 'root', text: `${reached} of ${h.pairs} horizontal paths end with the target's label (${reachedImage.toLowerCase()} the target image itself), ${kept} of ${o.count} orthogonal paths keep their prediction` },
   ];
 }
 
@@ -321,6 +328,8 @@ function stabilityQuotes(s: StabilitySummary): Quote[] {
     { readme: 'stability', text: `its ρ with the error runs from ${fixed(minOf(DATASETS.map((d) => s.spearman.byDataset[d].rhoD)), 1)} to ${fixed(maxOf(DATASETS.map((d) => s.spearman.byDataset[d].rhoD)), 1)} between data sets` },
     { readme: 'index', text: `FC nets stay above 1 (${range(fixed(minOf(over(fc, trained)), 1), fixed(maxOf(over(fc, trained)), 1))} trained) and R_f starts near 1 for FC and LeNet (${rRange(over(['fc2', 'fc4', 'lenet'], init))})` },
     { readme: 'index', text: `across architectures ρ(R_f, error) = ${fixed(s.spearman.pooled.rhoR, 2)}` },
+    { readme: 'root', text: `(R_f ${range(fixed(minOf(over(fc, trained)), 1), fixed(maxOf(over(fc, trained)), 1))} after training)` },
+    { readme: 'root', text: `across architectures (Spearman's ρ = ${fixed(s.spearman.pooled.rhoR, 2)})` },
     { readme: 'index', text: `within LeNet, R_f goes from ${rf(lenet[0]!.R)} to ${rf(lenet[lenet.length - 1]!.R)} as the training set grows and the error falls` },
   ];
 }
@@ -424,24 +433,25 @@ const squash = (t: string): string => t.replace(/\s+/g, ' ');
 export function check(read: Reader = fromDisk): { problems: string[]; skipped: Experiment[] } {
   const problems: string[] = [];
   const skipped: Experiment[] = [];
-  const readme = (name: Experiment | 'index') => read(readmeFile(name)) ?? '';
+  const readme = (name: Readme) => read(readmeFile(name)) ?? '';
   for (const name of EXPERIMENTS) {
     const committed = readSummary(name, read);
     if (committed === undefined) {
       skipped.push(name);
       continue;
     }
-    const { summary } = committed;
-    problems.push(...inconsistencies(name, summary));
-    const file = `examples/experiments/${name}/README.md`;
-    const text = readme(name);
+    // A summary changed so that a row or a field is missing makes the generators throw: a problem too.
     try {
+      const { summary } = committed;
+      problems.push(...inconsistencies(name, summary));
+      const file = readmePath(name);
+      const text = readme(name);
       if (withRegions(text, regions(name, summary, committed.text), file) !== text) problems.push(`${file}: a generated region differs from what summary.json makes (npm run experiments:doc rewrites it)`);
+      for (const q of quotes(name, summary)) {
+        if (!squash(readme(q.readme)).includes(squash(q.text))) problems.push(`${readmePath(q.readme)} lacks, from ${name}/summary.json: “${q.text}”`);
+      }
     } catch (e) {
-      problems.push((e as Error).message);
-    }
-    for (const q of quotes(name, summary)) {
-      if (!squash(readme(q.readme)).includes(squash(q.text))) problems.push(`examples/experiments/${q.readme === 'index' ? '' : `${name}/`}README.md lacks, from ${name}/summary.json: “${q.text}”`);
+      problems.push(`${name}: ${(e as Error).message}`);
     }
   }
   return { problems, skipped };
