@@ -20,7 +20,7 @@ export default defineConfig({
       // The full architectures run on wasm only: on cpu's JavaScript kernels they take ~160 s.
       { test: { ...shared, name: 'cpu', setupFiles: ['tests/setup/cpu.ts'], exclude: ['tests/architectures.test.ts'] } },
       // Files without tensors need no second backend; the pool's threads choose their own.
-      { test: { ...shared, name: 'wasm', setupFiles: ['tests/setup/wasm.ts'], exclude: ['tests/shallow.test.ts', 'tests/oracles.test.ts', 'tests/experiments.test.ts', 'tests/release.test.ts', 'tests/data.test.ts', 'tests/cleanFailures.test.ts', 'tests/figures.test.ts', 'tests/pool.test.ts'] } },
+      { test: { ...shared, name: 'wasm', setupFiles: ['tests/setup/wasm.ts'], exclude: ['tests/shallow.test.ts', 'tests/oracles.test.ts', 'tests/experiments.test.ts', 'tests/experiments-doc.test.ts', 'tests/release.test.ts', 'tests/data.test.ts', 'tests/cleanFailures.test.ts', 'tests/figures.test.ts', 'tests/pool.test.ts'] } },
     ],
   },
 });

@@ -9,7 +9,9 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadMnist } from '../../src/data/index.js';
@@ -63,18 +65,68 @@ export function accuracy(model: tfl.LayersModel, x: tf.Tensor, labels: Int32Arra
   });
 }
 
-/** The command line of the experiments: --quick, --retrain, --data DIR. */
+/**
+ * The command line of the experiments: --quick, --retrain, --data DIR. `out` is the folder of the
+ * figures and partial results (ignored by git); `summary` is where the summary goes: a full run's
+ * next to the experiment's README, where it is committed (the README's tables are generated from it
+ * by scripts/experiments-doc.ts), a --quick run's in out/quick/.
+ */
 export function experimentArgs(moduleUrl: string) {
   const args = process.argv.slice(2);
   const here = dirname(fileURLToPath(moduleUrl));
   const quick = args.includes('--quick');
+  commitAtStart ??= gitCommit();
   return {
     quick,
     retrain: args.includes('--retrain'),
     dataDir: args.includes('--data') ? args[args.indexOf('--data') + 1] : undefined,
     // A --quick run writes apart: its partial results must never stand in for a full run's.
     out: quick ? join(here, 'out', 'quick') : join(here, 'out'),
+    summary: quick ? join(here, 'out', 'quick', 'summary.json') : join(here, 'summary.json'),
   };
+}
+
+/** The commit of the code when the run started (read by {@link experimentArgs}). */
+let commitAtStart: { commit: string; modified: boolean } | undefined;
+
+/**
+ * HEAD, and whether the code that makes the numbers (src/, examples/ but their READMEs and
+ * summaries) differs from it; 'unknown' outside a git work tree.
+ */
+function gitCommit(): { commit: string; modified: boolean } {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  try {
+    const git = (...a: string[]) => execFileSync('git', ['-C', root, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const commit = git('rev-parse', 'HEAD');
+    const changes = git('status', '--porcelain', '--untracked-files=no', '--', 'src', 'examples', ':(exclude,glob)examples/**/*.md', ':(exclude,glob)examples/**/summary.json');
+    return { commit, modified: changes !== '' };
+  } catch {
+    return { commit: 'unknown', modified: false };
+  }
+}
+
+/** What made a summary's numbers: the commit, the day, the machine and the backend. */
+function provenance() {
+  const { commit, modified } = commitAtStart ?? gitCommit();
+  return {
+    commit,
+    modified,
+    date: new Date().toISOString().slice(0, 10),
+    machine: `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${availableParallelism()} cores`,
+    node: process.version,
+    tfjs: tf.version_core,
+    backend: tf.getBackend(),
+  };
+}
+
+/**
+ * A summary as committed: non-integers rounded to 6 significant digits (the READMEs print 3 or 4),
+ * and every innermost array or object (one row, one path, one list of per-plane values) on one line,
+ * so that the file stays small and a rerun's diff reads row by row.
+ */
+export function summaryJson(summary: object): string {
+  const text = JSON.stringify(summary, (_, v: unknown) => (typeof v === 'number' && Number.isFinite(v) && !Number.isInteger(v) ? Number(v.toPrecision(6)) : v), 2);
+  return `${text.replace(/([[{])\n\s*([^[\]{}]*?)\n\s*([\]}])/g, (_, open: string, body: string, close: string) => `${open}${body.replace(/\n\s*/g, ' ')}${close}`)}\n`;
 }
 
 const CHECKPOINTS = join(dirname(fileURLToPath(import.meta.url)), 'checkpoints');
@@ -132,10 +184,10 @@ export function randomInts(seed: number): (n: number) => number {
   return (n) => Math.min(n - 1, Math.floor(u() * n));
 }
 
-/** Writes summary.json into `out`. */
-export function writeSummary(out: string, summary: unknown): void {
-  mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+/** Writes the summary (see {@link experimentArgs}'s `summary`), with the run's {@link provenance} first. */
+export function writeSummary(path: string, summary: object): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, summaryJson({ provenance: provenance(), ...summary }));
 }
 
 /** A JSON file if it exists (an experiment's partial results, for resuming). */

@@ -9,8 +9,8 @@
  *   npm run experiment:leaves              # ~22 min on 2 cores (training included, shared with experiment:magnification)
  *   npm run experiment:leaves -- --quick   # 10 pairs, short paths, 100 digits, 3 checkpoints
  *
- * Writes out/summary.json, out/trace.svg, out/horizontal-examples.svg and out/orthogonal-examples.svg
- * (and .png).
+ * Writes summary.json next to the README (out/quick/summary.json with --quick), out/trace.svg,
+ * out/horizontal-examples.svg and out/orthogonal-examples.svg (and .png).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { join } from 'node:path';
@@ -27,7 +27,7 @@ import { mean, quantile } from '../../stats.js';
 import type { Network } from '../common.js';
 
 exitOnError();
-const { quick, retrain, dataDir, out } = experimentArgs(import.meta.url);
+const { quick, retrain, dataDir, out, summary: summaryPath } = experimentArgs(import.meta.url);
 const PAIRS = quick ? 10 : 100;
 const HORIZONTAL_STEPS = quick ? 40 : 600;
 const ORTHOGONAL_STEPS = quick ? 30 : 250;
@@ -151,7 +151,7 @@ const summary = {
   },
   traceG: traceRows,
 };
-writeSummary(out, summary);
+writeSummary(summaryPath, summary);
 console.log(
   `horizontal: ${(100 * summary.horizontal.fractionReachingTargetLabel).toFixed(0)} % end with the target's label; median ${summary.horizontal.steps.median} steps; ` +
     `median distance left ${(100 * summary.horizontal.distanceLeftFraction.median).toFixed(0)} % of the first`,

@@ -11,8 +11,8 @@
  *   npm run experiment:magnification              # ~12 min on 2 cores (9 of them training, shared with experiment:leaves)
  *   npm run experiment:magnification -- --quick   # 3 checkpoints over 40 steps, 3 small planes
  *
- * Writes out/summary.json, out/magnification.svg (and .png) and out/plane-<network>.svg (the last
- * checkpoint's first plane). Resumable: the checkpoints are kept, and so are the finished
+ * Writes summary.json next to the README (out/quick/summary.json with --quick),
+ * out/magnification.svg (and .png) and out/plane-<network>.svg (the last checkpoint's first plane). Resumable: the checkpoints are kept, and so are the finished
  * (network, checkpoint) results (out/partial.json).
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -31,7 +31,7 @@ import type { Network } from '../common.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 
 exitOnError();
-const { quick, retrain, dataDir, out } = experimentArgs(import.meta.url);
+const { quick, retrain, dataDir, out, summary: summaryPath } = experimentArgs(import.meta.url);
 const PLANES = quick ? 3 : 12;
 const GRID = quick ? 8 : 24; // grid points per axis
 const NETWORKS: Network[] = ['cnn', 'mlp'];
@@ -124,7 +124,7 @@ seriesChart(
   { logX: true },
 );
 
-writeSummary(out, {
+writeSummary(summaryPath, {
   quick,
   planes: triples.map((t) => ({ indices: t, labels: t.map((i) => test.labels[i]) })),
   grid: GRID,
@@ -134,5 +134,5 @@ writeSummary(out, {
     .sort((a, b) => (a.network === b.network ? a.step - b.step : a.network < b.network ? -1 : 1))
     .map((r) => ({ ...r, planesWithPositiveRho: r.rho.filter((v) => v > 0).length, planesWithPositiveGap: r.gap.filter((v) => v > 0).length })),
 });
-console.log(`wrote ${join(out, 'summary.json')}, magnification.svg and the plane figures`);
+console.log(`wrote ${summaryPath}, ${join(out, 'magnification.svg')} and the plane figures`);
 test.x.dispose();

@@ -14,8 +14,8 @@
  *   npm run experiment:stability              # about an hour on 2 cores (training and measuring)
  *   npm run experiment:stability -- --quick   # a few minutes: short training, 40 images, 10 draws
  *
- * Writes out/summary.json, out/error-vs-rf.svg (and .png), out/sweep.svg (and .png). Resumable:
- * trained networks are kept in ../checkpoints/stability/, finished measurements in
+ * Writes summary.json next to the README (out/quick/summary.json with --quick), out/error-vs-rf.svg
+ * (and .png), out/sweep.svg (and .png). Resumable: trained networks are kept in ../checkpoints/stability/, finished measurements in
  * out/partial.json; --retrain starts over.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -40,7 +40,7 @@ import type { Marker } from '../../svg.js';
 import { accuracy, experimentArgs, readJson, writeSummary } from '../common.js';
 
 exitOnError();
-const { quick, retrain, dataDir, out } = experimentArgs(import.meta.url);
+const { quick, retrain, dataDir, out, summary: summaryPath } = experimentArgs(import.meta.url);
 
 const DATASETS = ['mnist', 'fashion-mnist', 'cifar10'] as const satisfies readonly DatasetName[];
 type Dataset = (typeof DATASETS)[number];
@@ -242,7 +242,7 @@ const summary = {
   /** Training and measuring, summed over the rows (a resumed run's rows included). */
   minutes: Math.round(rows.reduce((a, r) => a + r.seconds, 0) / 60),
 };
-writeSummary(out, summary);
+writeSummary(summaryPath, summary);
 
 // Figure 1: test error against R_f (log–log), the trained grid filled, the initialisations hollow.
 const COLOR: Record<Dataset, string> = { mnist: '#1f77b4', 'fashion-mnist': '#2ca02c', cifar10: '#d62728' };
@@ -282,15 +282,6 @@ seriesChart(
   { logX: true, zero: false },
 );
 
-// The README's tables, from the same rows.
-const fmt = (v: number) => (v >= 0.1 ? v.toFixed(2) : v.toPrecision(2));
-const tableRow = (r: Row) => `| ${TITLE[r.dataset]} | ${MARK[r.arch][1]} | ${r.trained ? r.P.toLocaleString('en-US') : 'init'} | ${(100 * r.testError).toFixed(1)} % | ${fmt(r.R)} [${fmt(r.Rlo)}, ${fmt(r.Rhi)}] | ${r.D.toExponential(2)} | ${r.G.toExponential(2)} |`;
-const head = '| data | network | trained on | test error | R_f [95 % interval] | D_f | G_f |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |';
-writeFileSync(
-  join(out, 'tables.md'),
-  `${head}\n${grid.map(tableRow).join('\n')}\n\n${head}\n${rows.filter((r) => r.dataset === 'mnist' && SWEEP_ARCHS.includes(r.arch) && SWEEP.includes(r.P)).map(tableRow).join('\n')}\n`,
-);
-
 console.log(`\nSpearman ρ(R_f, error) over the ${trainedGrid.length} trained networks: ${summary.spearman.pooled.rhoR.toFixed(2)}; ρ(D_f, error): ${summary.spearman.pooled.rhoD.toFixed(2)}`);
 for (const d of DATASETS) console.log(`  ${TITLE[d]}: ρ(R_f) ${byDataset[d]!.rhoR.toFixed(2)}, ρ(D_f) ${byDataset[d]!.rhoD.toFixed(2)}`);
-console.log(`wrote ${join(out, 'summary.json')}, tables.md, error-vs-rf.svg/.png and sweep.svg/.png (${summary.minutes} min)`);
+console.log(`wrote ${summaryPath} (npm run experiments:doc writes the README's tables from it), ${join(out, 'error-vs-rf.svg')}/.png and sweep.svg/.png (${summary.minutes} min)`);
