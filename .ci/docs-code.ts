@@ -89,6 +89,8 @@ const EXAMPLE_PRELUDE: Record<string, string> = {
   labels: 'tf.Tensor1D',
   xBatch: 'tf.Tensor4D',
   step: 'number',
+  textModel: 'tfl.LayersModel',
+  ids: 'tf.Tensor2D',
 };
 
 function declaredNames(code: string): Set<string> {
