@@ -7,6 +7,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { input as symbolicInput, model as functionalModel } from '@tensorflow/tfjs-layers';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
+
+/** A layer of a model (the class tfjs-layers does not export as a type of its own). */
+type Layer = SymbolicTensor['sourceLayer'];
 import { checkModel, checkTensor } from '../checks.js';
 import { LayerNotFoundError, UnsupportedModelError, ValueError } from '../errors.js';
 
@@ -26,18 +29,23 @@ export interface SplitModel {
   head: LayersModel;
 }
 
-/** A layer as tfjs-layers' serialization map rebuilds it from its configuration. */
-type Rebuild = (config: Record<string, unknown>) => { apply(x: SymbolicTensor | SymbolicTensor[], kwargs?: unknown): SymbolicTensor | SymbolicTensor[]; setWeights(w: tf.Tensor[]): void };
+/** A copy of a layer, not yet built: what tfjs-layers' serialization map makes of its configuration. */
+interface LayerCopy {
+  apply(x: SymbolicTensor | SymbolicTensor[], kwargs?: unknown): SymbolicTensor | SymbolicTensor[];
+  setWeights(w: tf.Tensor[]): void;
+  dispose(): void;
+}
 
-function rebuilder(className: string, fn: string, layerName: string): Rebuild {
+function copyOf(layer: Layer, fn: string): LayerCopy {
+  const className = layer.getClassName();
   const entry = tf.serialization.SerializationMap.getMap().classNameMap[className];
   if (entry === undefined) {
     throw new UnsupportedModelError(
-      `${fn}: layer '${layerName}' (${className}) cannot be copied into the head: its class is not registered with tf.serialization.registerClass.`,
+      `${fn}: layer '${layer.name}' (${className}) cannot be copied into the head: its class is not registered with tf.serialization.registerClass.`,
     );
   }
   const [cls, fromConfig] = entry;
-  return (config) => fromConfig(cls, config as tf.serialization.ConfigDict) as unknown as ReturnType<Rebuild>;
+  return fromConfig(cls, layer.getConfig() as tf.serialization.ConfigDict) as unknown as LayerCopy;
 }
 
 /**
@@ -89,11 +97,10 @@ export function splitAt(model: LayersModel, layerName: string): SplitModel {
   // calls; its weights copied once it is built.
   const inputName = names.includes(`${layerName}_output`) ? `${layerName}_output_${names.length}` : `${layerName}_output`;
   const headInput = symbolicInput({ shape: splitOutput.shape.slice(1) as number[], name: inputName, dtype: 'float32' });
-  const rebuilt = new Map<string, SymbolicTensor>([[`${splitOutput.id}`, headInput]]);
-  const copies = new Map<object, ReturnType<Rebuild>>();
-  const copied = new Set<object>();
+  const rebuilt = new Map<number, SymbolicTensor>([[splitOutput.id, headInput]]);
+  const copies = new Map<Layer, LayerCopy>();
   const visit = (t: SymbolicTensor): SymbolicTensor => {
-    const known = rebuilt.get(`${t.id}`);
+    const known = rebuilt.get(t.id);
     if (known !== undefined) return known;
     const layer = t.sourceLayer;
     const node = layer.inboundNodes[t.nodeIndex];
@@ -104,19 +111,14 @@ export function splitAt(model: LayersModel, layerName: string): SplitModel {
       );
     }
     const inputs = node.inputTensors.map(visit);
-    let copy = copies.get(layer);
-    if (copy === undefined) {
-      copy = rebuilder(layer.getClassName(), fn, layer.name)(layer.getConfig() as Record<string, unknown>);
-      copies.set(layer, copy);
-    }
+    const made = copies.get(layer);
+    const copy = made ?? copyOf(layer, fn);
+    copies.set(layer, copy); // (before its call builds it: a failure frees what it made)
     const out = copy.apply(inputs.length === 1 ? (inputs[0] as SymbolicTensor) : inputs, node.callArgs);
-    if (!copied.has(layer)) {
-      copy.setWeights(layer.getWeights());
-      copied.add(layer);
-    }
+    if (made === undefined) copy.setWeights(layer.getWeights()); // built by its first call: its weights exist now
     const outs = Array.isArray(out) ? out : [out];
-    node.outputTensors.forEach((o, i) => rebuilt.set(`${o.id}`, outs[i] as SymbolicTensor));
-    return rebuilt.get(`${t.id}`) as SymbolicTensor;
+    node.outputTensors.forEach((o, i) => rebuilt.set(o.id, outs[i] as SymbolicTensor));
+    return rebuilt.get(t.id) as SymbolicTensor;
   };
   let head: LayersModel;
   try {
@@ -125,7 +127,7 @@ export function splitAt(model: LayersModel, layerName: string): SplitModel {
     // The copies built so far hold weights: free them before the error leaves.
     for (const copy of copies.values()) {
       try {
-        (copy as unknown as { dispose(): void }).dispose();
+        copy.dispose();
       } catch {
         // not built: nothing to free
       }
