@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { checkKeys, checkOptions } from '../checks.js';
+import { checkOptions } from '../checks.js';
 import { ValueError } from '../errors.js';
 import { inverseSPD, logDetPSD, normalCdf, normalPdf } from '../linalg/special.js';
 import type { OptionNames } from '../checks.js';
